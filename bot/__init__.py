@@ -1,0 +1,1 @@
+"""deploybot: production deployments as shared, audited Slack sessions."""

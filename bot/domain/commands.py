@@ -1,0 +1,115 @@
+"""What people (and the bot itself) ask a deploy session to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.checklist import Severity
+
+
+@dataclass(frozen=True)
+class TickItem:
+    item_id: str
+
+
+@dataclass(frozen=True)
+class UntickItem:
+    item_id: str
+
+
+@dataclass(frozen=True)
+class SkipItem:
+    item_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartProbe:
+    """The bot started the probe linked to an item."""
+
+    item_id: str
+
+
+@dataclass(frozen=True)
+class RecordProbeResult:
+    item_id: str
+    ok: bool
+    summary: str
+    severity: Severity = Severity.CRITICAL
+
+
+@dataclass(frozen=True)
+class SignOff:
+    key: str
+
+
+@dataclass(frozen=True)
+class StartDeployment:
+    pass
+
+
+@dataclass(frozen=True)
+class FinishDeployment:
+    """The deploy steps are done; verification starts."""
+
+
+@dataclass(frozen=True)
+class StartMonitoring:
+    pass
+
+
+@dataclass(frozen=True)
+class Complete:
+    pass
+
+
+@dataclass(frozen=True)
+class Abort:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Expire:
+    """Left open too long: the bot aborts it and frees the environment."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartRollback:
+    pass
+
+
+@dataclass(frozen=True)
+class RollbackSucceeded:
+    """Every rollback step ran and the probes pass again."""
+
+
+@dataclass(frozen=True)
+class RollbackFailed:
+    detail: str
+
+
+Command = (
+    TickItem
+    | UntickItem
+    | SkipItem
+    | StartProbe
+    | RecordProbeResult
+    | SignOff
+    | StartDeployment
+    | FinishDeployment
+    | StartMonitoring
+    | Complete
+    | Abort
+    | Expire
+    | Fail
+    | StartRollback
+    | RollbackSucceeded
+    | RollbackFailed
+)

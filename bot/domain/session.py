@@ -1,0 +1,206 @@
+"""The deploy session aggregate: what the checklist, sign-offs and state are right now."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from bot.checklist import Checklist, ChecklistItem, Gate, Section, Severity, walk_item
+from bot.domain.policy import SessionPolicy, SignOffRule
+
+
+class SessionState(StrEnum):
+    OPEN = "open"  # checklist in progress, collecting sign-offs
+    DEPLOYING = "deploying"
+    VERIFYING = "verifying"
+    MONITORING = "monitoring"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    FAILED = "failed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+    @property
+    def is_closed(self) -> bool:
+        """Closed sessions free their environment and accept no more changes."""
+        return self in CLOSED_STATES
+
+
+CLOSED_STATES = frozenset({SessionState.COMPLETED, SessionState.ABORTED, SessionState.ROLLED_BACK})
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    SKIPPED = "skipped"
+    RUNNING = "running"
+    FAILED = "failed"
+
+    @property
+    def is_settled(self) -> bool:
+        """Done or deliberately skipped: the item no longer holds its section open."""
+        return self in (ItemStatus.DONE, ItemStatus.SKIPPED)
+
+
+@dataclass(frozen=True)
+class ItemProgress:
+    status: ItemStatus = ItemStatus.PENDING
+    by: str | None = None
+    at: datetime | None = None
+    reason: str | None = None  # why skipped, or the failing probe's summary
+    severity: Severity | None = None
+
+
+@dataclass(frozen=True)
+class SignOffRecord:
+    key: str
+    role: str
+    by: str
+    at: datetime
+
+
+@dataclass
+class DeploySession:
+    """One deployment of an environment (and optional service), from open to closed.
+
+    Mutated only by :func:`bot.domain.transitions.apply`, which works on a copy.
+    """
+
+    environment: str
+    requester: str
+    checklist: Checklist
+    policy: SessionPolicy
+    opened_at: datetime
+    service: str = ""
+    version: str = ""
+    id: int | None = None
+    state: SessionState = SessionState.OPEN
+    items: dict[str, ItemProgress] = field(default_factory=dict)
+    signoffs: dict[str, SignOffRecord] = field(default_factory=dict)
+    closed_at: datetime | None = None
+    outcome_reason: str | None = None  # why it was aborted, failed or rolled back
+
+    def progress(self, item_id: str) -> ItemProgress:
+        return self.items.get(item_id, ItemProgress())
+
+    def find_item(self, item_id: str) -> tuple[Section, ChecklistItem] | None:
+        return next(((s, i) for s, i in self.checklist.walk() if i.id == item_id), None)
+
+    def section_counts(self, section: Section) -> tuple[int, int]:
+        """(settled, total) items in a section, children included."""
+        ids = [each.id for item in section.items for each in walk_item(item)]
+        return sum(self.progress(i).status.is_settled for i in ids), len(ids)
+
+    def section_complete(self, section_id: str) -> bool:
+        section = self.checklist.section(section_id)
+        if section is None:
+            return False
+        settled, total = self.section_counts(section)
+        return settled == total
+
+    def missing_signoffs(self, keys: tuple[str, ...] | None = None) -> tuple[SignOffRule, ...]:
+        wanted = self.policy.signoffs if keys is None else [
+            r for r in self.policy.signoffs if r.key in keys
+        ]
+        return tuple(r for r in wanted if r.key not in self.signoffs)
+
+    def gate_missing(self, gate: Gate) -> list[str]:
+        """What keeps a gate closed, in words; empty when it is open."""
+        missing = []
+        for section_id in gate.after:
+            if not self.section_complete(section_id):
+                section = self.checklist.section(section_id)
+                title = section.title if section else section_id
+                missing.append(f"section *{title}* is not finished")
+        for rule in self.missing_signoffs(gate.signoffs):
+            missing.append(f"sign-off from *{rule.role}*")
+        return missing
+
+    def failing_items(self) -> list[tuple[ChecklistItem, ItemProgress]]:
+        return [
+            (item, self.items[item.id])
+            for _, item in self.checklist.walk()
+            if item.id in self.items and self.items[item.id].status is ItemStatus.FAILED
+        ]
+
+    @property
+    def totals(self) -> tuple[int, int]:
+        counts = [self.section_counts(s) for s in self.checklist.sections]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    @property
+    def title(self) -> str:
+        parts = [self.environment, self.service, self.version]
+        return " ".join(p for p in parts if p)
+
+    # Serialisation for storage: plain JSON types only.
+
+    def state_to_json(self) -> dict[str, Any]:
+        return {
+            "items": {k: _progress_json(v) for k, v in self.items.items()},
+            "signoffs": {
+                k: {**asdict(v), "at": v.at.isoformat()} for k, v in self.signoffs.items()
+            },
+            "outcome_reason": self.outcome_reason,
+        }
+
+    def policy_to_json(self) -> dict[str, Any]:
+        p = self.policy
+        return {
+            "signoffs": [asdict(r) for r in p.signoffs],
+            "operators": list(p.operators),
+            "oncall": list(p.oncall),
+            "separation_of_duties": p.separation_of_duties,
+            "deploy_gate": p.deploy_gate.model_dump(mode="json"),
+            "complete_gate": p.complete_gate.model_dump(mode="json"),
+        }
+
+
+def policy_from_json(data: dict[str, Any]) -> SessionPolicy:
+    return SessionPolicy(
+        signoffs=tuple(
+            SignOffRule(key=r["key"], role=r["role"], by=tuple(r["by"])) for r in data["signoffs"]
+        ),
+        operators=tuple(data["operators"]),
+        oncall=tuple(data["oncall"]),
+        separation_of_duties=data["separation_of_duties"],
+        deploy_gate=Gate.model_validate(data["deploy_gate"]),
+        complete_gate=Gate.model_validate(data["complete_gate"]),
+    )
+
+
+def progress_from_json(data: dict[str, Any]) -> dict[str, ItemProgress]:
+    return {
+        k: ItemProgress(
+            status=ItemStatus(v["status"]),
+            by=v["by"],
+            at=datetime.fromisoformat(v["at"]) if v["at"] else None,
+            reason=v["reason"],
+            severity=Severity(v["severity"]) if v["severity"] else None,
+        )
+        for k, v in data.items()
+    }
+
+
+def signoffs_from_json(data: dict[str, Any]) -> dict[str, SignOffRecord]:
+    return {
+        k: SignOffRecord(v["key"], v["role"], v["by"], datetime.fromisoformat(v["at"]))
+        for k, v in data.items()
+    }
+
+
+def _progress_json(p: ItemProgress) -> dict[str, Any]:
+    return {
+        "status": p.status.value,
+        "by": p.by,
+        "at": p.at.isoformat() if p.at else None,
+        "reason": p.reason,
+        "severity": p.severity.value if p.severity else None,
+    }

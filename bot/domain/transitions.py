@@ -1,0 +1,324 @@
+"""The deploy session state machine: a table of allowed transitions and one ``apply``.
+
+``apply`` is pure: it takes a session, a command, the actor and the time, and returns a new
+session and the events that happened. A command the table does not allow from the current
+state raises :class:`DomainError` with a message fit for the person who asked.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.checklist import Severity
+from bot.domain import commands as c
+from bot.domain.events import Event
+from bot.domain.policy import Actor
+from bot.domain.session import (
+    DeploySession,
+    ItemProgress,
+    ItemStatus,
+    SessionState,
+    SignOffRecord,
+)
+from bot.errors import DomainError, GateClosed, PermissionDenied
+
+S = SessionState
+SYSTEM = Actor("deploybot")
+
+ACTIVE = (S.OPEN, S.DEPLOYING, S.VERIFYING, S.MONITORING)
+DEPLOYED = (S.DEPLOYING, S.VERIFYING, S.MONITORING)
+NEEDS_ATTENTION = (S.FAILED, S.ROLLBACK_FAILED)
+
+
+def _rows(
+    froms: tuple[SessionState, ...], command: type[Any], to: SessionState | None = None
+) -> dict[tuple[SessionState, type[Any]], SessionState]:
+    """``to=None`` means the command changes items or sign-offs but not the state."""
+    return {(state, command): to or state for state in froms}
+
+
+TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
+    **_rows(ACTIVE + (S.FAILED,), c.TickItem),
+    **_rows(ACTIVE + (S.FAILED,), c.UntickItem),
+    **_rows(ACTIVE + (S.FAILED,), c.SkipItem),
+    **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.StartProbe),
+    **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.RecordProbeResult),
+    **_rows(ACTIVE, c.SignOff),
+    **_rows((S.OPEN,), c.StartDeployment, S.DEPLOYING),
+    **_rows((S.DEPLOYING,), c.FinishDeployment, S.VERIFYING),
+    **_rows((S.VERIFYING,), c.StartMonitoring, S.MONITORING),
+    **_rows(DEPLOYED, c.Complete, S.COMPLETED),
+    **_rows(DEPLOYED, c.Fail, S.FAILED),
+    **_rows(ACTIVE + NEEDS_ATTENTION, c.Abort, S.ABORTED),
+    **_rows(ACTIVE, c.Expire, S.ABORTED),
+    **_rows(DEPLOYED + NEEDS_ATTENTION, c.StartRollback, S.ROLLING_BACK),
+    **_rows((S.ROLLING_BACK,), c.RollbackSucceeded, S.ROLLED_BACK),
+    **_rows((S.ROLLING_BACK,), c.RollbackFailed, S.ROLLBACK_FAILED),
+}
+
+# How a refused command is named in "You can't <verb> a session that is <state>."
+VERBS: dict[type[Any], str] = {
+    c.TickItem: "tick items on",
+    c.UntickItem: "untick items on",
+    c.SkipItem: "skip items on",
+    c.StartProbe: "run probes on",
+    c.RecordProbeResult: "record probe results on",
+    c.SignOff: "sign off",
+    c.StartDeployment: "start deploying",
+    c.FinishDeployment: "finish deploying",
+    c.StartMonitoring: "start monitoring",
+    c.Complete: "complete",
+    c.Fail: "fail",
+    c.Abort: "abort",
+    c.Expire: "expire",
+    c.StartRollback: "roll back",
+    c.RollbackSucceeded: "finish a rollback of",
+    c.RollbackFailed: "fail a rollback of",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    session: DeploySession
+    events: tuple[Event, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events)
+
+
+def apply(session: DeploySession, command: c.Command, actor: Actor, at: datetime) -> Outcome:
+    """Apply ``command`` by ``actor`` at ``at``; the input session is left untouched.
+
+    Raises:
+        DomainError: the state does not allow the command, or a policy or gate refuses it.
+    """
+    target = TRANSITIONS.get((session.state, type(command)))
+    if target is None:
+        raise DomainError(
+            f"You can't {VERBS[type(command)]} a session that is {session.state.label}."
+        )
+    new = copy.deepcopy(session)
+    handler: Callable[[DeploySession, Any, Actor, datetime], list[Event]] = HANDLERS[type(command)]
+    events = handler(new, command, actor, at)
+    if target is not session.state:
+        new.state = target
+        if target.is_closed:
+            new.closed_at = at
+        events.append(
+            Event("state_changed", actor.user_id, at, {"from": session.state, "to": target})
+        )
+    return Outcome(new, tuple(events))
+
+
+# Handlers: check what the table cannot (who, which item, gates) and change the copy.
+
+
+def _tick(s: DeploySession, cmd: c.TickItem, actor: Actor, at: datetime) -> list[Event]:
+    _require_participant(s, actor, "tick items")
+    _open_item(s, cmd.item_id)
+    if s.progress(cmd.item_id).status is ItemStatus.DONE:
+        return []  # a double click or a retried request: nothing new happened
+    s.items[cmd.item_id] = ItemProgress(ItemStatus.DONE, actor.user_id, at)
+    return [Event("item_ticked", actor.user_id, at, {"item": cmd.item_id})]
+
+
+def _untick(s: DeploySession, cmd: c.UntickItem, actor: Actor, at: datetime) -> list[Event]:
+    _require_participant(s, actor, "untick items")
+    _open_item(s, cmd.item_id)
+    if s.progress(cmd.item_id).status is ItemStatus.PENDING:
+        return []
+    s.items[cmd.item_id] = ItemProgress(ItemStatus.PENDING, actor.user_id, at)
+    return [Event("item_unticked", actor.user_id, at, {"item": cmd.item_id})]
+
+
+def _skip(s: DeploySession, cmd: c.SkipItem, actor: Actor, at: datetime) -> list[Event]:
+    _require_participant(s, actor, "skip items")
+    _open_item(s, cmd.item_id)
+    reason = cmd.reason.strip()
+    if not reason:
+        raise DomainError("Say why you skip this item: a reason is required.")
+    s.items[cmd.item_id] = ItemProgress(ItemStatus.SKIPPED, actor.user_id, at, reason)
+    return [Event("item_skipped", actor.user_id, at, {"item": cmd.item_id, "reason": reason})]
+
+
+def _start_probe(s: DeploySession, cmd: c.StartProbe, actor: Actor, at: datetime) -> list[Event]:
+    _require_system(actor)
+    _item(s, cmd.item_id)
+    s.items[cmd.item_id] = ItemProgress(ItemStatus.RUNNING, actor.user_id, at)
+    return [Event("probe_started", actor.user_id, at, {"item": cmd.item_id})]
+
+
+def _probe_result(
+    s: DeploySession, cmd: c.RecordProbeResult, actor: Actor, at: datetime
+) -> list[Event]:
+    _require_system(actor)
+    _item(s, cmd.item_id)
+    status = ItemStatus.DONE if cmd.ok else ItemStatus.FAILED
+    severity: Severity | None = None if cmd.ok else cmd.severity
+    s.items[cmd.item_id] = ItemProgress(status, actor.user_id, at, cmd.summary, severity)
+    kind = "probe_passed" if cmd.ok else "probe_failed"
+    data = {"item": cmd.item_id, "summary": cmd.summary}
+    if severity:
+        data["severity"] = severity.value
+    return [Event(kind, actor.user_id, at, data)]
+
+
+def _sign_off(s: DeploySession, cmd: c.SignOff, actor: Actor, at: datetime) -> list[Event]:
+    rule = s.policy.rule(cmd.key)
+    if rule is None:
+        known = ", ".join(r.role for r in s.policy.signoffs) or "none"
+        raise DomainError(f"This deploy needs no sign-off '{cmd.key}' (required: {known}).")
+    s.policy.require_signer(actor, rule, s.requester)
+    done = s.signoffs.get(rule.key)
+    if done is not None:
+        raise DomainError(
+            f"{rule.role} is already signed off by <@{done.by}> at {done.at:%Y-%m-%d %H:%M} UTC."
+        )
+    s.signoffs[rule.key] = SignOffRecord(rule.key, rule.role, actor.user_id, at)
+    return [Event("signed_off", actor.user_id, at, {"key": rule.key, "role": rule.role})]
+
+
+def _start_deployment(
+    s: DeploySession, cmd: c.StartDeployment, actor: Actor, at: datetime
+) -> list[Event]:
+    _require_operator(s, actor, "start the deployment")
+    missing = s.gate_missing(s.policy.deploy_gate)
+    if missing:
+        raise GateClosed("Deployment can't start yet. Still missing: " + "; ".join(missing) + ".")
+    return [Event("deployment_started", actor.user_id, at)]
+
+
+def _finish_deployment(
+    s: DeploySession, cmd: c.FinishDeployment, actor: Actor, at: datetime
+) -> list[Event]:
+    _require_operator(s, actor, "finish the deployment")
+    return [Event("deployment_finished", actor.user_id, at)]
+
+
+def _start_monitoring(
+    s: DeploySession, cmd: c.StartMonitoring, actor: Actor, at: datetime
+) -> list[Event]:
+    _require_system(actor)
+    return [Event("monitoring_started", actor.user_id, at)]
+
+
+def _complete(s: DeploySession, cmd: c.Complete, actor: Actor, at: datetime) -> list[Event]:
+    _require_operator(s, actor, "complete the deploy")
+    missing = s.gate_missing(s.policy.complete_gate)
+    missing += [f"failed item *{item.text}*" for item, _ in s.failing_items()]
+    if missing:
+        raise GateClosed(
+            "The deploy can't be completed yet. Still missing: " + "; ".join(missing) + "."
+        )
+    return [Event("session_completed", actor.user_id, at)]
+
+
+def _abort(s: DeploySession, cmd: c.Abort, actor: Actor, at: datetime) -> list[Event]:
+    _require_operator(s, actor, "abort this deploy")
+    reason = cmd.reason.strip()
+    if not reason:
+        raise DomainError("Say why you abort: a reason is required.")
+    s.outcome_reason = reason
+    return [Event("session_aborted", actor.user_id, at, {"reason": reason})]
+
+
+def _expire(s: DeploySession, cmd: c.Expire, actor: Actor, at: datetime) -> list[Event]:
+    _require_system(actor)
+    s.outcome_reason = cmd.reason
+    return [Event("session_expired", actor.user_id, at, {"reason": cmd.reason})]
+
+
+def _fail(s: DeploySession, cmd: c.Fail, actor: Actor, at: datetime) -> list[Event]:
+    _require_system(actor)
+    s.outcome_reason = cmd.reason
+    return [Event("session_failed", actor.user_id, at, {"reason": cmd.reason})]
+
+
+def _start_rollback(
+    s: DeploySession, cmd: c.StartRollback, actor: Actor, at: datetime
+) -> list[Event]:
+    if actor != SYSTEM:
+        s.policy.require_responder(actor, "roll back")
+    return [Event("rollback_started", actor.user_id, at)]
+
+
+def _rollback_succeeded(
+    s: DeploySession, cmd: c.RollbackSucceeded, actor: Actor, at: datetime
+) -> list[Event]:
+    _require_system(actor)
+    s.outcome_reason = "rolled back"
+    return [Event("rollback_succeeded", actor.user_id, at)]
+
+
+def _rollback_failed(
+    s: DeploySession, cmd: c.RollbackFailed, actor: Actor, at: datetime
+) -> list[Event]:
+    _require_system(actor)
+    s.outcome_reason = cmd.detail
+    return [Event("rollback_failed", actor.user_id, at, {"detail": cmd.detail})]
+
+
+HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[Event]]] = {
+    c.TickItem: _tick,
+    c.UntickItem: _untick,
+    c.SkipItem: _skip,
+    c.StartProbe: _start_probe,
+    c.RecordProbeResult: _probe_result,
+    c.SignOff: _sign_off,
+    c.StartDeployment: _start_deployment,
+    c.FinishDeployment: _finish_deployment,
+    c.StartMonitoring: _start_monitoring,
+    c.Complete: _complete,
+    c.Abort: _abort,
+    c.Expire: _expire,
+    c.Fail: _fail,
+    c.StartRollback: _start_rollback,
+    c.RollbackSucceeded: _rollback_succeeded,
+    c.RollbackFailed: _rollback_failed,
+}
+
+
+def _item(s: DeploySession, item_id: str) -> None:
+    if s.find_item(item_id) is None:
+        raise DomainError(f"This checklist has no item {item_id}.")
+
+
+def _open_item(s: DeploySession, item_id: str) -> None:
+    """The item exists and its section's gate is open."""
+    found = s.find_item(item_id)
+    if found is None:
+        raise DomainError(f"This checklist has no item {item_id}.")
+    section, _ = found
+    if section.gate is not None:
+        missing = s.gate_missing(section.gate)
+        if missing:
+            raise GateClosed(
+                f"*{section.title}* is still closed. Waiting for: " + "; ".join(missing) + "."
+            )
+
+
+def _require_system(actor: Actor) -> None:
+    if actor != SYSTEM:
+        raise PermissionDenied("Only deploybot itself records this.")
+
+
+def _require_operator(s: DeploySession, actor: Actor, doing: str) -> None:
+    if actor != SYSTEM:
+        s.policy.require_operator(actor, s.requester, doing)
+
+
+def _require_participant(s: DeploySession, actor: Actor, doing: str) -> None:
+    """Anyone with a part in this deploy may work the checklist; outsiders may not."""
+    roles = s.policy.operators + s.policy.approver_roles + s.policy.oncall
+    if actor == SYSTEM or actor.user_id == s.requester or actor.has_any(roles):
+        return
+    raise PermissionDenied(
+        f"You can't {doing}: you are not the requester and not in any of this deploy's roles."
+    )
+
+

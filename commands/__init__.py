@@ -1,0 +1,1 @@
+"""Thin Bolt listeners: parse the request, call the service layer, reply."""

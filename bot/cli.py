@@ -1,0 +1,238 @@
+"""The ``deploybot`` command line. Each command prints one clear line on error, no traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.tree import Tree
+
+from bot.errors import DeployError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="The database: migrations.")
+config_app = typer.Typer(no_args_is_help=True, help="The YAML configuration.")
+checklist_app = typer.Typer(no_args_is_help=True, help="Checklists and Markdown runbooks.")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(checklist_app, name="checklist")
+
+T = TypeVar("T")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Config file (default: $DEPLOYBOT_CONFIG or deploybot.yaml)."
+    ),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Database URL (default: $DATABASE_URL or SQLite)."),
+]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn errors written for people into one red line and exit status 1."""
+    try:
+        yield
+    except DeployError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Create or migrate the database schema to the latest version."""
+    from bot.db import upgrade
+    from bot.settings import get_settings
+
+    url = database_url or get_settings().database_url
+    with user_errors():
+        head = _database_call(lambda: upgrade(url), url)
+    out.print(f"Database is at revision {head}.")
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path | None, typer.Argument(help="Config file.")] = None) -> None:
+    """Validate a config file; print every error with its location."""
+    from bot.config import check_config, load_config, summarize
+
+    problems = check_config(file)
+    if problems:
+        for problem in problems:
+            err.print(problem, highlight=False, markup=False)
+        err.print(f"{len(problems)} error(s).", style="red")
+        raise typer.Exit(1)
+    out.print(summarize(load_config(file)), highlight=False)
+
+
+@checklist_app.command("import")
+def checklist_import(
+    runbook: Annotated[Path, typer.Argument(help="A Markdown runbook.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
+) -> None:
+    """Turn a Markdown runbook into a checklist (YAML, or JSON with --json)."""
+    from bot.runbook import import_runbook
+
+    with user_errors():
+        text = _read(runbook)
+    result = import_runbook(text)
+    for line in result.summary_lines():
+        err.print(line, highlight=False, markup=False)
+    rendered = json.dumps(result.to_json(), indent=2) + "\n" if as_json else result.to_yaml()
+    if output is None:
+        sys.stdout.write(rendered)
+    else:
+        output.write_text(rendered, encoding="utf-8")
+        err.print(f"Wrote {output}.")
+
+
+@checklist_app.command("show")
+def checklist_show(
+    env: Annotated[str, typer.Argument(help="Environment.")], config: ConfigOption = None
+) -> None:
+    """Show an environment's checklist in the terminal."""
+    from bot.checklist import ChecklistItem
+    from bot.config import load_config
+
+    with user_errors():
+        cfg = load_config(config)
+        environment = cfg.environment(env)
+        checklist = cfg.checklist(env)
+    tree = Tree(f"[bold]{checklist.title}[/bold] ({env}, {checklist.item_count} items)")
+
+    def add(node: Tree, item: ChecklistItem) -> None:
+        probe = f" [cyan]\\[probe: {item.probe}][/cyan]" if item.probe else ""
+        child = node.add(f"☐ [dim]{item.id}[/dim] {_escape(item.text)}{probe}")
+        for each in item.children:
+            add(child, each)
+
+    for section in checklist.sections:
+        gate = ""
+        if section.gate and not section.gate.is_open_always:
+            gate = (
+                " [yellow](gated: "
+                + ", ".join(section.gate.after + section.gate.signoffs)
+                + ")[/yellow]"
+            )
+        node = tree.add(f"[bold]{_escape(section.title)}[/bold]{gate}")
+        for item in section.items:
+            add(node, item)
+    out.print(tree)
+    if environment.signoffs:
+        roles = ", ".join(s.role for s in environment.signoffs)
+        out.print(f"Sign-offs required: {roles}", highlight=False)
+
+
+@app.command("report")
+def report(
+    session_id: Annotated[int, typer.Argument(help="Deploy session id.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md or json.")] = "md",
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Print a deploy session's report (Markdown or JSON)."""
+    from bot.report import report_json, report_markdown
+    from bot.runtime import build_runtime
+
+    if fmt not in ("md", "json"):
+        err.print("error: --format is md or json.", style="red")
+        raise typer.Exit(2)
+    with user_errors():
+        runtime = build_runtime(config_path=config, database_url=database_url)
+        service = runtime.service
+        session = _database_call(lambda: service.get(session_id), runtime.database_url)
+        history = service.history(session_id)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(report_json(session, history), indent=2) + "\n")
+    else:
+        sys.stdout.write(report_markdown(session, history))
+
+
+@app.command("serve")
+def serve(config: ConfigOption = None) -> None:
+    """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on $PORT."""
+    import logging
+
+    from bot.errors import ConfigError
+    from bot.server import create_bot, serve_http, serve_socket_mode
+    from bot.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    try:
+        bot = create_bot(settings, config_path=config)
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(problem, highlight=False, markup=False)
+        err.print("error: the config is invalid; deploybot will not start.", style="red")
+        raise typer.Exit(1) from None
+    except DeployError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    try:
+        if settings.slack_app_token:
+            err.print("deploybot: Socket Mode")
+            serve_socket_mode(bot, app_token=settings.slack_app_token, health_port=settings.port)
+        else:
+            server = serve_http(bot, host="0.0.0.0", port=settings.port)
+            err.print(f"deploybot: listening on :{settings.port} (/slack/events, /healthz, /readyz)")
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bot.close()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DeployError(f"can't read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise DeployError(f"{path} is not UTF-8 text") from None
+
+
+def _database_call(call: Callable[[], T], url: str) -> T:
+    """Run ``call``; an unreachable database becomes one line saying which and what to do."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return call()
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise DeployError(
+            f"can't reach the database ({_redact_url(url)}): {reason}. "
+            "Check DATABASE_URL and that the server is up."
+        ) from None
+
+
+def _redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

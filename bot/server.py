@@ -1,0 +1,145 @@
+"""Composes the running bot and serves it: HTTP on a production WSGI server, or Socket Mode."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.db import migrations_current
+from bot.errors import DeployError
+from bot.runtime import Runtime, build_runtime
+from bot.settings import Settings
+from bot.slack.app import build_app, check_credentials, make_client
+from bot.slack.dedupe import RequestLedger
+from bot.slack.publisher import SessionPublisher
+from bot.slack.roles import SlackRoles
+from commands import Deps
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Bot:
+    runtime: Runtime
+    client: WebClient
+    app: App
+    publisher: SessionPublisher
+
+    def wsgi(self) -> WSGIApplication:
+        return make_wsgi(self.app, ready=lambda: readiness(self.runtime))
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.runtime.engine.dispose()
+
+
+def create_bot(
+    settings: Settings,
+    *,
+    config_path: str | Path | None = None,
+    client: WebClient | None = None,
+    publish_interval: float = 1.0,
+) -> Bot:
+    """Everything the bot needs, checked before anything listens.
+
+    Raises:
+        DeployError: missing or refused credentials, invalid config, database not migrated.
+    """
+    if not settings.slack_bot_token:
+        raise DeployError("SLACK_BOT_TOKEN is not set: give the bot's xoxb- token.")
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        raise DeployError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests.")
+    client = client or make_client(settings.slack_bot_token, base_url=settings.slack_api_url)
+    try:
+        check_credentials(client)
+    except SlackApiError as error:
+        raise DeployError(
+            f"Slack refused SLACK_BOT_TOKEN ({error.response.get('error')}): check the token."
+        ) from None
+    except OSError as error:
+        raise DeployError(f"can't reach Slack at {client.base_url}: {error}") from None
+    runtime = build_runtime(config_path=config_path or settings.config_path)
+    ok, why = readiness(runtime)
+    if not ok:
+        raise DeployError(why)
+    roles = SlackRoles(runtime.config, client)
+    runtime.service.roles = roles
+    publisher = SessionPublisher(
+        client=client,
+        config=runtime.config,
+        session_factory=runtime.session_factory,
+        interval=publish_interval,
+    )
+    deps = Deps(service=runtime.service, publisher=publisher, config=runtime.config)
+    app = build_app(
+        deps=deps,
+        client=client,
+        signing_secret=settings.slack_signing_secret,
+        ledger=RequestLedger(runtime.session_factory),
+    )
+    return Bot(runtime, client, app, publisher)
+
+
+def readiness(runtime: Runtime) -> tuple[bool, str]:
+    """Ready means the database answers and its schema is at the latest migration."""
+    try:
+        if migrations_current(runtime.engine):
+            return True, "ready"
+        return False, "the database schema is not current: run `deploybot db upgrade`"
+    except Exception as error:  # any driver error means not ready, and says why
+        return False, f"the database is unreachable: {type(error).__name__}"
+
+
+def make_wsgi(app: App, *, ready: Callable[[], tuple[bool, str]]) -> WSGIApplication:
+    """Bolt at ``/slack/events`` with ``/healthz`` and ``/readyz`` beside it."""
+    slack = SlackRequestHandler(app)
+
+    def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return _plain(start_response, 200, "ok")
+        if path == "/readyz":
+            ok, why = ready()
+            return _plain(start_response, 200 if ok else 503, why)
+        return slack(environ, start_response)
+
+    return wsgi
+
+
+def _plain(start_response: StartResponse, status: int, text: str) -> list[bytes]:
+    reason = {200: "OK", 503: "Service Unavailable"}[status]
+    body = (text + "\n").encode()
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def serve_http(bot: Bot, *, host: str, port: int, threads: int = 16) -> Any:
+    """A waitress server (multi-threaded, production grade); call ``.run()`` on it."""
+    import waitress
+
+    return waitress.create_server(bot.wsgi(), host=host, port=port, threads=threads)
+
+
+def serve_socket_mode(bot: Bot, *, app_token: str, health_port: int | None) -> None:
+    """Socket Mode: no public URL; health endpoints still served when a port is given."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    if health_port:
+        health = serve_http(bot, host="0.0.0.0", port=health_port, threads=2)
+        threading.Thread(target=health.run, name="health", daemon=True).start()
+    SocketModeHandler(bot.app, app_token).start()

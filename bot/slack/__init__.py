@@ -1,0 +1,1 @@
+"""Talking to Slack: role resolution, publishing session messages, the Bolt app and server."""

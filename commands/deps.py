@@ -1,0 +1,38 @@
+"""What the listeners need, built once at start-up and passed in (nothing at import time)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.config import Config
+from bot.errors import DeployError
+from bot.service import DeployService
+from bot.slack.publisher import SessionPublisher
+
+log = logging.getLogger("deploybot.commands")
+
+
+@dataclass(frozen=True)
+class Deps:
+    service: DeployService
+    publisher: SessionPublisher
+    config: Config
+
+
+def tell(respond: Callable[..., Any], text: str) -> None:
+    """An ephemeral reply to the person who asked, through the request's response_url."""
+    respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def replying_errors(respond: Callable[..., Any], work: Callable[[], None]) -> None:
+    """Run ``work``; errors written for people go back to them, privately."""
+    try:
+        work()
+    except DeployError as error:
+        tell(respond, f":warning: {error}")
+    except Exception:
+        log.exception("listener failed")
+        tell(respond, ":x: Something went wrong inside deploybot (it is logged). Check `/deploy status` and try again.")

@@ -1,0 +1,139 @@
+"""Database plumbing: engines, session factories and the Alembic migrations.
+
+Nothing connects at import time; the runtime calls these at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def default_database_url() -> str:
+    """``$DATABASE_URL``, else a SQLite file ``deploybot.db`` in the working directory."""
+    return os.environ.get("DATABASE_URL") or "sqlite:///deploybot.db"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine configured for deploybot's two databases.
+
+    SQLite: usable from several threads, waits up to 30 s for a lock, enforces foreign keys
+    and uses WAL so that readers don't block the writer. PostgreSQL (psycopg 3): pooled
+    connections are checked before use, so a restarted server costs no failed request.
+    ``postgresql://`` and ``postgres://`` URLs are taken to mean psycopg 3.
+    """
+    parsed = _with_driver(make_url(url))
+    serializer = _json_dumps
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+            json_serializer=serializer,
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, json_serializer=serializer)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """The factory units of work open their SQLAlchemy sessions from."""
+    return sessionmaker(engine)
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration, built in code: no ``alembic.ini`` to ship or find."""
+    config = Config()
+    config.set_main_option("script_location", str(_migrations_dir()))
+    # Date-prefixed revisions: `2026_11_23_0001_initial.py` (pass --rev-id when creating one).
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str) -> str:
+    """Migrate the database at ``url`` to the latest revision; safe to run again.
+
+    Returns:
+        The head revision the database is now at.
+    """
+    config = alembic_config(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        raise RuntimeError("the migrations package holds no revision")
+    return head
+
+
+def migrations_current(engine: Engine) -> bool:
+    """Whether the database answers and its schema is at the latest migration.
+
+    Returns False for a database that was never migrated or is behind.
+
+    Raises:
+        sqlalchemy.exc.OperationalError: the database cannot be reached.
+    """
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current == heads
+
+
+def _migrations_dir() -> Path:
+    """The installed ``migrations`` package's directory (regular or namespace package)."""
+    import migrations
+
+    for entry in migrations.__path__:
+        if (Path(entry) / "env.py").is_file():
+            return Path(entry)
+    raise RuntimeError("the migrations package has no env.py")
+
+
+def _with_driver(url: URL) -> URL:
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
+def _json_default(value: object) -> object:
+    """Audit data may carry timestamps and enums; store them the way reports print them."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_dumps(value: object) -> str:
+    return json.dumps(value, default=_json_default)

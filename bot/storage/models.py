@@ -1,0 +1,145 @@
+"""SQLAlchemy 2 typed models: the tables deploybot keeps, as the migrations create them.
+
+The migrations in ``migrations/versions`` are the schema's source of truth; these classes
+describe the same tables for the ORM and must be kept in step with them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored in UTC and always read back as UTC-aware.
+
+    SQLite has no timezone type: SQLAlchemy stores the wall time and drops the offset, so
+    values are converted to UTC on the way in and marked UTC on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: deploybot stores aware timestamps only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONDocument}
+
+
+class SessionRow(Base):
+    """One deploy session; ``revision`` makes every UPDATE conditional (optimistic locking)."""
+
+    __tablename__ = "deploy_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    environment: Mapped[str] = mapped_column(String(100))
+    service: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    version: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    requester: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(32))
+    is_open: Mapped[bool]
+    checklist: Mapped[dict[str, Any]]
+    policy: Mapped[dict[str, Any]]
+    progress: Mapped[dict[str, Any]]
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None]
+    revision: Mapped[int] = mapped_column(Integer)
+
+    __mapper_args__ = {"version_id_col": revision}
+    __table_args__ = (
+        # One open session per environment and service, guaranteed by the database.
+        Index(
+            "uq_deploy_sessions_open",
+            "environment",
+            "service",
+            unique=True,
+            sqlite_where=text("is_open"),
+            postgresql_where=text("is_open"),
+        ),
+        # People type these ids: never hand out one that was used before.
+        {"sqlite_autoincrement": True},
+    )
+
+
+class AuditEventRow(Base):
+    """One audited fact. Database triggers refuse UPDATE and DELETE on this table."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("deploy_sessions.id"), index=True)
+    environment: Mapped[str | None] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]
+    at: Mapped[datetime]
+
+
+class EnvironmentLockRow(Base):
+    __tablename__ = "environment_locks"
+
+    environment: Mapped[str] = mapped_column(String(100), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    locked_by: Mapped[str] = mapped_column(String(100))
+    locked_at: Mapped[datetime]
+
+
+class SlackMessageRow(Base):
+    """Which Slack message shows what part of a session (summary, a section, the incident)."""
+
+    __tablename__ = "slack_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("deploy_sessions.id"))
+    purpose: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("session_id", "purpose", name="uq_slack_messages_purpose"),)
+
+
+class SlackRequest(Base):
+    """A Slack request already handled; the primary key makes "first time?" atomic."""
+
+    __tablename__ = "slack_requests"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)

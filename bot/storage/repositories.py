@@ -1,0 +1,330 @@
+"""Repositories: deploy sessions, the audit log, environment locks and Slack message refs.
+
+Each takes the SQLAlchemy ``Session`` of one unit of work (see :mod:`bot.storage.uow`) and
+speaks in domain objects; rows never leave this module. The mapping between a session row
+and a :class:`DeploySession` lives in :func:`to_domain` and :func:`apply_to_row` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from bot.checklist import Checklist
+from bot.domain import DeploySession, Event, SessionState
+from bot.domain.session import policy_from_json, progress_from_json, signoffs_from_json
+from bot.errors import ConcurrencyConflict, DomainError, NotFound
+from bot.storage.models import AuditEventRow, EnvironmentLockRow, SessionRow, SlackMessageRow
+
+
+def to_domain(row: SessionRow) -> DeploySession:
+    """The deploy session a row holds; its ``id`` is the row's id."""
+    progress = row.progress
+    return DeploySession(
+        environment=row.environment,
+        requester=row.requester,
+        checklist=Checklist.model_validate(row.checklist),
+        policy=policy_from_json(row.policy),
+        opened_at=row.opened_at,
+        service=row.service,
+        version=row.version,
+        id=row.id,
+        state=SessionState(row.state),
+        items=progress_from_json(progress["items"]),
+        signoffs=signoffs_from_json(progress["signoffs"]),
+        closed_at=row.closed_at,
+        outcome_reason=progress.get("outcome_reason"),
+    )
+
+
+def apply_to_row(session: DeploySession, row: SessionRow) -> None:
+    """Copy every domain field onto ``row`` (not ``id``, not ``revision``: the ORM owns them)."""
+    row.environment = session.environment
+    row.service = session.service
+    row.version = session.version
+    row.requester = session.requester
+    row.state = session.state.value
+    row.is_open = not session.state.is_closed
+    row.checklist = session.checklist.model_dump(mode="json")
+    row.policy = session.policy_to_json()
+    row.progress = session.state_to_json()
+    row.opened_at = session.opened_at
+    row.closed_at = session.closed_at
+
+
+@contextmanager
+def conflicts_translated(db: Session, session_id: int | None = None) -> Iterator[None]:
+    """Turn a failed version check at flush into :class:`ConcurrencyConflict`.
+
+    The SQLAlchemy session is rolled back first, so the unit of work can only be discarded.
+    """
+    try:
+        yield
+    except StaleDataError as error:
+        db.rollback()
+        which = f"deploy #{session_id}" if session_id is not None else "this deploy"
+        raise ConcurrencyConflict(
+            f"Someone else changed {which} at the same moment. Try again."
+        ) from error
+
+
+class SessionRepository:
+    """Deploy sessions. Rows loaded here are remembered so that :meth:`save` can update them."""
+
+    def __init__(self, db: Session) -> None:
+        self._db = db
+        self._loaded: dict[int, SessionRow] = {}
+
+    def add(self, session: DeploySession) -> int:
+        """Insert a new session and return its id (the number people type).
+
+        Raises:
+            DomainError: a session for the same environment and service is already open; the
+                unit of work is rolled back (nothing it did so far is kept).
+        """
+        row = SessionRow()
+        apply_to_row(session, row)
+        self._db.add(row)
+        try:
+            self._db.flush()
+        except IntegrityError:
+            self._db.rollback()
+            existing = self.find_open(session.environment, session.service)
+            if existing is None:
+                raise  # some other constraint: a bug, not a user error
+            what = " ".join(p for p in (session.environment, session.service) if p)
+            raise DomainError(
+                f"A deploy of {what} is already open: #{existing.id}. "
+                f"Finish or abort it first (`/deploy status {existing.id}`)."
+            ) from None
+        self._loaded[row.id] = row
+        return row.id
+
+    def get(self, session_id: int) -> DeploySession:
+        """The session with this id.
+
+        Raises:
+            NotFound: there is none.
+        """
+        row = self._db.get(SessionRow, session_id)
+        if row is None:
+            raise NotFound(f"No deploy session #{session_id}. Try /deploy list.")
+        return self._remember(row)
+
+    def save(self, session: DeploySession) -> None:
+        """Write a changed session back, only if nobody else changed it since it was loaded.
+
+        The UPDATE is conditional on the revision read in this unit of work and is flushed at
+        once, so a conflict surfaces here.
+
+        Raises:
+            ConcurrencyConflict: another transaction saved the session first.
+            ValueError: the session was not loaded by this unit of work.
+        """
+        row = self._loaded.get(session.id) if session.id is not None else None
+        if row is None:
+            raise ValueError(f"deploy #{session.id} was not loaded in this unit of work")
+        apply_to_row(session, row)
+        with conflicts_translated(self._db, session.id):
+            self._db.flush()
+
+    def find_open(self, environment: str, service: str) -> DeploySession | None:
+        """The open session for this environment and service, if there is one."""
+        row = self._db.scalars(
+            select(SessionRow).where(
+                SessionRow.environment == environment,
+                SessionRow.service == service,
+                SessionRow.is_open,
+            )
+        ).first()
+        return self._remember(row) if row is not None else None
+
+    def list_open(self, environment: str | None = None) -> list[DeploySession]:
+        """Open sessions, oldest first, optionally of one environment."""
+        query = select(SessionRow).where(SessionRow.is_open).order_by(SessionRow.id)
+        if environment is not None:
+            query = query.where(SessionRow.environment == environment)
+        return [self._remember(row) for row in self._db.scalars(query)]
+
+    def environment_of(self, session_id: int) -> str | None:
+        """The environment of a session, or None if there is no such session."""
+        query = select(SessionRow.environment).where(SessionRow.id == session_id)
+        return self._db.scalars(query).first()
+
+    def _remember(self, row: SessionRow) -> DeploySession:
+        self._loaded[row.id] = row
+        return to_domain(row)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log as stored."""
+
+    id: int
+    session_id: int | None
+    environment: str | None
+    actor: str
+    kind: str
+    data: dict[str, Any]
+    at: datetime
+
+
+class AuditLog:
+    """The append-only audit log (the database refuses UPDATE and DELETE on it)."""
+
+    def __init__(self, db: Session) -> None:
+        self._db = db
+
+    def append(
+        self, events: Iterable[Event], *, session_id: int | None, environment: str | None
+    ) -> None:
+        """Record events in the order given; written when the unit of work commits."""
+        self._db.add_all(
+            AuditEventRow(
+                session_id=session_id,
+                environment=environment,
+                actor=event.actor,
+                kind=event.kind,
+                data=dict(event.data),
+                at=event.at,
+            )
+            for event in events
+        )
+
+    def for_session(self, session_id: int) -> list[AuditEntry]:
+        """Every entry about a session, in the order it was recorded."""
+        rows = self._db.scalars(
+            select(AuditEventRow)
+            .where(AuditEventRow.session_id == session_id)
+            .order_by(AuditEventRow.id)
+        )
+        return [
+            AuditEntry(r.id, r.session_id, r.environment, r.actor, r.kind, r.data, r.at)
+            for r in rows
+        ]
+
+
+@dataclass(frozen=True)
+class EnvironmentLock:
+    """An environment held by someone: no deploy may start there until it is unlocked."""
+
+    environment: str
+    reason: str
+    locked_by: str
+    locked_at: datetime
+
+    def describe(self) -> str:
+        reason = self.reason or "no reason given"
+        return (
+            f"{self.environment} is locked by <@{self.locked_by}> since "
+            f"{self.locked_at:%Y-%m-%d %H:%M} UTC: {reason}."
+        )
+
+
+class LockRepository:
+    """Environment locks, one row per locked environment."""
+
+    def __init__(self, db: Session) -> None:
+        self._db = db
+
+    def get(self, environment: str) -> EnvironmentLock | None:
+        """The lock on an environment, or None when it is free."""
+        row = self._db.get(EnvironmentLockRow, environment)
+        return _lock(row) if row is not None else None
+
+    def lock(self, *, environment: str, reason: str, by: str, at: datetime) -> EnvironmentLock:
+        """Lock a free environment.
+
+        Raises:
+            DomainError: it is already locked (the message says by whom, why and since when).
+        """
+        existing = self.get(environment)
+        if existing is None:
+            row = EnvironmentLockRow(
+                environment=environment, reason=reason, locked_by=by, locked_at=at
+            )
+            self._db.add(row)
+            try:
+                self._db.flush()
+                return _lock(row)
+            except IntegrityError:  # locked by someone else in the meantime
+                self._db.rollback()
+                existing = self.get(environment)
+                if existing is None:
+                    raise
+        raise DomainError(f"Already locked: {existing.describe()}")
+
+    def unlock(self, environment: str) -> EnvironmentLock:
+        """Free a locked environment and return the lock that was removed.
+
+        Raises:
+            DomainError: it is not locked.
+        """
+        row = self._db.get(EnvironmentLockRow, environment)
+        if row is None:
+            raise DomainError(f"{environment} is not locked.")
+        lock = _lock(row)
+        self._db.delete(row)
+        self._db.flush()
+        return lock
+
+
+def _lock(row: EnvironmentLockRow) -> EnvironmentLock:
+    return EnvironmentLock(row.environment, row.reason, row.locked_by, row.locked_at)
+
+
+class SlackMessageRepository:
+    """Which Slack message (channel, ts) shows which part of a session."""
+
+    def __init__(self, db: Session) -> None:
+        self._db = db
+
+    def get(self, session_id: int, purpose: str) -> tuple[str, str] | None:
+        """``(channel, ts)`` of the message for this purpose, if it was posted."""
+        found = self._db.execute(
+            select(SlackMessageRow.channel, SlackMessageRow.ts).where(
+                SlackMessageRow.session_id == session_id, SlackMessageRow.purpose == purpose
+            )
+        ).first()
+        return (found.channel, found.ts) if found is not None else None
+
+    def put(self, session_id: int, purpose: str, channel: str, ts: str) -> None:
+        """Remember (or replace) the message for this purpose; safe when two workers race."""
+        values = {"session_id": session_id, "purpose": purpose, "channel": channel, "ts": ts}
+        dialect = self._db.get_bind().dialect.name
+        if dialect == "postgresql":
+            pg = postgresql.insert(SlackMessageRow).values(values)
+            self._db.execute(
+                pg.on_conflict_do_update(
+                    index_elements=["session_id", "purpose"],
+                    set_={"channel": pg.excluded.channel, "ts": pg.excluded.ts},
+                )
+            )
+        elif dialect == "sqlite":
+            lite = sqlite.insert(SlackMessageRow).values(values)
+            self._db.execute(
+                lite.on_conflict_do_update(
+                    index_elements=["session_id", "purpose"],
+                    set_={"channel": lite.excluded.channel, "ts": lite.excluded.ts},
+                )
+            )
+        else:
+            raise NotImplementedError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
+
+    def for_session(self, session_id: int) -> dict[str, tuple[str, str]]:
+        """Every message of a session, by purpose."""
+        rows = self._db.execute(
+            select(SlackMessageRow.purpose, SlackMessageRow.channel, SlackMessageRow.ts).where(
+                SlackMessageRow.session_id == session_id
+            )
+        )
+        return {row.purpose: (row.channel, row.ts) for row in rows}

@@ -142,4 +142,4 @@ def serve_socket_mode(bot: Bot, *, app_token: str, health_port: int | None) -> N
     if health_port:
         health = serve_http(bot, host="0.0.0.0", port=health_port, threads=2)
         threading.Thread(target=health.run, name="health", daemon=True).start()
-    SocketModeHandler(bot.app, app_token).start()
+    SocketModeHandler(bot.app, app_token).start()  # type: ignore[no-untyped-call]

@@ -25,8 +25,8 @@ app.add_typer(checklist_app, name="checklist")
 
 T = TypeVar("T")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -187,7 +187,9 @@ def serve(config: ConfigOption = None) -> None:
             serve_socket_mode(bot, app_token=settings.slack_app_token, health_port=settings.port)
         else:
             server = serve_http(bot, host="0.0.0.0", port=settings.port)
-            err.print(f"deploybot: listening on :{settings.port} (/slack/events, /healthz, /readyz)")
+            err.print(
+                f"deploybot: listening on :{settings.port} (/slack/events, /healthz, /readyz)"
+            )
             server.run()
     except KeyboardInterrupt:
         pass

@@ -1,0 +1,1 @@
+"""deploybot's tests (a package, so that ``tests.support`` imports under any pytest runner)."""

@@ -1,0 +1,1 @@
+"""Shared test infrastructure: fakes of the services deploybot talks to, served on loopback."""

@@ -70,7 +70,9 @@ def create_bot(
         ) from None
     except OSError as error:
         raise DeployError(f"can't reach Slack at {client.base_url}: {error}") from None
-    runtime = build_runtime(config_path=config_path or settings.config_path)
+    runtime = build_runtime(
+        config_path=config_path or settings.config_path, database_url=settings.database_url
+    )
     ok, why = readiness(runtime)
     if not ok:
         raise DeployError(why)

@@ -28,9 +28,7 @@ def make_client(token: str, *, base_url: str | None = None) -> WebClient:
     return client
 
 
-def build_app(
-    *, deps: Deps, client: WebClient, signing_secret: str, ledger: RequestLedger
-) -> App:
+def build_app(*, deps: Deps, client: WebClient, signing_secret: str, ledger: RequestLedger) -> App:
     """The Bolt app with every listener registered.
 
     Bolt verifies each request's signature and timestamp (requests older than five minutes
@@ -64,8 +62,8 @@ def request_key(body: dict[str, Any]) -> str | None:
     """
     actions = body.get("actions") or []
     if actions:
-        first = actions[0]
-        return f"action:{body.get('user', {}).get('id')}:{first.get('action_id')}:{first.get('action_ts')}"
+        first, user = actions[0], body.get("user", {}).get("id")
+        return f"action:{user}:{first.get('action_id')}:{first.get('action_ts')}"
     trigger = body.get("trigger_id")
     if trigger:
         return f"trigger:{trigger}"

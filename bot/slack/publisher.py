@@ -54,6 +54,7 @@ class SessionPublisher:
         self._sent: dict[tuple[int, str], str] = {}  # (session, purpose) -> hash of blocks
         self._cond = threading.Condition()
         self._closed = False
+        self._publishing = 0  # sessions taken off ``_dirty`` whose update is under way
         self._thread = threading.Thread(target=self._run, name="slack-publisher", daemon=True)
         self._thread.start()
 
@@ -90,7 +91,7 @@ class SessionPublisher:
         """Wait until every pending change is published (tests, shutdown)."""
         deadline = self.clock() + timeout
         with self._cond:
-            while self._dirty and self.clock() < deadline:
+            while (self._dirty or self._publishing) and self.clock() < deadline:
                 self._cond.wait(0.05)
 
     def close(self) -> None:
@@ -112,12 +113,14 @@ class SessionPublisher:
                 for sid in due:
                     del self._dirty[sid]
                     self._last_published[sid] = self.clock()
+                self._publishing = len(due)
             for sid in due:
                 try:
                     self.publish(sid)
                 except Exception:  # one session's failure must not stop the others
                     log.exception("could not update Slack messages", extra={"session_id": sid})
             with self._cond:
+                self._publishing = 0
                 self._cond.notify_all()
 
     def _due(self) -> bool:

@@ -1,0 +1,129 @@
+"""A running bot for end-to-end tests: the real Bolt app on waitress, a fake Slack beside it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.domain import DeploySession
+from bot.server import Bot, create_bot, serve_http
+from bot.settings import Settings
+from bot.slack_ids import ActionId
+from tests.support.slack import Call, FakeSlack, Message, Response, SlackRequests
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SECRET = "e2e-signing-secret"
+
+
+@dataclass
+class RunningBot:
+    fake: FakeSlack
+    slack: SlackRequests
+    bot: Bot
+    url: str
+
+    def command(self, text: str, *, user: str, reply: str, **kw: Any) -> Response:
+        return self.slack.command(
+            text, user_id=user, response_url=self.fake.response_url(reply), **kw
+        )
+
+    def reply(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The ephemeral answer the bot sent to the request's response_url called ``name``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for call in self.fake.calls("response_url"):
+                if call.path.endswith(f"/{name}"):
+                    return call.params
+            time.sleep(0.02)
+        seen = [c.path for c in self.fake.calls("response_url")]
+        raise AssertionError(f"no reply at {name}; replies seen: {seen}")
+
+    def session(self, session_id: int) -> DeploySession:
+        return self.bot.runtime.service.get(session_id)
+
+    def summary(self) -> Message:
+        """The latest summary message in the deploy channel (after pending updates)."""
+        self.bot.publisher.flush()
+        time.sleep(0.05)  # a listener may still be about to mark the session changed
+        self.bot.publisher.flush()
+        channel = self.channel()
+        return self.fake.messages(channel)[-1]
+
+    def checklist_messages(self) -> list[Message]:
+        summary = self.summary()
+        return self.fake.thread(summary.channel, summary.ts)[1:]
+
+    def channel(self) -> str:
+        return str(self.fake.calls("chat.postMessage")[0].params["channel"])
+
+    def click(self, user: str, action_id: ActionId, value: str, reply: str) -> Response:
+        summary = self.summary()
+        return self.slack.block_action(
+            user_id=user,
+            action_id=action_id,
+            value=value,
+            block_id="actions",
+            channel_id=summary.channel,
+            message_ts=summary.ts,
+            response_url=self.fake.response_url(reply),
+        )
+
+    def tick(self, user: str, item_ids: list[str], reply: str, *, untick: bool = False) -> Response:
+        """Click the checkboxes of the element that shows ``item_ids[0]``."""
+        for message in self.checklist_messages():
+            for block in message.blocks:
+                element = (block.get("elements") or [{}])[0]
+                if element.get("type") != "checkboxes":
+                    continue
+                values = [o["value"] for o in element["options"]]
+                if item_ids[0] not in values:
+                    continue
+                current = {o["value"] for o in element.get("initial_options") or []}
+                selected = current - set(item_ids) if untick else current | set(item_ids)
+                return self.slack.block_action(
+                    user_id=user,
+                    action_id=ActionId.TICK,
+                    block_id=block["block_id"],
+                    selected_options=[o for o in element["options"] if o["value"] in selected],
+                    channel_id=message.channel,
+                    message_ts=message.ts,
+                    response_url=self.fake.response_url(reply),
+                )
+        raise AssertionError(f"no checkbox shows item {item_ids[0]}")
+
+
+@contextmanager
+def running_bot(
+    database_url: str, *, config: Path = EXAMPLES / "minimal.yaml", interval: float = 0.2
+) -> Iterator[RunningBot]:
+    with FakeSlack() as fake:
+        fake.usergroups = {"S0RELEASE": ["U0DEPLOYER"]}
+        fake.usergroup_handles = {"S0RELEASE": "release-managers"}
+        settings = Settings(
+            SLACK_BOT_TOKEN="xoxb-test",
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=fake.base_url,
+            DATABASE_URL=database_url,
+            DEPLOYBOT_CONFIG=str(config),
+        )
+        bot = create_bot(settings, publish_interval=interval)
+        server = serve_http(bot, host="127.0.0.1", port=0, threads=8)
+        thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.effective_port}"
+        try:
+            yield RunningBot(
+                fake, SlackRequests(SECRET, url + "/slack/events", fake=fake), bot, url
+            )
+        finally:
+            server.close()
+            bot.close()
+
+
+def calls_since(fake: FakeSlack, method: str, start: int) -> list[Call]:
+    return fake.calls(method)[start:]

@@ -16,7 +16,9 @@ from commands.deps import Deps, replying_errors
 
 
 def register(app: App, deps: Deps) -> None:
-    def handle_tick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+    def handle_tick(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
         ack()
         user = body["user"]["id"]
 
@@ -39,7 +41,9 @@ def register(app: App, deps: Deps) -> None:
 
         replying_errors(respond, work)
 
-    def open_skip(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
+    def open_skip(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
         ack()
 
         def work() -> None:

@@ -55,7 +55,9 @@ def register(app: App, deps: Deps) -> None:
 
 def start(deps: Deps, call: Invocation) -> None:
     if not call.args or len(call.args) > 3:
-        raise UsageError("`/deploy start` takes an environment, then optionally a service and version.")
+        raise UsageError(
+            "`/deploy start` takes an environment, then optionally a service and version."
+        )
     env, service, version = (call.args + ["", ""])[:3]
     session = deps.service.open(
         environment=env, user_id=call.user_id, service=service, version=version
@@ -92,7 +94,10 @@ def probe(deps: Deps, call: Invocation) -> None:
     linked = [item for _, item in session.checklist.walk() if item.probe]
     env = deps.config.environment(session.environment)
     if not linked and not env.probes:
-        tell(call.respond, f"Deploy #{session.id} has no probes: none are configured for {session.environment}.")
+        tell(
+            call.respond,
+            f"Deploy #{session.id} has no probes: none are configured for {session.environment}.",
+        )
         return
     raise DeployError("Running probes from Slack is not available in this version yet.")
 
@@ -171,4 +176,6 @@ def _id_and_rest(deps: Deps, call: Invocation) -> tuple[int, list[str]]:
     if not open_sessions:
         raise NotFound("There is no open deploy. Give a session id, e.g. `/deploy status 12`.")
     ids = ", ".join(f"#{s.id} ({s.title})" for s in open_sessions)
-    raise NotFound(f"Several deploys are open: {ids}. Say which, e.g. `/deploy status {open_sessions[0].id}`.")
+    raise NotFound(
+        f"Several deploys are open: {ids}. Say which, e.g. `/deploy status {open_sessions[0].id}`."
+    )

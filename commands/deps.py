@@ -35,4 +35,8 @@ def replying_errors(respond: Callable[..., Any], work: Callable[[], None]) -> No
         tell(respond, f":warning: {error}")
     except Exception:
         log.exception("listener failed")
-        tell(respond, ":x: Something went wrong inside deploybot (it is logged). Check `/deploy status` and try again.")
+        tell(
+            respond,
+            ":x: Something went wrong inside deploybot (it is logged). "
+            "Check `/deploy status` and try again.",
+        )

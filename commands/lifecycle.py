@@ -28,17 +28,23 @@ def register(app: App, deps: Deps) -> None:
         finally:
             deps.publisher.changed(int(session_id))
 
-    def handle_sign_off(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+    def handle_sign_off(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
         ack()
         session_id, key = unpack(action["value"])
         replying_errors(respond, lambda: act(session_id, SignOff(key), body["user"]["id"]))
 
-    def handle_simple(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+    def handle_simple(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
         ack()
         command = SIMPLE[action["action_id"]]()
         replying_errors(respond, lambda: act(action["value"], command, body["user"]["id"]))
 
-    def open_abort(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
+    def open_abort(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
         ack()
 
         def work() -> None:

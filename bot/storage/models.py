@@ -11,7 +11,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Column,
     DateTime,
+    Float,
+    LargeBinary,
+    Table,
+    Unicode,
     Dialect,
     ForeignKey,
     Index,
@@ -143,3 +148,44 @@ class SlackRequest(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ProbeRunRow(Base):
+    """One run of one probe: for a session's item, or for an environment (CLI, monitoring)."""
+
+    __tablename__ = "probe_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("deploy_sessions.id"), index=True)
+    environment: Mapped[str] = mapped_column(String(100))
+    probe: Mapped[str] = mapped_column(String(100))
+    item_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    ok: Mapped[bool]
+    severity: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+
+
+class ScheduleSlotRow(Base):
+    """A scheduled slot that fired; the primary key keeps a slot from firing twice."""
+
+    __tablename__ = "schedule_slots"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("deploy_sessions.id"), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fired_at: Mapped[datetime]
+
+
+# APScheduler's own job store table (SQLAlchemyJobStore), created by our migrations so that
+# the schema has one owner; its layout is APScheduler 3's.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

@@ -1,0 +1,360 @@
+"""A session's checklist as Slack messages in the summary's thread: one per section (or part).
+
+How items are split into messages depends on the checklist alone, never on progress: every
+chunk and part is sized for the worst its items can render to (all done, all failed with a
+long reason), so a message's ``purpose`` keeps showing the same items as the session moves
+and the bot can ``chat.update`` it in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.checklist import ChecklistItem, Section
+from bot.domain import TRANSITIONS, DeploySession, ItemProgress, ItemStatus
+from bot.domain.commands import SkipItem, TickItem
+from bot.domain.transitions import SYSTEM
+from bot.rendering.limits import (
+    MAX_BLOCK_ID,
+    MAX_CHECKBOX_OPTIONS,
+    MAX_CONTEXT_ELEMENTS,
+    MAX_CONTEXT_TEXT,
+    MAX_HEADER_TEXT,
+    MAX_MESSAGE_BLOCKS,
+    MAX_MESSAGE_JSON,
+    MAX_OPTION_TEXT,
+    MAX_SECTION_TEXT,
+    JsonBlock,
+    clip,
+    escape,
+    json_len,
+    json_size,
+    width,
+)
+from bot.slack_ids import TICK_BLOCK, ActionId, pack
+
+STATUS_ICON = {
+    ItemStatus.PENDING: "⬜",
+    ItemStatus.DONE: "✅",
+    ItemStatus.SKIPPED: "⏭",
+    ItemStatus.RUNNING: "⏳",
+    ItemStatus.FAILED: "❌",
+}
+INDENT = "\u2003"  # em space: Slack keeps it, unlike leading spaces
+HEADER_TEXT_JSON = 300
+HEADER_SECTION_JSON = 700
+FULL_TEXT_JSON = 1_500  # an item's full text beside its chunk; longer texts are cut
+STATUS_JSON = 320  # one status line ("❌ 1.4 probe failed: ..."), when it has room
+CHUNK_STATUS_JSON = 1_200  # all status lines of a chunk: reasons share it
+REASON_CHARS = 200
+MESSAGE_MARGIN = 100  # slack in the worst-case arithmetic (which is a bound already)
+
+# JSON skeletons of a chunk's blocks (empty texts), measured once.
+_ACTIONS_SKELETON = json_size(
+    {
+        "type": "actions",
+        "block_id": "",
+        "elements": [
+            {
+                "type": "checkboxes",
+                "action_id": ActionId.TICK.value,
+                "options": [],
+                "initial_options": [],
+            }
+        ],
+    }
+)
+_CONTEXT_SKELETON = json_size({"type": "context", "elements": []}) + 2
+_ELEMENT_SKELETON = json_size({"type": "mrkdwn", "text": ""}) + 2
+HEADER_BUDGET = (  # both header blocks at the clips above, with separators
+    json_size({"type": "header", "text": {"type": "plain_text", "text": "", "emoji": True}})
+    + json_size({"type": "section", "text": {"type": "mrkdwn", "text": ""}})
+    + HEADER_TEXT_JSON
+    + HEADER_SECTION_JSON
+    + 4
+)
+
+
+@dataclass(frozen=True)
+class ChecklistMessage:
+    """One message of the checklist thread.
+
+    Attributes:
+        purpose: ``section:<section_id>`` or ``section:<section_id>:<part>`` (part 2, 3...);
+            stable for a given checklist, so the bot can update the same message later.
+        text: The notification fallback text.
+        blocks: The Block Kit blocks.
+    """
+
+    purpose: str
+    text: str
+    blocks: list[JsonBlock]
+
+
+@dataclass(frozen=True)
+class _Row:
+    """An item as its checkbox shows it, and the most JSON it can cost in a message."""
+
+    item: ChecklistItem
+    option: dict[str, Any]
+    full_text: str | None  # set when the option text had to be cut
+    cost: int
+
+
+def checklist_messages(session: DeploySession) -> list[ChecklistMessage]:
+    """Render the checklist: one message per section, or per part of a large section.
+
+    Interactive (checkboxes and a skip button) while the session's state lets people tick
+    items; a read-only list otherwise (closed, rolling back).
+    """
+    sid = session_id(session)
+    messages = []
+    for section in session.checklist.sections:
+        parts = _plan(sid, section)
+        for number, chunks in enumerate(parts, start=1):
+            purpose = f"section:{section.id}" + (f":{number}" if number > 1 else "")
+            blocks = _header(session, section, number, len(parts), chunks)
+            for rows in chunks:
+                blocks += _chunk(session, sid, rows)
+            if (session.state, SkipItem) in TRANSITIONS and chunks:
+                blocks.append(_skip_block(sid, section))
+            settled, total = session.section_counts(section)
+            part = f" (part {number}/{len(parts)})" if len(parts) > 1 else ""
+            text = f"{escape(section.title)}{part}: {settled}/{total} done"
+            messages.append(ChecklistMessage(purpose, clip(text, 300), blocks))
+    return messages
+
+
+def session_id(session: DeploySession) -> int:
+    """The session's id, which every button and block id carries.
+
+    Raises:
+        ValueError: the session was not saved yet.
+    """
+    if session.id is None:
+        raise ValueError("render a session after it is saved: it has no id yet")
+    return session.id
+
+
+def mention(user: str | None) -> str:
+    """``<@U123>`` for a Slack user id, "deploybot" for the bot, escaped text otherwise."""
+    if user == SYSTEM.user_id:
+        return "deploybot"
+    if user and user[:1] in "UW" and user.isalnum() and user.isupper() and len(user) <= 30:
+        return f"<@{user}>"
+    return escape(user or "someone")
+
+
+def hhmm(at: datetime | None) -> str:
+    """``14:02`` in UTC ("" when unknown)."""
+    return utc(at).strftime("%H:%M") if at else ""
+
+
+def utc(at: datetime) -> datetime:
+    """``at`` in UTC; naive datetimes are taken to be UTC already."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def status_line(
+    item: ChecklistItem, progress: ItemProgress, *, json_limit: int = STATUS_JSON
+) -> str:
+    """One line on an item that is not pending: its state, who changed it and when, and why.
+
+    For example "✅ 1.2 <@U0X> 14:02" or "⏭ 1.3 skipped by <@U0Y>: not applicable · 14:05".
+    The reason (skip reason, probe summary) is cut so the line stays within ``json_limit``
+    JSON characters.
+    """
+    status, icon, when = progress.status, STATUS_ICON[progress.status], hhmm(progress.at)
+    ref = clip(item.id, 40, mrkdwn=True)
+    reason, tail = progress.reason or "", f" · {when}"
+    if status is ItemStatus.DONE and progress.by == SYSTEM.user_id:
+        head = f"{icon} {ref} probe passed" + (": " if reason else "")
+    elif status is ItemStatus.DONE:
+        head, tail = f"{icon} {ref} {mention(progress.by)} {when}", ""
+    elif status is ItemStatus.SKIPPED:
+        head, reason = f"{icon} {ref} skipped by {mention(progress.by)}: ", reason or "no reason"
+    elif status is ItemStatus.FAILED:
+        head, reason = f"{icon} {ref} probe failed: ", reason or "no detail"
+        tail = (f" ({progress.severity.value})" if progress.severity else "") + tail
+    else:
+        head, reason = f"{icon} {ref} {status.value}", ""
+    room = json_limit - json_len(head) - json_len(tail)
+    if reason:
+        reason = clip(reason, REASON_CHARS, json_limit=max(room, 6), mrkdwn=True)
+    return clip(head + reason + tail, MAX_CONTEXT_TEXT, json_limit=json_limit)
+
+
+# Planning: which items go in which chunk and part, from the checklist alone.
+
+
+def _plan(sid: int, section: Section) -> list[list[list[_Row]]]:
+    rows = [_row(item, depth) for item, depth in _walk(section.items, 0)]
+    chunks: list[list[_Row]] = []
+    for row in rows:
+        if not chunks or not _chunk_takes(sid, chunks[-1], row):
+            chunks.append([])
+        chunks[-1].append(row)
+    budget = MAX_MESSAGE_JSON - MESSAGE_MARGIN - HEADER_BUDGET - _skip_size(sid, section)
+    room_blocks = MAX_MESSAGE_BLOCKS - 3  # header, progress, skip button
+    parts: list[list[list[_Row]]] = [[]]
+    used = 0
+    for chunk in chunks:
+        cost = _chunk_cost(sid, chunk)
+        if parts[-1] and (used + cost > budget or 3 * (len(parts[-1]) + 1) > room_blocks):
+            parts.append([])
+            used = 0
+        parts[-1].append(chunk)
+        used += cost
+    return parts
+
+
+def _walk(items: tuple[ChecklistItem, ...], depth: int) -> Iterator[tuple[ChecklistItem, int]]:
+    for item in items:
+        yield item, depth
+        yield from _walk(item.children, depth + 1)
+
+
+def _row(item: ChecklistItem, depth: int) -> _Row:
+    indent = (INDENT * (depth - 1) + "↳ ") if depth else ""
+    label = f"{indent}*{escape(item.id)}* {escape(item.text)}"
+    shown = clip(f"{indent}*{item.id}* {item.text}", MAX_OPTION_TEXT, mrkdwn=True)
+    option = {"text": {"type": "mrkdwn", "text": shown}, "value": item.id}
+    full = None
+    if shown != label:
+        full = clip(
+            f"*{item.id}* {item.text}", MAX_CONTEXT_TEXT, json_limit=FULL_TEXT_JSON, mrkdwn=True
+        )
+    # Worst case: the option twice (options and initial_options) and the full text in an
+    # element of its own; status lines are bounded per chunk (see _chunk_cost).
+    cost = 2 * (json_size(option) + 2)
+    if full is not None:
+        cost += json_len(full) + 2 + _ELEMENT_SKELETON
+    return _Row(item, option, full, cost)
+
+
+def _tick_block_id(sid: int, rows: list[_Row]) -> str:
+    return pack(TICK_BLOCK, sid, ",".join(r.item.id for r in rows))
+
+
+def _chunk_takes(sid: int, chunk: list[_Row], row: _Row) -> bool:
+    return len(chunk) < MAX_CHECKBOX_OPTIONS and len(_tick_block_id(sid, [*chunk, row])) <= (
+        MAX_BLOCK_ID
+    )
+
+
+def _chunk_cost(sid: int, rows: list[_Row]) -> int:
+    blocks = _ACTIONS_SKELETON + json_len(_tick_block_id(sid, rows)) + 2
+    # Status lines fit one element; each full text may need one more. At most 11 elements
+    # make two context blocks.
+    contexts = 2 * _CONTEXT_SKELETON + CHUNK_STATUS_JSON + _ELEMENT_SKELETON
+    return blocks + contexts + sum(r.cost for r in rows)
+
+
+def _skip_size(sid: int, section: Section) -> int:
+    return json_size(_skip_block(sid, section)) + 2
+
+
+# Rendering
+
+
+def _header(
+    session: DeploySession, section: Section, number: int, parts: int, chunks: list[list[_Row]]
+) -> list[JsonBlock]:
+    suffix = f" (part {number}/{parts})" if parts > 1 else ""
+    title = clip(
+        section.title.strip() or section.id,
+        MAX_HEADER_TEXT - len(suffix),
+        json_limit=HEADER_TEXT_JSON - len(suffix),
+    )
+    settled, total = session.section_counts(section)
+    lines = [f"*{settled}/{total}* done" if total else "No items in this section."]
+    if parts > 1 and chunks:
+        first, last = chunks[0][0].item.id, chunks[-1][-1].item.id
+        lines[0] += f" · this part: items {escape(first)} to {escape(last)}"
+    if section.gate is not None:
+        missing = session.gate_missing(section.gate)
+        lines.append(
+            "🔒 Closed until: " + escape("; ".join(missing)) if missing else "🔓 Gate passed"
+        )
+    if (session.state, TickItem) not in TRANSITIONS:
+        lines.append(f"Read-only: this deploy is {session.state.label}.")
+    return [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": title + suffix,
+                "emoji": True,
+            },
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": clip("\n".join(lines), MAX_SECTION_TEXT, json_limit=HEADER_SECTION_JSON),
+            },
+        },
+    ]
+
+
+def _chunk(session: DeploySession, sid: int, rows: list[_Row]) -> list[JsonBlock]:
+    progress = [session.progress(r.item.id) for r in rows]
+    blocks: list[JsonBlock]
+    if (session.state, TickItem) in TRANSITIONS:
+        element: dict[str, Any] = {
+            "type": "checkboxes",
+            "action_id": ActionId.TICK.value,
+            "options": [r.option for r in rows],
+        }
+        done = [
+            r.option for r, p in zip(rows, progress, strict=True) if p.status is ItemStatus.DONE
+        ]
+        if done:
+            element["initial_options"] = done
+        blocks = [{"type": "actions", "block_id": _tick_block_id(sid, rows), "elements": [element]}]
+    else:
+        lines = [
+            f"{STATUS_ICON[p.status]} {r.option['text']['text']}"
+            for r, p in zip(rows, progress, strict=True)
+        ]
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]
+    changed = [
+        (r, p) for r, p in zip(rows, progress, strict=True) if p.status is not ItemStatus.PENDING
+    ]
+    # The chunk's status lines share CHUNK_STATUS_JSON (2 for each joining newline).
+    share = min(STATUS_JSON, CHUNK_STATUS_JSON // max(len(changed), 1) - 2)
+    notes = [status_line(r.item, p, json_limit=share) for r, p in changed]
+    notes += [r.full_text for r in rows if r.full_text is not None]
+    return blocks + context_blocks(notes)
+
+
+def context_blocks(lines: list[str]) -> list[JsonBlock]:
+    """Lines packed into context elements of at most 3000 characters, ten per block."""
+    texts: list[str] = []
+    for line in lines:
+        if texts and width(texts[-1]) + 1 + width(line) <= MAX_CONTEXT_TEXT:
+            texts[-1] += "\n" + line
+        else:
+            texts.append(line)
+    elements = [{"type": "mrkdwn", "text": t} for t in texts]
+    return [
+        {"type": "context", "elements": elements[i : i + MAX_CONTEXT_ELEMENTS]}
+        for i in range(0, len(elements), MAX_CONTEXT_ELEMENTS)
+    ]
+
+
+def _skip_block(sid: int, section: Section) -> JsonBlock:
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": ActionId.SKIP.value,
+                "text": {"type": "plain_text", "text": "Skip an item…"},
+                "value": pack(sid, section.id),
+            }
+        ],
+    }

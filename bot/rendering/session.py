@@ -1,0 +1,416 @@
+"""A deploy session's summary message, and the ``/deploy`` status, list and help replies."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.domain import TRANSITIONS, DeploySession, SessionState
+from bot.domain.commands import (
+    Abort,
+    Complete,
+    FinishDeployment,
+    SignOff,
+    StartDeployment,
+    StartProbe,
+)
+from bot.rendering.checklist import hhmm, mention, session_id, utc
+from bot.rendering.limits import (
+    MAX_ACTIONS_ELEMENTS,
+    MAX_BUTTON_TEXT,
+    MAX_FIELD_TEXT,
+    MAX_HEADER_TEXT,
+    MAX_SECTION_TEXT,
+    JsonBlock,
+    bounded_lines,
+    clip,
+    escape,
+    fits,
+)
+from bot.slack_ids import ActionId, pack
+
+S = SessionState
+STATE_EMOJI: dict[SessionState, str] = {
+    S.OPEN: "📝",
+    S.DEPLOYING: "🚀",
+    S.VERIFYING: "🔎",
+    S.MONITORING: "📈",
+    S.COMPLETED: "✅",
+    S.ABORTED: "🛑",
+    S.FAILED: "❌",
+    S.ROLLING_BACK: "⏪",
+    S.ROLLED_BACK: "↩️",
+    S.ROLLBACK_FAILED: "🔥",
+}
+MAX_FAILING_SHOWN = 10
+MAX_LISTED_SESSIONS = 15
+# Budgets (JSON characters) of the variable parts at full scale; halved until the message fits.
+SECTIONS_JSON = 2_400
+SIGNOFFS_JSON = 1_500
+FAILING_JSON = 2_000
+SCALES = (1.0, 0.5, 0.2, 0.0)
+
+USAGE = (
+    ("start <env> [service] [version]", "open a deploy session and post its checklist"),
+    ("status [id]", "the session's state, progress, sign-offs and failing probes"),
+    ("list", "the open deploy sessions"),
+    ("probe [id]", "run the session's probes now"),
+    ("abort [id] [reason]", "abort a session (the reason goes in the audit log)"),
+    ("report [id]", "post the deployment report"),
+    ("lock <env> [reason]", "hold an environment: no deploy can start there"),
+    ("unlock <env>", "free a held environment"),
+    ("help", "this help"),
+)
+
+
+def summary_blocks(
+    session: DeploySession,
+    *,
+    now: datetime,
+    session_link: str | None = None,
+    incident_link: str | None = None,
+) -> list[JsonBlock]:
+    """The summary message posted in the environment's channel, with the buttons that fit.
+
+    Args:
+        session: The session to show.
+        now: The current time, for how long the session has been open.
+        session_link: A permalink to the checklist thread, shown when given.
+        incident_link: A permalink to the incident thread, shown when given.
+
+    Returns:
+        Blocks that pass :func:`~bot.rendering.limits.validate_message`; long lists (sections,
+        failing items) are cut with "… and N more" until they do.
+    """
+    actions = _actions(session)
+    blocks: list[JsonBlock] = []
+    for scale in SCALES:
+        blocks = _overview(session, now, scale, session_link, incident_link) + actions
+        if fits(blocks):
+            break
+    return blocks
+
+
+def summary_text(session: DeploySession) -> str:
+    """The summary's notification fallback text (``text`` of ``chat.postMessage``)."""
+    settled, total = session.totals
+    title = clip(session.title, 200, mrkdwn=True)
+    return (
+        f"Deploy #{session_id(session)}: {title} is {session.state.label} "
+        f"· {settled}/{total} items done"
+    )
+
+
+def status_blocks(session: DeploySession, *, now: datetime) -> list[JsonBlock]:
+    """The ``/deploy status`` reply: the summary without buttons."""
+    blocks: list[JsonBlock] = []
+    for scale in SCALES:
+        blocks = _overview(session, now, scale, None, None)
+        if fits(blocks):
+            break
+    return blocks
+
+
+def list_blocks(sessions: list[DeploySession], *, now: datetime) -> list[JsonBlock]:
+    """The ``/deploy list`` reply: one line per open session ("No open deploys." if none)."""
+    if not sessions:
+        return [_section("No open deploys.")]
+    blocks = [_header(f"Open deploys ({len(sessions)})")]
+    for session in sessions[:MAX_LISTED_SESSIONS]:
+        settled, total = session.totals
+        line = (
+            f"*#{session_id(session)}* {clip(session.title, 100, json_limit=300, mrkdwn=True)}"
+            f" · {state_label(session.state)} · {progress_bar(settled, total)}"
+            f" · requested by {mention(session.requester)}"
+            f" · opened {_duration(now - session.opened_at)} ago"
+        )
+        blocks.append(_section(line))
+    if len(sessions) > MAX_LISTED_SESSIONS:
+        more = len(sessions) - MAX_LISTED_SESSIONS
+        blocks.append(_context(f"… and {more} more. Use `/deploy status <id>` for one."))
+    return blocks
+
+
+def help_blocks() -> list[JsonBlock]:
+    """The ``/deploy help`` reply: usage of every subcommand."""
+    lines = [f"`/deploy {escape(usage)}` {what}" for usage, what in USAGE]
+    return [
+        _header("/deploy: run deployments from Slack"),
+        _section("\n".join(lines)),
+        _context(
+            "Without an id, `status`, `probe`, `abort` and `report` act on the open deploy you "
+            "started. Tick items, skip them and sign off with the buttons in the deploy's thread."
+        ),
+    ]
+
+
+def state_label(state: SessionState) -> str:
+    """The state as people read it, with its emoji: "🚀 deploying"."""
+    return f"{STATE_EMOJI[state]} {state.label}"
+
+
+def progress_bar(settled: int, total: int, cells: int = 10) -> str:
+    """``▓▓▓▓▓░░░░░ 12/24``; the bar is full only when everything is settled."""
+    if total == 0:
+        return "no items"
+    filled = settled * cells // total
+    return "▓" * filled + "░" * (cells - filled) + f" {settled}/{total}"
+
+
+# The overview shared by the summary and the status reply.
+
+
+def _overview(
+    session: DeploySession,
+    now: datetime,
+    scale: float,
+    session_link: str | None,
+    incident_link: str | None,
+) -> list[JsonBlock]:
+    blocks = [_header(f"Deploy #{session_id(session)}: {session.title}"), _fields(session, now)]
+    blocks.append(_section(_progress(session, scale)))
+    if session.policy.signoffs:
+        blocks.append(_section(_signoffs(session, max(scale, 0.3))))
+    if session.failing_items():
+        blocks.append(_section(_failing(session, scale)))
+    outcome = _outcome(session)
+    if outcome:
+        blocks.append(_section(outcome))
+    links = [_link("🚨", incident_link, "Incident thread"), _link("🧵", session_link, "Checklist")]
+    if any(links):
+        blocks.append(_context(" · ".join(link for link in links if link)))
+    waits = _waits(session)
+    if waits:
+        blocks.append(_context("\n".join(waits)))
+    return blocks
+
+
+def _fields(session: DeploySession, now: datetime) -> JsonBlock:
+    def value(text: str) -> str:
+        return clip(text, 80, json_limit=300, mrkdwn=True) if text else "—"
+
+    opened = f"{utc(session.opened_at):%Y-%m-%d %H:%M} UTC"
+    if session.closed_at is not None:
+        opened += f"\nclosed at {hhmm(session.closed_at)}, after "
+        opened += _duration(session.closed_at - session.opened_at)
+    else:
+        opened += f"\n{_duration(now - session.opened_at)} ago"
+    fields = {
+        "Environment": value(session.environment),
+        "Service": value(session.service),
+        "Version": value(session.version),
+        "Requester": mention(session.requester),
+        "State": state_label(session.state),
+        "Opened": opened,
+    }
+    return {
+        "type": "section",
+        "fields": [
+            {"type": "mrkdwn", "text": clip(f"*{name}*\n{text}", MAX_FIELD_TEXT)}
+            for name, text in fields.items()
+        ],
+    }
+
+
+def _progress(session: DeploySession, scale: float) -> str:
+    settled, total = session.totals
+    head = f"*Progress*  {progress_bar(settled, total)}"
+    lines = []
+    for section in session.checklist.sections:
+        done, count = session.section_counts(section)
+        closed = section.gate is not None and session.gate_missing(section.gate)
+        mark = "🔒" if closed else "✅" if count and done == count else "•"
+        title = clip(section.title, 60, json_limit=200, mrkdwn=True)
+        lines.append(f"{mark} {title} {done}/{count}")
+    shown = bounded_lines(
+        lines,
+        limit=MAX_SECTION_TEXT - len(head) - 1,
+        json_limit=int(SECTIONS_JSON * scale),
+        more=lambda n: f"… and {n} more section{'s' if n != 1 else ''}",
+    )
+    return "\n".join([head, *shown])
+
+
+def _signoffs(session: DeploySession, scale: float) -> str:
+    lines = []
+    for rule in session.policy.signoffs:
+        role = clip(rule.role, 60, json_limit=200, mrkdwn=True)
+        record = session.signoffs.get(rule.key)
+        if record is None:
+            lines.append(f"⏳ *{role}*: missing")
+        else:
+            when = f"{utc(record.at):%Y-%m-%d %H:%M} UTC"
+            lines.append(f"✅ *{role}*: {mention(record.by)} · {when}")
+    shown = bounded_lines(
+        lines,
+        limit=MAX_SECTION_TEXT - 20,
+        json_limit=int(SIGNOFFS_JSON * scale),
+        more=lambda n: f"… and {n} more",
+    )
+    return "\n".join(["*Sign-offs*", *shown])
+
+
+def _failing(session: DeploySession, scale: float) -> str:
+    failing = session.failing_items()
+    lines = []
+    for item, progress in failing[:MAX_FAILING_SHOWN]:
+        text = clip(item.text, 80, json_limit=250, mrkdwn=True)
+        summary = clip(progress.reason or "no detail", 150, json_limit=400, mrkdwn=True)
+        severity = f" ({progress.severity.value})" if progress.severity else ""
+        lines.append(f"❌ *{escape(item.id)}* {text}: {summary}{severity}")
+    hidden = len(failing) - len(lines)
+    shown = bounded_lines(
+        lines,
+        limit=MAX_SECTION_TEXT - 60,
+        json_limit=int(FAILING_JSON * scale),
+        more=lambda n: f"… and {n + hidden} more failing item{'s' if n + hidden != 1 else ''}",
+    )
+    if hidden and len(shown) == len(lines):
+        shown.append(f"… and {hidden} more failing item{'s' if hidden != 1 else ''}")
+    return "\n".join([f"*Failing* ({len(failing)})", *shown])
+
+
+def _outcome(session: DeploySession) -> str | None:
+    if not session.state.is_closed and not session.outcome_reason:
+        return None
+    text = f"{STATE_EMOJI[session.state]} *{session.state.label.capitalize()}*"
+    if session.closed_at is not None:
+        text += f" at {utc(session.closed_at):%Y-%m-%d %H:%M} UTC"
+    if session.outcome_reason:
+        text += ": " + clip(session.outcome_reason, 500, json_limit=1_000, mrkdwn=True)
+    return text
+
+
+def _waits(session: DeploySession) -> list[str]:
+    """What the next phase still waits for, in the states where it is the next step."""
+    waits = []
+    if (session.state, StartDeployment) in TRANSITIONS:
+        missing = session.gate_missing(session.policy.deploy_gate)
+        if missing:
+            waits.append("⏸ *Start deployment* waits for: " + escape("; ".join(missing)))
+    if (session.state, Complete) in TRANSITIONS:
+        missing = _completion_missing(session)
+        if missing:
+            waits.append("⏸ *Mark complete* waits for: " + escape("; ".join(missing)))
+    return [clip(w, 1_000, json_limit=1_500) for w in waits]
+
+
+def _completion_missing(session: DeploySession) -> list[str]:
+    missing = session.gate_missing(session.policy.complete_gate)
+    return missing + [f"failed item *{item.id}*" for item, _ in session.failing_items()]
+
+
+# Buttons
+
+
+def _actions(session: DeploySession) -> list[JsonBlock]:
+    sid, state = session_id(session), session.state
+
+    def allowed(command: type[Any]) -> bool:
+        return (state, command) in TRANSITIONS
+
+    buttons = []
+    if allowed(SignOff):
+        for rule in session.missing_signoffs():
+            text = f"Sign off as {rule.role}"
+            buttons.append(_button(text, ActionId.SIGN_OFF, pack(sid, rule.key)))
+    if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate):
+        buttons.append(_button("Start deployment", ActionId.START_DEPLOYMENT, sid, "primary"))
+    if allowed(FinishDeployment):
+        buttons.append(_button("Deployed: verify", ActionId.FINISH_DEPLOYMENT, sid))
+    # During a rollback the bot re-runs the probes itself when it is done.
+    if allowed(StartProbe) and state is not S.ROLLING_BACK:
+        buttons.append(_button("Run probes", ActionId.RUN_PROBES, sid))
+    if allowed(Complete) and not _completion_missing(session):
+        confirm = _confirm(
+            f"Mark deploy #{sid} complete?",
+            f"This closes the session and frees {session.environment}.",
+            "Mark complete",
+        )
+        buttons.append(_button("Mark complete", ActionId.COMPLETE, sid, confirm=confirm))
+    if allowed(Abort):
+        confirm = _confirm(
+            f"Abort deploy #{sid}?",
+            "You will be asked for a reason; the session closes and the environment is freed.",
+            "Abort",
+            danger=True,
+        )
+        buttons.append(_button("Abort", ActionId.ABORT, sid, "danger", confirm))
+    return [
+        {"type": "actions", "elements": buttons[i : i + MAX_ACTIONS_ELEMENTS]}
+        for i in range(0, len(buttons), MAX_ACTIONS_ELEMENTS)
+    ]
+
+
+def _button(
+    text: str,
+    action_id: ActionId,
+    value: object,
+    style: str | None = None,
+    confirm: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id.value,
+        "text": {"type": "plain_text", "text": clip(text, MAX_BUTTON_TEXT), "emoji": True},
+        "value": str(value),
+    }
+    if style:
+        button["style"] = style
+    if confirm:
+        button["confirm"] = confirm
+    return button
+
+
+def _confirm(title: str, text: str, yes: str, *, danger: bool = False) -> dict[str, Any]:
+    confirm: dict[str, Any] = {
+        "title": {"type": "plain_text", "text": clip(title, 100)},
+        "text": {"type": "plain_text", "text": clip(text, 300)},
+        "confirm": {"type": "plain_text", "text": yes},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    if danger:
+        confirm["style"] = "danger"
+    return confirm
+
+
+# Small blocks
+
+
+def _header(text: str) -> JsonBlock:
+    return {
+        "type": "header",
+        "text": {
+            "type": "plain_text",
+            "text": clip(text, MAX_HEADER_TEXT, json_limit=600),
+            "emoji": True,
+        },
+    }
+
+
+def _section(text: str) -> JsonBlock:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_TEXT)}}
+
+
+def _context(text: str) -> JsonBlock:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 3_000)}]}
+
+
+def _link(icon: str, url: str | None, label: str) -> str | None:
+    if not url:
+        return None
+    if any(c in url for c in "<>| \n") or len(url) > 1_000:
+        return f"{icon} {label}: {clip(url, 1_000, mrkdwn=True)}"
+    return f"{icon} <{url}|{label}>"
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 60:
+        return f"{seconds}s"
+    if minutes < 60:
+        return f"{minutes}m"
+    if hours < 24:
+        return f"{hours}h {minutes % 60:02d}m"
+    return f"{days}d {hours % 24}h"

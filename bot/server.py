@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.db import migrations_current
 from bot.errors import DeployError
+from bot.probing import SessionProbes
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.slack.app import build_app, check_credentials, make_client
@@ -36,11 +38,14 @@ class Bot:
     client: WebClient
     app: App
     publisher: SessionPublisher
+    probes: SessionProbes
+    background: ThreadPoolExecutor
 
     def wsgi(self) -> WSGIApplication:
         return make_wsgi(self.app, ready=lambda: readiness(self.runtime))
 
     def close(self) -> None:
+        self.background.shutdown(wait=True, cancel_futures=True)
         self.publisher.close()
         self.runtime.engine.dispose()
 
@@ -84,14 +89,27 @@ def create_bot(
         session_factory=runtime.session_factory,
         interval=publish_interval,
     )
-    deps = Deps(service=runtime.service, publisher=publisher, config=runtime.config)
+    probes = SessionProbes(
+        config=runtime.config,
+        service=runtime.service,
+        session_factory=runtime.session_factory,
+        changed=publisher.changed,
+    )
+    background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deploybot-work")
+    deps = Deps(
+        service=runtime.service,
+        publisher=publisher,
+        config=runtime.config,
+        probes=probes,
+        background=background,
+    )
     app = build_app(
         deps=deps,
         client=client,
         signing_secret=settings.slack_signing_secret,
         ledger=RequestLedger(runtime.session_factory),
     )
-    return Bot(runtime, client, app, publisher)
+    return Bot(runtime, client, app, publisher, probes, background)
 
 
 def readiness(runtime: Runtime) -> tuple[bool, str]:

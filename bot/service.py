@@ -13,12 +13,33 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.checklist import Checklist, ChecklistItem, Section
 from bot.config import Config, Environment
 from bot.domain import Actor, DeploySession, Event, Outcome, SessionPolicy, SignOffRule, apply
 from bot.domain.commands import Command
 from bot.errors import DomainError, PermissionDenied
 from bot.storage.repositories import AuditEntry, EnvironmentLock
 from bot.storage.uow import UnitOfWork, run_in_transaction
+
+AUTOMATED = "Automated checks"
+
+
+def session_checklist(config: Config, env_name: str) -> Checklist:
+    """The environment's checklist plus a section for probes that no item links to.
+
+    Every probe then shows on an item in Slack, so its result is visible where people look.
+    """
+    checklist = config.checklist(env_name)
+    linked = {item.probe for _, item in checklist.walk() if item.probe}
+    unlinked = [p for p in config.environment(env_name).probes if p not in linked]
+    if not unlinked:
+        return checklist
+    items = tuple(
+        ChecklistItem(text=config.probes[name].description or f"Probe {name}", probe=name)
+        for name in unlinked
+    )
+    section = Section(title=AUTOMATED, items=items)
+    return Checklist(title=checklist.title, sections=(*checklist.sections, section)).numbered()
 
 
 def utcnow() -> datetime:
@@ -94,7 +115,7 @@ class DeployService:
         session = DeploySession(
             environment=environment,
             requester=user_id,
-            checklist=self.config.checklist(environment),
+            checklist=session_checklist(self.config, environment),
             policy=policy_for(env),
             opened_at=now,
             service=service,

@@ -15,7 +15,7 @@ from bot.errors import DeployError, NotFound
 from bot.rendering.session import help_blocks, list_blocks, status_blocks
 from bot.report import report_markdown
 from bot.service import describe_lock
-from commands.deps import Deps, replying_errors, tell
+from commands.deps import Deps, in_background, replying_errors, tell
 
 USAGE = (
     "Usage: `/deploy start <env> [service] [version]` · `status [id]` · `list` · `probe [id]` · "
@@ -91,15 +91,36 @@ def list_open(deps: Deps, call: Invocation) -> None:
 
 def probe(deps: Deps, call: Invocation) -> None:
     session = _session_arg(deps, call)
-    linked = [item for _, item in session.checklist.walk() if item.probe]
-    env = deps.config.environment(session.environment)
-    if not linked and not env.probes:
+    assert session.id is not None
+    run_probes(deps, session.id, call.respond)
+
+
+def run_probes(deps: Deps, session_id: int, respond: Respond) -> None:
+    """Start a probe round in the background; say so now, and say how it went after."""
+    session = deps.service.get(session_id)
+    if not any(item.probe for _, item in session.checklist.walk()):
         tell(
-            call.respond,
-            f"Deploy #{session.id} has no probes: none are configured for {session.environment}.",
+            respond,
+            f"Deploy #{session_id} has no probes: none are configured for {session.environment}.",
         )
         return
-    raise DeployError("Running probes from Slack is not available in this version yet.")
+    if session.state.is_closed:
+        raise DeployError(
+            f"Deploy #{session_id} is {session.state.label}: its probes no longer run."
+        )
+    tell(respond, f":hourglass_flowing_sand: Running the probes of deploy #{session_id}…")
+
+    def work() -> None:
+        outcome = deps.probes.run(session_id, why="a manual run")
+        failed = [r for r in outcome.results if not r.ok]
+        lines = [f"• *{r.name}* ({r.severity.value}): {r.summary}" for r in failed[:10]]
+        verdict = f"{len(outcome.results) - len(failed)}/{len(outcome.results)} probes passed"
+        tell(
+            respond,
+            f"Deploy #{session_id}: {verdict}." + ("\n" + "\n".join(lines) if lines else ""),
+        )
+
+    in_background(deps, respond, work)
 
 
 def abort(deps: Deps, call: Invocation) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from bot.config import Config
 from bot.errors import DeployError
+from bot.probing import SessionProbes
 from bot.service import DeployService
 from bot.slack.publisher import SessionPublisher
 
@@ -20,11 +22,18 @@ class Deps:
     service: DeployService
     publisher: SessionPublisher
     config: Config
+    probes: SessionProbes
+    background: Executor  # slow work (probe rounds) that must not hold Bolt's listener threads
 
 
 def tell(respond: Callable[..., Any], text: str) -> None:
     """An ephemeral reply to the person who asked, through the request's response_url."""
     respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def in_background(deps: Deps, respond: Callable[..., Any], work: Callable[[], None]) -> None:
+    """Run ``work`` on the background pool; its errors still reach the person who asked."""
+    deps.background.submit(replying_errors, respond, work)
 
 
 def replying_errors(respond: Callable[..., Any], work: Callable[[], None]) -> None:

@@ -12,7 +12,8 @@ from bot.errors import DeployError
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import abort_modal
 from bot.slack_ids import ActionId, InputId, ViewId, unpack
-from commands.deps import Deps, replying_errors
+from commands.deploy import run_probes
+from commands.deps import Deps, in_background, replying_errors
 
 SIMPLE: dict[str, type[StartDeployment] | type[FinishDeployment] | type[Complete]] = {
     ActionId.START_DEPLOYMENT: StartDeployment,
@@ -40,7 +41,22 @@ def register(app: App, deps: Deps) -> None:
     ) -> None:
         ack()
         command = SIMPLE[action["action_id"]]()
-        replying_errors(respond, lambda: act(action["value"], command, body["user"]["id"]))
+
+        def work() -> None:
+            act(action["value"], command, body["user"]["id"])
+            if isinstance(command, FinishDeployment):  # deployed: verify with the probes now
+                session_id = int(action["value"])
+                in_background(deps, respond, lambda: verify(session_id))
+
+        replying_errors(respond, work)
+
+    def verify(session_id: int) -> None:
+        if any(item.probe for _, item in deps.service.get(session_id).checklist.walk()):
+            deps.probes.run(session_id, why="verification")
+
+    def handle_run_probes(ack: Ack, action: dict[str, Any], respond: Respond) -> None:
+        ack()
+        replying_errors(respond, lambda: run_probes(deps, int(action["value"]), respond))
 
     def open_abort(
         ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond
@@ -69,5 +85,6 @@ def register(app: App, deps: Deps) -> None:
     app.action(ActionId.SIGN_OFF)(handle_sign_off)
     for action_id in SIMPLE:
         app.action(action_id)(handle_simple)
+    app.action(ActionId.RUN_PROBES)(handle_run_probes)
     app.action(ActionId.ABORT)(open_abort)
     app.view(ViewId.ABORT)(submit_abort)

@@ -92,7 +92,7 @@ def test_minimal_example_is_what_end_to_end_tests_expect() -> None:
     config = load_config(EXAMPLES / "minimal.yaml")
     assert config.roles == {
         "deployers": ("U0DEPLOYER",),
-        "approvers": ("U0APPROVER1", "U0APPROVER2"),
+        "approvers": ("U0APPROVER1", "U0APPROVER2", "@release-managers"),
         "oncall": ("U0ONCALL",),
     }
     assert list(config.environments) == ["staging"]

@@ -11,6 +11,7 @@ from typing import Self, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.errors import ConcurrencyConflict
+from bot.storage.probe_runs import ProbeRunRepository
 from bot.storage.repositories import (
     AuditLog,
     LockRepository,
@@ -33,6 +34,7 @@ class UnitOfWork:
     audit: AuditLog
     locks: LockRepository
     slack_messages: SlackMessageRepository
+    probe_runs: ProbeRunRepository
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -44,6 +46,7 @@ class UnitOfWork:
         self.audit = AuditLog(db)
         self.locks = LockRepository(db)
         self.slack_messages = SlackMessageRepository(db)
+        self.probe_runs = ProbeRunRepository(db)
         return self
 
     def __exit__(

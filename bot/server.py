@@ -19,6 +19,9 @@ from bot.db import migrations_current
 from bot.errors import DeployError
 from bot.probing import SessionProbes
 from bot.runtime import Runtime, build_runtime
+from bot.scheduling.jobs import JobContext
+from bot.scheduling.leader import leader_lock_for
+from bot.scheduling.runner import ScheduleRunner
 from bot.settings import Settings
 from bot.slack.app import build_app, check_credentials, make_client
 from bot.slack.dedupe import RequestLedger
@@ -40,11 +43,13 @@ class Bot:
     publisher: SessionPublisher
     probes: SessionProbes
     background: ThreadPoolExecutor
+    scheduler: ScheduleRunner
 
     def wsgi(self) -> WSGIApplication:
         return make_wsgi(self.app, ready=lambda: readiness(self.runtime))
 
     def close(self) -> None:
+        self.scheduler.stop()
         self.background.shutdown(wait=True, cancel_futures=True)
         self.publisher.close()
         self.runtime.engine.dispose()
@@ -109,7 +114,21 @@ def create_bot(
         signing_secret=settings.slack_signing_secret,
         ledger=RequestLedger(runtime.session_factory),
     )
-    return Bot(runtime, client, app, publisher, probes, background)
+    scheduler = ScheduleRunner(
+        context=JobContext(
+            config=runtime.config,
+            service=runtime.service,
+            probes=probes,
+            session_factory=runtime.session_factory,
+            changed=publisher.changed,
+            client=client,
+        ),
+        engine=runtime.engine,
+        lock=leader_lock_for(runtime.database_url),
+        poll=settings.scheduler_poll,
+        sync_every=settings.scheduler_sync,
+    )
+    return Bot(runtime, client, app, publisher, probes, background, scheduler)
 
 
 def readiness(runtime: Runtime) -> tuple[bool, str]:

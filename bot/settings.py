@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     slack_app_token: str = Field("", alias="SLACK_APP_TOKEN")
     slack_api_url: str | None = Field(None, alias="SLACK_API_URL")
     port: int = Field(3000, alias="PORT")
+    # How often a replica tries for the scheduler leader lock, and how often the leader
+    # reconciles jobs with sessions (seconds).
+    scheduler_poll: float = Field(2.0, alias="DEPLOYBOT_SCHEDULER_POLL")
+    scheduler_sync: float = Field(5.0, alias="DEPLOYBOT_SCHEDULER_SYNC")
 
 
 @lru_cache(maxsize=1)

@@ -106,9 +106,11 @@ class DeploySession:
         return settled == total
 
     def missing_signoffs(self, keys: tuple[str, ...] | None = None) -> tuple[SignOffRule, ...]:
-        wanted = self.policy.signoffs if keys is None else [
-            r for r in self.policy.signoffs if r.key in keys
-        ]
+        wanted = (
+            self.policy.signoffs
+            if keys is None
+            else [r for r in self.policy.signoffs if r.key in keys]
+        )
         return tuple(r for r in wanted if r.key not in self.signoffs)
 
     def gate_missing(self, gate: Gate) -> list[str]:

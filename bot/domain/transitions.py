@@ -320,5 +320,3 @@ def _require_participant(s: DeploySession, actor: Actor, doing: str) -> None:
     raise PermissionDenied(
         f"You can't {doing}: you are not the requester and not in any of this deploy's roles."
     )
-
-

@@ -1,0 +1,1 @@
+"""Schedules that survive restarts: monitoring, reminders, expiry, run by one leader replica."""

@@ -1,0 +1,197 @@
+"""Schedules on SQLite and PostgreSQL: leader locks, job sync, slots that fire once."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.config import load_config
+from bot.domain import SYSTEM, SessionState
+from bot.domain.commands import FinishDeployment, SignOff, StartDeployment, StartMonitoring
+from bot.probing import SessionProbes
+from bot.scheduling import jobs
+from bot.scheduling.leader import AdvisoryLock, FileLock, leader_lock_for
+from bot.scheduling.runner import ScheduleRunner
+from bot.service import DeployService
+from bot.storage.uow import UnitOfWork
+
+
+def write_config(tmp_path: Path, *, monitoring: str = "every 1s for 4s") -> Path:
+    (tmp_path / "checklist.yaml").write_text(
+        "title: T\nsections:\n  - title: Pre\n    items:\n      - text: Ready\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "deploybot.yaml"
+    config.write_text(
+        f"""
+roles:
+  deployers: [U0DEPLOYER]
+  approvers: [U0APPROVER]
+probes:
+  smoke:
+    kind: command
+    argv: ["{sys.executable}", "-c", "print('ok')"]
+    timeout: 10s
+    description: Smoke test answers
+environments:
+  staging:
+    channel: "#deploys"
+    checklist: checklist.yaml
+    starters: [deployers]
+    signoffs:
+      - role: QA Lead
+        by: [approvers]
+    probes: [smoke]
+    monitoring: {monitoring}
+    reminders: {{after: 1h}}
+    expire_after: 2h
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def monitoring_session(service: DeployService) -> int:
+    session = service.open(environment="staging", user_id="U0DEPLOYER")
+    assert session.id is not None
+    sid = session.id
+    service.act(sid, SignOff("qa-lead"), "U0APPROVER")
+    service.act(sid, StartDeployment(), "U0DEPLOYER")
+    service.act(sid, FinishDeployment(), "U0DEPLOYER")
+    service.act_as(sid, StartMonitoring(), SYSTEM)
+    return sid
+
+
+def make_context(
+    config_path: Path, session_factory: sessionmaker[Session]
+) -> tuple[DeployService, jobs.JobContext]:
+    config = load_config(config_path)
+    service = DeployService(config=config, session_factory=session_factory)
+    probes = SessionProbes(config=config, service=service, session_factory=session_factory)
+    context = jobs.JobContext(
+        config=config,
+        service=service,
+        probes=probes,
+        session_factory=session_factory,
+        changed=lambda sid: None,
+    )
+    return service, context
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_advisory_lock_has_one_holder_until_its_connection_dies(engine: Engine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    first, second = AdvisoryLock(url), AdvisoryLock(url)
+    try:
+        assert first.try_acquire() is True
+        assert second.try_acquire() is False
+        assert first.still_held() is True
+        # The holder dies: its backend is terminated, as when a pod is killed.
+        with create_engine(url).connect() as admin:
+            admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND objid = :k AND granted"
+                ),
+                {"k": 0x6465706C6F79 & 0xFFFFFFFF},
+            )
+        assert first.still_held() is False
+        assert second.try_acquire() is True
+    finally:
+        first.release()
+        second.release()
+
+
+def test_file_lock_has_one_holder(tmp_path: Path) -> None:
+    first, second = FileLock(tmp_path / "x.lock"), FileLock(tmp_path / "x.lock")
+    assert first.try_acquire() is True
+    assert second.try_acquire() is False
+    first.release()
+    assert second.try_acquire() is True
+    second.release()
+
+
+def test_in_memory_sqlite_cannot_hold_schedules() -> None:
+    with pytest.raises(ValueError, match="in-memory database cannot keep schedules"):
+        leader_lock_for("sqlite://")
+
+
+def test_a_slot_fires_once(
+    database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    service, jobs.context = make_context(write_config(tmp_path), session_factory)
+    sid = monitoring_session(service)
+    assert jobs.claim_slot(sid, "monitor", 1) is True
+    assert jobs.claim_slot(sid, "monitor", 1) is False
+    assert jobs.claim_slot(sid, "monitor", 2) is True
+
+
+def test_monitoring_runs_probes_then_completes(
+    database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    service, context = make_context(write_config(tmp_path), session_factory)
+    sid = monitoring_session(service)
+    since = datetime.now(UTC)
+    now = [since + timedelta(seconds=1)]
+    jobs.context = jobs.JobContext(**{**context.__dict__, "clock": lambda: now[0]})
+    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 1
+    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 1 again: skipped
+    with UnitOfWork(session_factory) as uow:
+        runs = uow.probe_runs.for_session(sid)
+    assert [(r.probe, r.ok) for r in runs] == [("smoke", True)]
+    assert service.get(sid).state is SessionState.MONITORING
+    now[0] = since + timedelta(seconds=4)
+    now[0] = since + timedelta(seconds=4)
+    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 4: the last one
+    assert service.get(sid).state is SessionState.COMPLETED
+
+
+def test_expire_aborts_and_frees_the_environment(
+    database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    service, jobs.context = make_context(write_config(tmp_path), session_factory)
+    session = service.open(environment="staging", user_id="U0DEPLOYER")
+    assert session.id is not None
+    jobs.expire(session.id, 7200.0)
+    expired = service.get(session.id)
+    assert expired.state is SessionState.ABORTED
+    assert expired.outcome_reason == "expired: open longer than 2:00:00"
+    assert service.open(environment="staging", user_id="U0DEPLOYER").id is not None
+
+
+def test_leader_syncs_jobs_with_sessions(
+    database_url: str, engine: Engine, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    service, context = make_context(
+        write_config(tmp_path, monitoring="every 1s for 3s"), session_factory
+    )
+    lock = (
+        leader_lock_for(database_url)
+        if engine.dialect.name == "postgresql"
+        else FileLock(tmp_path / "leader.lock")
+    )
+    runner = ScheduleRunner(context=context, engine=engine, lock=lock, poll=0.1, sync_every=0.3)
+    runner.start()
+    try:
+        sid = monitoring_session(service)
+        deadline = time.monotonic() + 15
+        while service.get(sid).state is not SessionState.COMPLETED:
+            assert time.monotonic() < deadline, "monitoring did not run to completion"
+            time.sleep(0.1)
+        assert runner.leading
+        with UnitOfWork(session_factory) as uow:
+            runs = uow.probe_runs.for_session(sid)
+        assert 1 <= len(runs) <= 3
+        time.sleep(0.8)  # a sync after completion drops the session's jobs
+        assert runner.scheduler is not None
+        assert [j.id for j in runner.scheduler.get_jobs(jobstore="default")] == []
+    finally:
+        runner.stop()

@@ -195,3 +195,38 @@ def test_leader_syncs_jobs_with_sessions(
         assert [j.id for j in runner.scheduler.get_jobs(jobstore="default")] == []
     finally:
         runner.stop()
+
+
+def test_reminder_names_the_missing_signoffs_in_the_thread(
+    database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from slack_sdk import WebClient
+
+    from tests.support.slack import FakeSlack
+
+    service, context = make_context(write_config(tmp_path), session_factory)
+    session = service.open(environment="staging", user_id="U0DEPLOYER")
+    assert session.id is not None
+    with FakeSlack() as fake:
+        client = WebClient(token="xoxb-test", base_url=fake.base_url)
+        summary = client.chat_postMessage(channel="#deploys", text="summary")
+        with UnitOfWork(session_factory) as uow:
+            uow.slack_messages.put(session.id, "summary", summary["channel"], summary["ts"])
+            uow.commit()
+        opened = session.opened_at
+        jobs.context = jobs.JobContext(
+            **{**context.__dict__, "client": client, "clock": lambda: opened + timedelta(hours=1)}
+        )
+        jobs.remind(session.id, opened.isoformat(), 3600.0)
+        jobs.remind(session.id, opened.isoformat(), 3600.0)  # the same slot: once only
+        thread = fake.thread(summary["channel"], summary["ts"])
+        assert [m.text for m in thread[1:]] == [
+            f":bell: Deploy #{session.id} has waited 1:00:00 for sign-offs:\n"
+            "• *QA Lead*: <@U0APPROVER>"
+        ]
+        service.act(session.id, SignOff("qa-lead"), "U0APPROVER")
+        jobs.context = jobs.JobContext(
+            **{**context.__dict__, "client": client, "clock": lambda: opened + timedelta(hours=2)}
+        )
+        jobs.remind(session.id, opened.isoformat(), 3600.0)  # nothing missing: no nudge
+        assert len(fake.thread(summary["channel"], summary["ts"])) == 2

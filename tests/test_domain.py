@@ -97,6 +97,8 @@ COMMANDS: list[tuple[c.Command, Actor]] = [
     (c.Fail("probe api-health failed"), SYSTEM),
     (c.Abort("wrong version"), OPERATOR),
     (c.Expire("open for 24h"), SYSTEM),
+    (c.Acknowledge(), ONCALL),
+    (c.Resolve("flaky probe"), ONCALL),
     (c.StartRollback(), ONCALL),
     (c.RollbackSucceeded(), SYSTEM),
     (c.RollbackFailed("deployment/auth: timed out"), SYSTEM),
@@ -312,3 +314,16 @@ def test_state_round_trips_through_json() -> None:
     assert progress_from_json(data["items"]) == s.items
     assert signoffs_from_json(data["signoffs"]) == s.signoffs
     assert policy_from_json(s.policy_to_json()) == s.policy
+
+
+def test_acknowledge_and_resolve_only_by_responders() -> None:
+    s = make_session(SessionState.FAILED)
+    for command in (c.Acknowledge(), c.Resolve("x")):
+        with pytest.raises(PermissionDenied, match="`oncall`, `approvers`"):
+            apply(s, command, REQUESTER, NOW)
+    acked = apply(s, c.Acknowledge(), ONCALL, NOW)
+    assert acked.session.state is SessionState.FAILED
+    assert [e.kind for e in acked.events] == ["incident_acknowledged"]
+    resolved = apply(acked.session, c.Resolve("flaky probe"), QA, NOW)
+    assert resolved.session.state is SessionState.VERIFYING
+    assert resolved.events[0].data == {"note": "flaky probe"}

@@ -86,6 +86,18 @@ class StartRollback:
 
 
 @dataclass(frozen=True)
+class Acknowledge:
+    """A responder has seen the incident and is on it."""
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """A responder resolves the incident without rolling back; verification starts again."""
+
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class RollbackSucceeded:
     """Every rollback step ran and the probes pass again."""
 
@@ -109,6 +121,8 @@ Command = (
     | Abort
     | Expire
     | Fail
+    | Acknowledge
+    | Resolve
     | StartRollback
     | RollbackSucceeded
     | RollbackFailed

@@ -55,6 +55,8 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(DEPLOYED, c.Fail, S.FAILED),
     **_rows(ACTIVE + NEEDS_ATTENTION, c.Abort, S.ABORTED),
     **_rows(ACTIVE, c.Expire, S.ABORTED),
+    **_rows(NEEDS_ATTENTION + (S.ROLLING_BACK,), c.Acknowledge),
+    **_rows((S.FAILED,), c.Resolve, S.VERIFYING),
     **_rows(DEPLOYED + NEEDS_ATTENTION, c.StartRollback, S.ROLLING_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackSucceeded, S.ROLLED_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackFailed, S.ROLLBACK_FAILED),
@@ -75,6 +77,8 @@ VERBS: dict[type[Any], str] = {
     c.Fail: "fail",
     c.Abort: "abort",
     c.Expire: "expire",
+    c.Acknowledge: "acknowledge an incident on",
+    c.Resolve: "resolve an incident on",
     c.StartRollback: "roll back",
     c.RollbackSucceeded: "finish a rollback of",
     c.RollbackFailed: "fail a rollback of",
@@ -247,6 +251,17 @@ def _start_rollback(
     return [Event("rollback_started", actor.user_id, at)]
 
 
+def _acknowledge(s: DeploySession, cmd: c.Acknowledge, actor: Actor, at: datetime) -> list[Event]:
+    s.policy.require_responder(actor, "acknowledge the incident")
+    return [Event("incident_acknowledged", actor.user_id, at)]
+
+
+def _resolve(s: DeploySession, cmd: c.Resolve, actor: Actor, at: datetime) -> list[Event]:
+    s.policy.require_responder(actor, "resolve the incident")
+    s.outcome_reason = None
+    return [Event("incident_resolved", actor.user_id, at, {"note": cmd.note})]
+
+
 def _rollback_succeeded(
     s: DeploySession, cmd: c.RollbackSucceeded, actor: Actor, at: datetime
 ) -> list[Event]:
@@ -277,6 +292,8 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.Abort: _abort,
     c.Expire: _expire,
     c.Fail: _fail,
+    c.Acknowledge: _acknowledge,
+    c.Resolve: _resolve,
     c.StartRollback: _start_rollback,
     c.RollbackSucceeded: _rollback_succeeded,
     c.RollbackFailed: _rollback_failed,

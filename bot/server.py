@@ -112,7 +112,7 @@ def create_bot(
         deps=deps,
         client=client,
         signing_secret=settings.slack_signing_secret,
-        ledger=RequestLedger(runtime.session_factory),
+        ledger=RequestLedger(runtime.session_factory, writer=background),
     )
     scheduler = ScheduleRunner(
         context=JobContext(

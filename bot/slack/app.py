@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -39,12 +40,16 @@ def build_app(*, deps: Deps, client: WebClient, signing_secret: str, ledger: Req
         signing_secret=signing_secret,
         token_verification_enabled=False,  # checked once at start-up by ``check_credentials``
         process_before_response=False,
+        # Listeners ack first, then work on this pool; Bolt's default of 5 threads made
+        # acknowledgements queue behind that work under load (benchmarks/ack_latency.py).
+        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt"),
     )
 
     def skip_retries(req: BoltRequest, resp: BoltResponse, next: Callable[[], Any]) -> Any:
         """A request Slack sends again (retry or double delivery) is acknowledged, not redone."""
         key = request_key(req.body)
-        if key and not ledger.first_time(key):
+        is_retry = bool(req.headers.get("x-slack-retry-num"))
+        if key and not ledger.first_time(key, is_retry=is_retry):
             log.info("duplicate Slack request ignored", extra={"request_key": key})
             return BoltResponse(status=200, body="")
         return next()

@@ -189,3 +189,34 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+class OutboxRow(Base):
+    """An effect that must not be lost (a page, a Slack update), waiting for the outbox worker.
+
+    ``(topic, idempotency_key)`` is unique, so recording the same effect twice is a no-op.
+    Undelivered rows with ``failed_at`` unset are due at ``next_attempt_at``; a worker leases
+    a row by moving ``next_attempt_at`` ahead before it delivers.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    ordering_key: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]]
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("deploy_sessions.id"))
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("topic", "idempotency_key", name="uq_outbox_topic_key"),
+        Index("ix_outbox_due", "delivered_at", "next_attempt_at"),
+        Index("ix_outbox_ordering", "topic", "ordering_key"),
+        {"sqlite_autoincrement": True},
+    )

@@ -19,9 +19,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="The database: migrations.")
 config_app = typer.Typer(no_args_is_help=True, help="The YAML configuration.")
 checklist_app = typer.Typer(no_args_is_help=True, help="Checklists and Markdown runbooks.")
+probes_app = typer.Typer(no_args_is_help=True, help="Probes: an environment's read-only checks.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(checklist_app, name="checklist")
+app.add_typer(probes_app, name="probes")
 
 T = TypeVar("T")
 
@@ -160,6 +162,80 @@ def report(
         sys.stdout.write(report_markdown(session, history))
 
 
+@probes_app.command("run")
+def probes_run(
+    env: Annotated[str, typer.Argument(help="Environment.")],
+    config: ConfigOption = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-j", min=1, max=256, help="Probes run at a time.")
+    ] = 32,
+) -> None:
+    """Run an environment's probes now; exit 1 when a critical one fails, 2 when it has none."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from bot.checklist import Severity
+    from bot.config import load_config
+    from bot.probes import ProbeResult, run_probes
+    from bot.probes.select import environment_probes
+
+    with user_errors():
+        probes = environment_probes(load_config(config), env)
+    if not probes:
+        err.print(
+            f"Environment '{env}' has no probes: list some under its 'probes' "
+            "or link them from checklist items.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+
+    def mark(result: ProbeResult) -> str:
+        if result.ok:
+            return "[green]passed[/green]"
+        colour = "red" if result.severity is Severity.CRITICAL else "yellow"
+        return f"[{colour}]failed[/{colour}]"
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+    def landed(result: ProbeResult) -> None:
+        progress.console.print(
+            f"{mark(result)} {_escape(result.name)}: {_escape(result.summary)}", highlight=False
+        )
+        progress.advance(task)
+
+    with progress:
+        task = progress.add_task(f"Probing {_escape(env)}", total=len(probes))
+        results = run_probes(probes, concurrency=concurrency, on_result=landed)
+
+    table = Table(title=f"Probes of {_escape(env)}", title_justify="left")
+    for column in ("probe", "kind", "result", "summary", "duration", "severity"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        table.add_row(
+            _escape(result.name),
+            result.kind,
+            mark(result),
+            _escape(result.summary),
+            f"{result.duration * 1000:.0f} ms",
+            result.severity.value,
+        )
+    out.print(table)
+    failed = [r for r in results if not r.ok]
+    critical = [r for r in failed if r.severity is Severity.CRITICAL]
+    err.print(
+        f"{len(results) - len(failed)} passed, {len(failed)} failed ({len(critical)} critical).",
+        highlight=False,
+    )
+    if critical:
+        raise typer.Exit(1)
+
+
 @app.command("serve")
 def serve(config: ConfigOption = None) -> None:
     """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on $PORT."""
@@ -181,6 +257,7 @@ def serve(config: ConfigOption = None) -> None:
     except DeployError as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
+    bot.scheduler.start()
     try:
         if settings.slack_app_token:
             err.print("deploybot: Socket Mode")

@@ -7,9 +7,8 @@ state raises :class:`DomainError` with a message fit for the person who asked.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -106,7 +105,8 @@ def apply(session: DeploySession, command: c.Command, actor: Actor, at: datetime
         raise DomainError(
             f"You can't {VERBS[type(command)]} a session that is {session.state.label}."
         )
-    new = copy.deepcopy(session)
+    # Checklist and policy are frozen; only the progress dicts change, so copy just those.
+    new = replace(session, items=dict(session.items), signoffs=dict(session.signoffs))
     handler: Callable[[DeploySession, Any, Actor, datetime], list[Event]] = HANDLERS[type(command)]
     events = handler(new, command, actor, at)
     if target is not session.state:

@@ -46,16 +46,21 @@ def to_domain(row: SessionRow) -> DeploySession:
     )
 
 
-def apply_to_row(session: DeploySession, row: SessionRow) -> None:
-    """Copy every domain field onto ``row`` (not ``id``, not ``revision``: the ORM owns them)."""
+def apply_to_row(session: DeploySession, row: SessionRow, *, new: bool = True) -> None:
+    """Copy every domain field onto ``row`` (not ``id``, not ``revision``: the ORM owns them).
+
+    A session's checklist and policy are frozen when it opens, so an update (``new=False``)
+    does not serialise and rewrite them.
+    """
     row.environment = session.environment
     row.service = session.service
     row.version = session.version
     row.requester = session.requester
     row.state = session.state.value
     row.is_open = not session.state.is_closed
-    row.checklist = session.checklist.model_dump(mode="json")
-    row.policy = session.policy_to_json()
+    if new:
+        row.checklist = session.checklist.model_dump(mode="json")
+        row.policy = session.policy_to_json()
     row.progress = session.state_to_json()
     row.opened_at = session.opened_at
     row.closed_at = session.closed_at
@@ -133,7 +138,7 @@ class SessionRepository:
         row = self._loaded.get(session.id) if session.id is not None else None
         if row is None:
             raise ValueError(f"deploy #{session.id} was not loaded in this unit of work")
-        apply_to_row(session, row)
+        apply_to_row(session, row, new=False)
         with conflicts_translated(self._db, session.id):
             self._db.flush()
 

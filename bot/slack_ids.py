@@ -26,6 +26,10 @@ class ActionId(StrEnum):
     COMPLETE = "deploy.complete"  # value "<session_id>", with a confirm dialog
     # value "<session_id>", with a confirm dialog; the listener then asks for a reason
     ABORT = "deploy.abort"
+    # Incident thread buttons, value "<session_id>"; roll back has a confirm dialog.
+    ACKNOWLEDGE = "deploy.incident_acknowledge"
+    ROLL_BACK = "deploy.roll_back"
+    RESOLVE = "deploy.incident_resolve"
 
 
 class ViewId(StrEnum):

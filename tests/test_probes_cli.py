@@ -48,7 +48,7 @@ def peers() -> Iterator[tuple[str, int]]:
         http_server() as web,
         serving(socketserver.ThreadingTCPServer(("127.0.0.1", 0), BannerHandler)) as smtp,
     ):
-        yield web, smtp.server_address[1]
+        yield web, smtp
 
 
 @pytest.fixture

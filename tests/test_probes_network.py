@@ -96,13 +96,13 @@ class _Threading(ThreadingHTTPServer):
 
 
 @contextmanager
-def serving(server: socketserver.BaseServer) -> Iterator[socketserver.BaseServer]:
-    """Run a socketserver in a thread for the duration of the block."""
+def serving(server: socketserver.TCPServer) -> Iterator[int]:
+    """Run a TCP socketserver in a thread for the duration of the block; yields its port."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
     try:
-        yield server
+        yield int(server.socket.getsockname()[1])
     finally:
         server.shutdown()
         server.server_close()
@@ -111,8 +111,8 @@ def serving(server: socketserver.BaseServer) -> Iterator[socketserver.BaseServer
 @contextmanager
 def http_server(handler: type[BaseHTTPRequestHandler] = HealthHandler) -> Iterator[str]:
     """A threaded HTTP server on loopback; yields its base URL."""
-    with serving(_Threading(("127.0.0.1", 0), handler)) as server:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(_Threading(("127.0.0.1", 0), handler)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @contextmanager
@@ -219,8 +219,8 @@ def tls_server(ca: trustme.CA, *, valid_for: timedelta) -> Iterator[int]:
             except (ssl.SSLError, OSError):
                 pass  # a client that refuses our certificate
 
-    with serving(_TcpServer(("127.0.0.1", 0), Handshake)) as server:
-        yield server.server_address[1]
+    with serving(_TcpServer(("127.0.0.1", 0), Handshake)) as port:
+        yield port
 
 
 def probe(data: dict[str, Any]) -> Any:
@@ -320,8 +320,8 @@ def test_http_verify_tls_against_a_private_ca(ca: trustme.CA) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    with serving(server):
-        url = f"https://127.0.0.1:{server.server_address[1]}/health"
+    with serving(server) as port:
+        url = f"https://127.0.0.1:{port}/health"
         strict = run(probe({"kind": "http", "url": url, "timeout": "5s"}))
         lax = run(probe({"kind": "http", "url": url, "timeout": "5s", "verify_tls": False}))
     assert not strict.ok and "CERTIFICATE_VERIFY_FAILED" in strict.summary
@@ -333,14 +333,14 @@ def test_http_verify_tls_against_a_private_ca(ca: trustme.CA) -> None:
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[int]:
-    with serving(_TcpServer(("127.0.0.1", 0), BannerHandler)) as server:
-        yield server.server_address[1]
+    with serving(_TcpServer(("127.0.0.1", 0), BannerHandler)) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[int]:
-    with serving(_TcpServer(("127.0.0.1", 0), PingHandler)) as server:
-        yield server.server_address[1]
+    with serving(_TcpServer(("127.0.0.1", 0), PingHandler)) as port:
+        yield port
 
 
 def test_tcp_banner(smtp: int) -> None:

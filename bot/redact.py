@@ -17,7 +17,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # AWS access key IDs and secret keys written as key=value.
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), MASK),
     # user:password@ in URLs.
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]+):[^\s@/]+@"), rf"\1:{MASK}@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@"), rf"\1:{MASK}@"),
     # key=value, key: value, "key": "value" where the key names a secret.
     (
         re.compile(

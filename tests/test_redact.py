@@ -33,14 +33,7 @@ BOT_TOKEN = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx"
         ("connect password=hunter2 sslmode=require", "hunter2", "sslmode=require"),
         ("DB_PASSWORD: 's3cr3t value'", "s3cr3t", "DB_PASSWORD: "),
         ("postgresql://deployer:pg-pass-1@db.internal:5432/app", "pg-pass-1", "@db.internal:5432"),
-        pytest.param(
-            "redis://:redis-pass-2@cache:6379",
-            "redis-pass-2",
-            "redis://",
-            marks=pytest.mark.xfail(
-                strict=True, reason="bot/redact.py: a URL password with an empty user name"
-            ),
-        ),
+        ("redis://:redis-pass-2@cache:6379", "redis-pass-2", "redis://"),
         ('{"token": "tok-123456", "ok": true}', "tok-123456", '"ok": true'),
         ('{"api_key":"k-98765"}', "k-98765", '"api_key":'),
         ("client_secret=abc123&grant_type=client_credentials", "abc123", "grant_type="),

@@ -1,0 +1,382 @@
+"""The outbox: effects that must not be lost, recorded with the change that caused them.
+
+A page or a Slack update is first written to the ``outbox`` table in the same transaction as
+the state change that calls for it (:meth:`Outbox.enqueue`), so either both happen or
+neither does. An :class:`OutboxWorker` then delivers due rows through one handler per topic,
+retrying with backoff.
+
+Delivery is at least once: a worker that dies between delivering and recording the delivery
+leaves the row to be delivered again once its lease runs out. Receivers make that exactly
+once through idempotency (PagerDuty merges events with the same ``dedup_key``); handlers get
+the row's id as ``payload["outbox_id"]`` to pass along.
+
+Several replicas may run workers on one PostgreSQL database: a worker claims rows in one
+statement (``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)``) that moves their
+``next_attempt_at`` a lease ahead, so no other worker sees them as due while it delivers.
+On SQLite the same statement runs under SQLite's single writer lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from bot.storage.models import OutboxRow
+
+log = logging.getLogger(__name__)
+
+TOPICS = frozenset({"pagerduty", "slack"})
+OUTBOX_ID = "outbox_id"
+"""The key under which a handler finds the row's id in the payload it is given."""
+
+Handler = Callable[[dict[str, Any]], None]
+"""Delivers one payload; raises to fail (see :class:`RetryAfter`, :class:`PermanentFailure`)."""
+
+_MIN_DELAY = timedelta(milliseconds=1)
+_MAX_ERROR_CHARS = 2000
+
+
+class RetryAfter(Exception):
+    """Raised by a handler to ask for the next attempt after a given delay (HTTP 429).
+
+    Args:
+        seconds: how long to wait before the next attempt.
+        message: why; stored as the row's ``last_error``.
+    """
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        self.seconds = max(0.0, float(seconds))
+        super().__init__(message or f"asked to retry after {self.seconds:g} s")
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler when trying again cannot help (bad request, missing secret).
+
+    The row is marked failed at once with ``str(error)`` as its ``last_error``.
+    """
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Outbox:
+    """Records effects in the caller's transaction.
+
+    Args:
+        topics: the topics rows may have; anything else is a programming error.
+    """
+
+    def __init__(self, topics: Collection[str] = TOPICS) -> None:
+        self.topics = frozenset(topics)
+
+    def enqueue(
+        self,
+        db: Session,
+        *,
+        topic: str,
+        key: str,
+        payload: Mapping[str, Any],
+        session_id: int | None = None,
+        at: datetime,
+        ordering_key: str | None = None,
+    ) -> bool:
+        """Record an effect to deliver, in ``db``'s current transaction (the caller commits).
+
+        Args:
+            db: the caller's session; the row is committed or rolled back with its work.
+            topic: which handler delivers it (``"pagerduty"``, ``"slack"``).
+            key: the effect's idempotency key, unique per topic.
+            payload: JSON-serialisable data for the handler; never put secrets here.
+            session_id: the deploy session the effect belongs to, if any.
+            at: now (timezone-aware); the row is due from then.
+            ordering_key: rows of one topic with the same ordering key are delivered one at a
+                time in the order they were enqueued (for PagerDuty: the ``dedup_key``, so a
+                resolve never overtakes the trigger it resolves).
+
+        Returns:
+            True if the row was added, False if ``(topic, key)`` was already recorded. A
+            duplicate does not abort the surrounding transaction.
+
+        Raises:
+            ValueError: unknown topic, empty key, or naive ``at``.
+        """
+        if topic not in self.topics:
+            raise ValueError(
+                f"unknown outbox topic {topic!r}; expected one of {sorted(self.topics)}"
+            )
+        if not key:
+            raise ValueError("an outbox row needs an idempotency key")
+        if at.tzinfo is None:
+            raise ValueError(f"naive datetime {at!r}: the outbox takes aware timestamps only")
+        values = {
+            "topic": topic,
+            "idempotency_key": key,
+            "ordering_key": ordering_key,
+            "payload": dict(payload),
+            "session_id": session_id,
+            "created_at": at,
+            "attempts": 0,
+            "next_attempt_at": at,
+        }
+        dialect = db.get_bind().dialect.name
+        if dialect == "postgresql":
+            pg_stmt = postgresql.insert(OutboxRow).values(values)
+            statement = pg_stmt.on_conflict_do_nothing(
+                index_elements=["topic", "idempotency_key"]
+            ).returning(OutboxRow.id)
+        elif dialect == "sqlite":
+            lite_stmt = sqlite.insert(OutboxRow).values(values)
+            statement = lite_stmt.on_conflict_do_nothing(
+                index_elements=["topic", "idempotency_key"]
+            ).returning(OutboxRow.id)
+        else:
+            raise NotImplementedError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
+        return db.execute(statement).scalar_one_or_none() is not None
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    topic: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int  # before this attempt
+
+
+class OutboxWorker:
+    """Delivers due outbox rows through a handler per topic, in a daemon thread or by hand.
+
+    Only rows whose topic has a handler are touched, so separate workers may serve separate
+    topics. On failure a row is retried after ``backoff_base * 2**(attempts-1)`` seconds
+    (capped at ``backoff_cap``, with jitter between half and all of it), or after the delay a
+    :class:`RetryAfter` asks for; after ``max_attempts`` attempts, or a
+    :class:`PermanentFailure`, it is left undelivered with ``failed_at`` and ``last_error``
+    set, and logged. A new worker over the same database picks up whatever is still due.
+
+    Args:
+        factory: session factory for the outbox's database.
+        handlers: ``{topic: handler}``.
+        max_attempts: attempts before giving up on a row.
+        backoff_base: seconds before the first retry.
+        backoff_cap: longest wait between attempts, in seconds.
+        lease: seconds a claimed row stays invisible to other workers; longer than any
+            handler may take.
+        batch_size: rows claimed per statement.
+        poll_interval: longest sleep between passes of the thread (other replicas' rows
+            are noticed within it; :meth:`wake` skips the wait).
+        clock: returns now, timezone-aware.
+        rng: random source for jitter.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        handlers: Mapping[str, Handler],
+        *,
+        max_attempts: int = 20,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+        lease: float = 60.0,
+        batch_size: int = 10,
+        poll_interval: float = 2.0,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not handlers:
+            raise ValueError("an outbox worker needs at least one handler")
+        if max_attempts < 1 or batch_size < 1:
+            raise ValueError("max_attempts and batch_size must be at least 1")
+        if backoff_base <= 0 or backoff_cap < backoff_base or lease <= 0 or poll_interval <= 0:
+            raise ValueError("backoff, lease and poll interval must be positive")
+        self._factory = factory
+        self._handlers = dict(handlers)
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.lease = timedelta(seconds=lease)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start delivering in a daemon thread (at once: rows left by a previous run are due)."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("the outbox worker is already running")
+        self._stopping.clear()
+        self._wakeup.set()
+        self._thread = threading.Thread(target=self._run, name="outbox-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread after the delivery in progress, waiting up to ``timeout`` seconds."""
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next poll (call it after committing an enqueue)."""
+        self._wakeup.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            try:
+                self.deliver_due()
+                wait = self._seconds_until_next_due()
+            except Exception:  # the database may be down: keep the thread, try again later
+                log.exception("outbox pass failed; trying again in %g s", self.poll_interval)
+                wait = self.poll_interval
+            if wait > 0:
+                self._wakeup.wait(wait)
+
+    def _seconds_until_next_due(self) -> float:
+        with self._factory() as db:
+            due = db.scalar(
+                select(func.min(OutboxRow.next_attempt_at)).where(
+                    OutboxRow.delivered_at.is_(None),
+                    OutboxRow.failed_at.is_(None),
+                    OutboxRow.topic.in_(self._handlers),
+                )
+            )
+        if due is None:
+            return self.poll_interval
+        seconds = (due - self._clock()).total_seconds()
+        return min(self.poll_interval, max(0.0, seconds))
+
+    # -- one pass ------------------------------------------------------------------------------
+
+    def deliver_due(self) -> int:
+        """Deliver every row due now, claiming batches until none is left.
+
+        Rows that fail in this pass are due later, so a pass always ends.
+
+        Returns:
+            How many rows were delivered.
+        """
+        started = self._clock()
+        delivered = 0
+        while claimed := self._claim(started):
+            for row in claimed:
+                delivered += self._deliver(row)
+        return delivered
+
+    def _claim(self, due_by: datetime) -> list[_Claimed]:
+        """Lease up to ``batch_size`` due rows in one short transaction."""
+        with self._factory() as db, db.begin():
+            result = db.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(self._due_ids(due_by)))
+                .values(next_attempt_at=self._clock() + self.lease)
+                .returning(
+                    OutboxRow.id,
+                    OutboxRow.topic,
+                    OutboxRow.idempotency_key,
+                    OutboxRow.payload,
+                    OutboxRow.attempts,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            rows = [_Claimed(*row) for row in result]
+        return sorted(rows, key=lambda row: row.id)
+
+    def _due_ids(self, due_by: datetime) -> Select[int]:
+        due = aliased(OutboxRow, name="due")
+        earlier = aliased(OutboxRow, name="earlier")
+        # An older row of the same stream still pending holds this one back (FIFO per key);
+        # it stays pending while another worker delivers it, so order holds across replicas.
+        held_back = exists().where(
+            earlier.topic == due.topic,
+            earlier.ordering_key == due.ordering_key,
+            earlier.id < due.id,
+            earlier.delivered_at.is_(None),
+            earlier.failed_at.is_(None),
+        )
+        return (
+            select(due.id)
+            .where(
+                due.delivered_at.is_(None),
+                due.failed_at.is_(None),
+                due.next_attempt_at <= due_by,
+                due.topic.in_(self._handlers),
+                ~held_back,
+            )
+            .order_by(due.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+        )
+
+    def _deliver(self, row: _Claimed) -> int:
+        attempt = row.attempts + 1
+        try:
+            self._handlers[row.topic]({**row.payload, OUTBOX_ID: row.id})
+        except RetryAfter as error:
+            delay = timedelta(seconds=error.seconds)
+            self._failed(row, attempt, str(error), delay, permanent=False)
+        except PermanentFailure as error:
+            self._failed(row, attempt, str(error) or type(error).__name__, None, permanent=True)
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}"
+            self._failed(row, attempt, message, self._backoff(attempt), permanent=False)
+        else:
+            self._record(row.id, attempts=attempt, delivered_at=self._clock(), last_error=None)
+            return 1
+        return 0
+
+    def _failed(
+        self,
+        row: _Claimed,
+        attempt: int,
+        message: str,
+        delay: timedelta | None,
+        *,
+        permanent: bool,
+    ) -> None:
+        message = message[:_MAX_ERROR_CHARS]
+        now = self._clock()
+        if permanent or attempt >= self.max_attempts or delay is None:
+            why = "permanent error" if permanent else f"{attempt} attempts"
+            log.error(
+                "outbox row %d (%s %s) not delivered, giving up after %s: %s",
+                row.id, row.topic, row.key, why, message,
+            )  # fmt: skip
+            self._record(row.id, attempts=attempt, failed_at=now, last_error=message)
+            return
+        delay = max(delay, _MIN_DELAY)
+        log.warning(
+            "outbox row %d (%s %s) attempt %d failed, next in %.3g s: %s",
+            row.id, row.topic, row.key, attempt, delay.total_seconds(), message,
+        )  # fmt: skip
+        self._record(row.id, attempts=attempt, next_attempt_at=now + delay, last_error=message)
+
+    def _backoff(self, attempt: int) -> timedelta:
+        """Exponential backoff with "equal jitter": between half and all of the step."""
+        step = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt - 1, 62))
+        return timedelta(seconds=step / 2 + self._rng.uniform(0, step / 2))
+
+    def _record(self, row_id: int, **values: Any) -> None:
+        with self._factory() as db, db.begin():
+            db.execute(
+                update(OutboxRow)
+                # Another worker may have delivered it after our lease ran out: keep that.
+                .where(OutboxRow.id == row_id, OutboxRow.delivered_at.is_(None))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )

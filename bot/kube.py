@@ -81,7 +81,8 @@ def api_client(
     Args:
         context: A kubeconfig context; None for the current one.
         environ: Where to read ``KUBECONFIG``, ``HOME`` and ``KUBERNETES_SERVICE_HOST``;
-            defaults to ``os.environ``.
+            defaults to ``os.environ``. (The in-cluster loader itself reads ``os.environ``
+            and the service account's files.)
         retries: How often urllib3 retries a failed request. 0 (the default) makes a
             request's ``_request_timeout`` the whole time it can take.
 

@@ -257,7 +257,7 @@ def serve(config: ConfigOption = None) -> None:
     except DeployError as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
-    bot.scheduler.start()
+    bot.start()
     try:
         if settings.slack_app_token:
             err.print("deploybot: Socket Mode")

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.checklist import Severity
 from bot.config import Config
-from bot.domain import SYSTEM, DeploySession, SessionState
+from bot.domain import SYSTEM, DeploySession, ItemStatus, SessionState
 from bot.domain.commands import Fail, RecordProbeResult, StartMonitoring, StartProbe
 from bot.errors import DomainError
+from bot.incidents import Incidents
 from bot.probe_specs import ProbeSpec
 from bot.probes import ProbeContext, ProbeResult, run_probes
 from bot.service import DeployService
@@ -58,6 +59,7 @@ class SessionProbes:
         changed: Callable[[int], None] = lambda session_id: None,
         context: Callable[[], ProbeContext] = ProbeContext,
         concurrency: int = 32,
+        incidents: Incidents | None = None,
     ) -> None:
         self.config = config
         self.service = service
@@ -65,6 +67,7 @@ class SessionProbes:
         self.changed = changed
         self.context = context
         self.concurrency = concurrency
+        self.incidents = incidents
 
     def run(self, session_id: int, *, why: str = "requested") -> ProbeRound:
         """Run every probe the session's items link to; returns the results.
@@ -99,6 +102,15 @@ class SessionProbes:
                 command = RecordProbeResult(item_id, result.ok, result.summary, result.severity)
                 self.service.act_as(session_id, command, SYSTEM)
             self.changed(session_id)
+            if self.incidents is not None:
+                # ``session`` was loaded before this round: it holds the previous results.
+                failed_before = any(
+                    session.progress(i).status is ItemStatus.FAILED for i in links[result.name]
+                )
+                if not result.ok:
+                    self.incidents.probe_failed(session, result, again=failed_before)
+                elif failed_before:
+                    self.incidents.probe_recovered(session, result)
 
         results = run_probes(
             specs, ctx=self.context(), concurrency=self.concurrency, on_result=record

@@ -17,7 +17,11 @@ from slack_sdk.errors import SlackApiError
 
 from bot.db import migrations_current
 from bot.errors import DeployError
+from bot.incidents import Incidents
+from bot.outbox import Outbox, OutboxWorker
+from bot.paging import PagerDuty
 from bot.probing import SessionProbes
+from bot.rollback import Rollbacks
 from bot.runtime import Runtime, build_runtime
 from bot.scheduling.jobs import JobContext
 from bot.scheduling.leader import leader_lock_for
@@ -25,6 +29,8 @@ from bot.scheduling.runner import ScheduleRunner
 from bot.settings import Settings
 from bot.slack.app import build_app, check_credentials, make_client
 from bot.slack.dedupe import RequestLedger
+from bot.slack.delivery import SlackDelivery
+from bot.slack.links import SlackLinks
 from bot.slack.publisher import SessionPublisher
 from bot.slack.roles import SlackRoles
 from commands import Deps
@@ -44,12 +50,19 @@ class Bot:
     probes: SessionProbes
     background: ThreadPoolExecutor
     scheduler: ScheduleRunner
+    outbox: OutboxWorker
 
     def wsgi(self) -> WSGIApplication:
         return make_wsgi(self.app, ready=lambda: readiness(self.runtime))
 
+    def start(self) -> None:
+        """Start the background parts: outbox delivery and (when leader) the scheduler."""
+        self.outbox.start()
+        self.scheduler.start()
+
     def close(self) -> None:
         self.scheduler.stop()
+        self.outbox.stop()
         self.background.shutdown(wait=True, cancel_futures=True)
         self.publisher.close()
         self.runtime.engine.dispose()
@@ -61,6 +74,7 @@ def create_bot(
     config_path: str | Path | None = None,
     client: WebClient | None = None,
     publish_interval: float = 1.0,
+    pagerduty: PagerDuty | None = None,
 ) -> Bot:
     """Everything the bot needs, checked before anything listens.
 
@@ -73,7 +87,7 @@ def create_bot(
         raise DeployError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests.")
     client = client or make_client(settings.slack_bot_token, base_url=settings.slack_api_url)
     try:
-        check_credentials(client)
+        team_url = check_credentials(client)
     except SlackApiError as error:
         raise DeployError(
             f"Slack refused SLACK_BOT_TOKEN ({error.response.get('error')}): check the token."
@@ -86,40 +100,63 @@ def create_bot(
     ok, why = readiness(runtime)
     if not ok:
         raise DeployError(why)
-    roles = SlackRoles(runtime.config, client)
-    runtime.service.roles = roles
+    try:
+        pagerduty = pagerduty or PagerDuty()
+    except ValueError as error:
+        raise DeployError(f"PAGERDUTY_EVENTS_URL: {error}") from None
+    return _assemble(settings, runtime, client, team_url, pagerduty, publish_interval)
+
+
+def _assemble(
+    settings: Settings,
+    runtime: Runtime,
+    client: WebClient,
+    team_url: str,
+    pagerduty: PagerDuty,
+    publish_interval: float,
+) -> Bot:
+    """Wire the parts together; nothing here talks to the network yet."""
+    factory, config, service = runtime.session_factory, runtime.config, runtime.service
+    service.roles = SlackRoles(config, client)
+    links = SlackLinks(team_url, factory)
     publisher = SessionPublisher(
         client=client,
-        config=runtime.config,
-        session_factory=runtime.session_factory,
+        config=config,
+        session_factory=factory,
         interval=publish_interval,
-    )
-    probes = SessionProbes(
-        config=runtime.config,
-        service=runtime.service,
-        session_factory=runtime.session_factory,
-        changed=publisher.changed,
+        links=links,
     )
     background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deploybot-work")
-    deps = Deps(
-        service=runtime.service,
-        publisher=publisher,
-        config=runtime.config,
-        probes=probes,
-        background=background,
+    delivery = SlackDelivery(client=client, session_factory=factory, changed=publisher.changed)
+    outbox = OutboxWorker(factory, {"pagerduty": pagerduty.deliver, "slack": delivery.deliver})
+    incidents = Incidents(
+        config=config,
+        session_factory=factory,
+        outbox=Outbox(),
+        wake=outbox.wake,
+        link=links.session,
     )
-    app = build_app(
-        deps=deps,
-        client=client,
-        signing_secret=settings.slack_signing_secret,
-        ledger=RequestLedger(runtime.session_factory, writer=background),
+    probes = SessionProbes(
+        config=config,
+        service=service,
+        session_factory=factory,
+        changed=publisher.changed,
+        incidents=incidents,
+    )
+    rollbacks = Rollbacks(
+        config=config,
+        service=service,
+        probes=probes,
+        incidents=incidents,
+        executor=background,
+        changed=publisher.changed,
     )
     scheduler = ScheduleRunner(
         context=JobContext(
-            config=runtime.config,
-            service=runtime.service,
+            config=config,
+            service=service,
             probes=probes,
-            session_factory=runtime.session_factory,
+            session_factory=factory,
             changed=publisher.changed,
             client=client,
         ),
@@ -127,8 +164,25 @@ def create_bot(
         lock=leader_lock_for(runtime.database_url),
         poll=settings.scheduler_poll,
         sync_every=settings.scheduler_sync,
+        rollbacks=rollbacks,
     )
-    return Bot(runtime, client, app, publisher, probes, background, scheduler)
+    deps = Deps(
+        service=service,
+        publisher=publisher,
+        config=config,
+        probes=probes,
+        background=background,
+        incidents=incidents,
+        rollbacks=rollbacks,
+        kick_scheduler=scheduler.kick,
+    )
+    app = build_app(
+        deps=deps,
+        client=client,
+        signing_secret=settings.slack_signing_secret,
+        ledger=RequestLedger(factory, writer=background),
+    )
+    return Bot(runtime, client, app, publisher, probes, background, scheduler, outbox)
 
 
 def readiness(runtime: Runtime) -> tuple[bool, str]:

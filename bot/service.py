@@ -169,6 +169,13 @@ class DeployService:
             self._refuse(session_id, None, actor.user_id, what, str(refused))
             raise
 
+    def record(self, session_id: int, event: Event) -> None:
+        """Audit a fact about a session that is not a state change (a rollback step)."""
+        with UnitOfWork(self.session_factory) as uow:
+            environment = uow.sessions.environment_of(session_id)
+            uow.audit.append([event], session_id=session_id, environment=environment)
+            uow.commit()
+
     def _refuse(
         self, session_id: int | None, environment: str | None, user_id: str, what: str, why: str
     ) -> None:

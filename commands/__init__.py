@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from commands import checklist, deploy, lifecycle
+from commands import checklist, deploy, incident, lifecycle
 from commands.deps import Deps
 
 
@@ -15,6 +15,7 @@ def register(app: App, deps: Deps) -> None:
     deploy.register(app, deps)
     checklist.register(app, deps)
     lifecycle.register(app, deps)
+    incident.register(app, deps)
 
 
 __all__ = ["Deps", "register"]

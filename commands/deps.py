@@ -10,7 +10,9 @@ from typing import Any
 
 from bot.config import Config
 from bot.errors import DeployError
+from bot.incidents import Incidents
 from bot.probing import SessionProbes
+from bot.rollback import Rollbacks
 from bot.service import DeployService
 from bot.slack.publisher import SessionPublisher
 
@@ -24,6 +26,9 @@ class Deps:
     config: Config
     probes: SessionProbes
     background: Executor  # slow work (probe rounds) that must not hold Bolt's listener threads
+    incidents: Incidents
+    rollbacks: Rollbacks
+    kick_scheduler: Callable[[], None]
 
 
 def tell(respond: Callable[..., Any], text: str) -> None:

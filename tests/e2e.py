@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.domain import DeploySession
+from bot.domain import DeploySession, ItemStatus, SessionState
 from bot.server import Bot, create_bot, serve_http
 from bot.settings import Settings
 from bot.slack_ids import ActionId
@@ -45,6 +45,20 @@ class RunningBot:
 
     def session(self, session_id: int) -> DeploySession:
         return self.bot.runtime.service.get(session_id)
+
+    def wait_state(self, session_id: int, state: SessionState, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (current := self.session(session_id).state) is not state:
+            assert time.monotonic() < deadline, f"deploy #{session_id} is {current}, not {state}"
+            time.sleep(0.05)
+
+    def wait_item(
+        self, session_id: int, item_id: str, status: ItemStatus, timeout: float = 20.0
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while (now := self.session(session_id).progress(item_id).status) is not status:
+            assert time.monotonic() < deadline, f"item {item_id} is {now}, not {status}"
+            time.sleep(0.05)
 
     def summary(self) -> Message:
         """The latest summary message in the deploy channel (after pending updates)."""

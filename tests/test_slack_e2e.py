@@ -54,6 +54,7 @@ def test_whole_deploy_from_slack(database_url: str) -> None:
 
         # Tick items; an outsider may not.
         bot.tick("U0DEPLOYER", ["1.1", "1.2"], reply="tick1")
+        bot.wait_item(1, "1.2", ItemStatus.DONE)
         bot.tick("U0OUTSIDER", ["1.3"], reply="tick-outsider")
         assert "you are not the requester" in bot.reply("tick-outsider")["text"]
         # Post-Deployment is gated on Pre-Deployment.
@@ -110,12 +111,10 @@ def test_whole_deploy_from_slack(database_url: str) -> None:
 
         bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="deploy")
         bot.tick("U0DEPLOYER", ["2.1", "2.2"], reply="post")
-        deadline = time.monotonic() + 5
-        while bot.session(1).state is not SessionState.DEPLOYING and time.monotonic() < deadline:
-            time.sleep(0.05)
+        bot.wait_state(1, SessionState.DEPLOYING)
+        bot.wait_item(1, "2.2", ItemStatus.DONE)
         bot.click("U0DEPLOYER", ActionId.COMPLETE, "1", reply="complete")
-        while bot.session(1).state is not SessionState.COMPLETED and time.monotonic() < deadline:
-            time.sleep(0.05)
+        bot.wait_state(1, SessionState.COMPLETED)
         final = bot.session(1)
         assert final.state is SessionState.COMPLETED
         assert final.totals == (5, 5)
@@ -178,10 +177,7 @@ def test_double_click_on_an_item_ticks_once(database_url: str) -> None:
         bot.reply("start")
         bot.tick("U0DEPLOYER", ["1.1"], reply="c1")
         bot.tick("U0DEPLOYER", ["1.1"], reply="c2")  # the same click again, a new action_ts
-        deadline = time.monotonic() + 5
-        while bot.session(1).progress("1.1").status is not ItemStatus.DONE:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        bot.wait_item(1, "1.1", ItemStatus.DONE)
         time.sleep(0.3)
         ticks = [e for e in bot.bot.runtime.service.history(1) if e.kind == "item_ticked"]
         assert len(ticks) == 1

@@ -21,6 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from bot.domain import DeploySession, SessionState
+from bot.rollback import Rollbacks
 from bot.scheduling import jobs
 from bot.scheduling.leader import LeaderLock, describe
 
@@ -41,12 +42,14 @@ class ScheduleRunner:
         lock: LeaderLock,
         poll: float = 2.0,
         sync_every: float = 5.0,
+        rollbacks: Rollbacks | None = None,
     ) -> None:
         self.context = context
         self.engine = engine
         self.lock = lock
         self.poll = poll
         self.sync_every = sync_every
+        self.rollbacks = rollbacks
         self.scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="schedule-leader", daemon=True)
@@ -96,6 +99,12 @@ class ScheduleRunner:
         self.scheduler = scheduler
         log.warning("became the scheduler leader (%s)", describe(self.lock))
 
+    def kick(self) -> None:
+        """Sync now rather than at the next interval (after a rollback was requested)."""
+        scheduler = self.scheduler
+        if scheduler is not None:
+            scheduler.modify_job("sync", jobstore=LOCAL, next_run_time=datetime.now(UTC))
+
     def _step_down(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
@@ -108,8 +117,13 @@ class ScheduleRunner:
         if scheduler is None:
             return
         wanted: dict[str, tuple[object, object, list[object]]] = {}
-        for session in self.context.service.list_open():
+        sessions = self.context.service.list_open()
+        for session in sessions:
             wanted.update(self._jobs_for(session))
+        if self.rollbacks is not None:  # rollbacks run here, on the leader, once
+            self.rollbacks.resume(
+                [s.id for s in sessions if s.state is SessionState.ROLLING_BACK and s.id]
+            )
         for job in scheduler.get_jobs(jobstore=PERSISTENT):
             if job.id not in wanted:
                 job.remove()

@@ -79,5 +79,5 @@ def request_key(body: dict[str, Any]) -> str | None:
 
 
 def check_credentials(client: WebClient) -> str:
-    """Call ``auth.test``; returns the bot user ID or raises SlackApiError."""
-    return str(client.auth_test()["user_id"])
+    """Call ``auth.test``; returns the workspace URL (for permalinks) or raises SlackApiError."""
+    return str(client.auth_test().get("url") or "https://slack.com/")

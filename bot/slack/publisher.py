@@ -25,6 +25,7 @@ from bot.domain import DeploySession
 from bot.rendering.checklist import checklist_messages
 from bot.rendering.limits import validate_message
 from bot.rendering.session import summary_blocks, summary_text
+from bot.slack.links import SlackLinks
 from bot.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,14 @@ class SessionPublisher:
         session_factory: sessionmaker[Session],
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        links: SlackLinks | None = None,
     ) -> None:
         self.client = client
         self.config = config
         self.session_factory = session_factory
         self.interval = interval
         self.clock = clock
+        self.links = links
         self._dirty: dict[int, float] = {}  # session id -> when it may next be published
         self._last_published: dict[int, float] = {}
         self._sent: dict[tuple[int, str], str] = {}  # (session, purpose) -> hash of blocks
@@ -135,7 +138,10 @@ class SessionPublisher:
         if SUMMARY not in messages:
             return 0  # not posted yet (or posting failed); nothing to update
         channel, summary_ts = messages[SUMMARY]
-        wanted = [(SUMMARY, summary_text(session), summary_blocks(session, now=datetime.now(UTC)))]
+        incident = messages.get("incident")
+        incident_link = self.links.message(*incident) if incident and self.links else None
+        summary = summary_blocks(session, now=datetime.now(UTC), incident_link=incident_link)
+        wanted = [(SUMMARY, summary_text(session), summary)]
         wanted += [(m.purpose, m.text, m.blocks) for m in checklist_messages(session)]
         updated = 0
         for purpose, text, blocks in wanted:

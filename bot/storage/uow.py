@@ -69,6 +69,11 @@ class UnitOfWork:
         with conflicts_translated(db):
             db.commit()
 
+    @property
+    def db(self) -> Session:
+        """The transaction's session, for writers outside the repositories (the outbox)."""
+        return self._active()
+
     def rollback(self) -> None:
         """Discard everything done since the last commit."""
         self._active().rollback()

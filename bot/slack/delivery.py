@@ -1,0 +1,71 @@
+"""Delivers the outbox's Slack messages: incident roots and replies in threads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.outbox import PermanentFailure, RetryAfter
+from bot.rendering.limits import validate_message
+from bot.storage.uow import UnitOfWork
+
+# Errors that no retry will fix; anything else (timeouts, 5xx) is tried again later.
+PERMANENT = frozenset(
+    {"channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "msg_too_long"}
+)
+
+
+class SlackDelivery:
+    """The outbox handler for topic ``slack``."""
+
+    def __init__(
+        self,
+        *,
+        client: WebClient,
+        session_factory: sessionmaker[Session],
+        changed: Callable[[int], None] = lambda session_id: None,
+    ) -> None:
+        self.client = client
+        self.session_factory = session_factory
+        self.changed = changed
+
+    def deliver(self, payload: dict[str, Any]) -> None:
+        try:
+            if payload["kind"] == "root":
+                self._root(payload)
+            else:
+                self._reply(payload)
+        except SlackApiError as error:
+            code = str(error.response.get("error"))
+            if code in PERMANENT:
+                raise PermanentFailure(f"Slack refused the message: {code}") from error
+            raise
+
+    def _root(self, payload: dict[str, Any]) -> None:
+        sid, purpose = int(payload["session_id"]), str(payload["purpose"])
+        with UnitOfWork(self.session_factory) as uow:
+            if uow.slack_messages.get(sid, purpose) is not None:
+                return  # posted before a crash, not yet marked delivered: don't post twice
+        validate_message(payload["blocks"], text=payload["text"])
+        posted = self.client.chat_postMessage(
+            channel=payload["channel"], text=payload["text"], blocks=payload["blocks"]
+        )
+        with UnitOfWork(self.session_factory) as uow:
+            uow.slack_messages.put(sid, purpose, str(posted["channel"]), str(posted["ts"]))
+            uow.commit()
+        self.changed(sid)  # the summary now links to the incident
+
+    def _reply(self, payload: dict[str, Any]) -> None:
+        sid, purpose = int(payload["session_id"]), str(payload["purpose"])
+        with UnitOfWork(self.session_factory) as uow:
+            thread = uow.slack_messages.get(sid, purpose)
+        if thread is None:
+            if payload.get("skip_without_thread"):
+                return
+            raise RetryAfter(2.0)  # the thread's first message is still on its way
+        channel, ts = thread
+        self.client.chat_postMessage(channel=channel, thread_ts=ts, text=payload["text"])

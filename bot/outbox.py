@@ -329,30 +329,23 @@ class OutboxWorker:
             self._handlers[row.topic]({**row.payload, OUTBOX_ID: row.id})
         except RetryAfter as error:
             delay = timedelta(seconds=error.seconds)
-            self._failed(row, attempt, str(error), delay, permanent=False)
+            self._failed(row, attempt, str(error), delay)
         except PermanentFailure as error:
-            self._failed(row, attempt, str(error) or type(error).__name__, None, permanent=True)
+            self._failed(row, attempt, str(error) or type(error).__name__, None)
         except Exception as error:
             message = f"{type(error).__name__}: {error}"
-            self._failed(row, attempt, message, self._backoff(attempt), permanent=False)
+            self._failed(row, attempt, message, self._backoff(attempt))
         else:
             self._record(row.id, attempts=attempt, delivered_at=self._clock(), last_error=None)
             return 1
         return 0
 
-    def _failed(
-        self,
-        row: _Claimed,
-        attempt: int,
-        message: str,
-        delay: timedelta | None,
-        *,
-        permanent: bool,
-    ) -> None:
+    def _failed(self, row: _Claimed, attempt: int, message: str, delay: timedelta | None) -> None:
+        """Record a failed attempt: retry after ``delay``, or give up (None: permanently)."""
         message = message[:_MAX_ERROR_CHARS]
         now = self._clock()
-        if permanent or attempt >= self.max_attempts or delay is None:
-            why = "permanent error" if permanent else f"{attempt} attempts"
+        if delay is None or attempt >= self.max_attempts:
+            why = "permanent error" if delay is None else f"{attempt} attempts"
             log.error(
                 "outbox row %d (%s %s) not delivered, giving up after %s: %s",
                 row.id, row.topic, row.key, why, message,

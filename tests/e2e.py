@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain import DeploySession, ItemStatus, SessionState
+from bot.paging import PagerDuty
 from bot.server import Bot, create_bot, serve_http
 from bot.settings import Settings
 from bot.slack_ids import ActionId
-from tests.support.slack import Call, FakeSlack, Message, Response, SlackRequests
+from tests.support.slack import FakeSlack, Message, Response, SlackRequests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SECRET = "e2e-signing-secret"
@@ -113,8 +114,14 @@ class RunningBot:
 
 @contextmanager
 def running_bot(
-    database_url: str, *, config: Path = EXAMPLES / "minimal.yaml", interval: float = 0.2
+    database_url: str,
+    *,
+    config: Path = EXAMPLES / "minimal.yaml",
+    interval: float = 0.2,
+    pagerduty: PagerDuty | None = None,
+    background: bool = False,
 ) -> Iterator[RunningBot]:
+    """The bot on loopback; ``background`` also starts its outbox worker and scheduler."""
     with FakeSlack() as fake:
         fake.usergroups = {"S0RELEASE": ["U0DEPLOYER"]}
         fake.usergroup_handles = {"S0RELEASE": "release-managers"}
@@ -124,8 +131,12 @@ def running_bot(
             SLACK_API_URL=fake.base_url,
             DATABASE_URL=database_url,
             DEPLOYBOT_CONFIG=str(config),
+            DEPLOYBOT_SCHEDULER_POLL=0.2,
+            DEPLOYBOT_SCHEDULER_SYNC=0.5,
         )
-        bot = create_bot(settings, publish_interval=interval)
+        bot = create_bot(settings, publish_interval=interval, pagerduty=pagerduty)
+        if background:
+            bot.start()
         server = serve_http(bot, host="127.0.0.1", port=0, threads=8)
         thread = threading.Thread(target=server.run, name="waitress", daemon=True)
         thread.start()
@@ -137,7 +148,3 @@ def running_bot(
         finally:
             server.close()
             bot.close()
-
-
-def calls_since(fake: FakeSlack, method: str, start: int) -> list[Call]:
-    return fake.calls(method)[start:]

@@ -1,0 +1,206 @@
+"""The failure path end to end, on SQLite and PostgreSQL: a probe turns critical, the page
+arrives, the incident thread opens, a rollback runs exactly once and the alert is resolved."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from bot.db import upgrade
+from bot.domain import SessionState
+from bot.paging import PagerDuty
+from bot.slack_ids import ActionId
+from tests.e2e import running_bot
+from tests.support.pagerduty import FakePagerDuty
+
+ROUTING_KEY = "R" * 32
+
+
+class Service:
+    """A health endpoint that can be broken and healed (``/break``, ``/heal``)."""
+
+    def __init__(self) -> None:
+        self.healthy = True
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path in ("/break", "/heal"):
+                    service.healthy = self.path == "/heal"
+                status = 200 if service.healthy else 503
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok" if status == 200 else b"no")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    service = Service()
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def pagerduty(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePagerDuty]:
+    monkeypatch.setenv("PD_KEY_PROD", ROUTING_KEY)
+    with FakePagerDuty() as fake:
+        yield fake
+
+
+def write_config(tmp_path: Path, service: Service) -> Path:
+    (tmp_path / "checklist.yaml").write_text(
+        "title: Release\nsections:\n  - title: Verify\n    items:\n"
+        "      - text: API answers its health check\n        probe: api\n",
+        encoding="utf-8",
+    )
+    # The rollback heals the service and leaves a mark per run, so runs can be counted.
+    heal = tmp_path / "heal.py"
+    heal.write_text(
+        "import urllib.request\n"
+        f"urllib.request.urlopen({service.url + '/heal'!r})\n"
+        f"open({str(tmp_path / 'rollbacks.log')!r}, 'a').write('ran\\n')\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "deploybot.yaml"
+    config.write_text(
+        f"""
+roles:
+  deployers: [U0DEPLOYER]
+  approvers: [U0APPROVER]
+  oncall: [U0ONCALL]
+probes:
+  api:
+    kind: http
+    url: {service.url}/health
+    timeout: 3s
+environments:
+  prod:
+    channel: "#deploys"
+    incident_channel: "#incidents"
+    checklist: checklist.yaml
+    starters: [deployers]
+    oncall: [oncall]
+    signoffs:
+      - role: QA Lead
+        by: [approvers]
+    pagerduty: {{routing_key_env: PD_KEY_PROD}}
+    rollback:
+      - kind: command
+        argv: ["{sys.executable}", "{heal}"]
+        timeout: 30s
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def wait(predicate: object, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_failure_page_incident_rollback_resolve(
+    database_url: str, tmp_path: Path, service: Service, pagerduty: FakePagerDuty
+) -> None:
+    upgrade(database_url)
+    pd = PagerDuty(events_url=pagerduty.url, verify=pagerduty.client_ssl_context())
+    config = write_config(tmp_path, service)
+    with running_bot(database_url, config=config, pagerduty=pd, background=True) as bot:
+        fake = bot.fake
+        bot.command("start prod api v2", user="U0DEPLOYER", reply="start")
+        assert "Opened deploy #1" in bot.reply("start")["text"]
+        bot.click("U0APPROVER", ActionId.SIGN_OFF, "1|qa-lead", reply="sign")
+        wait(lambda: "qa-lead" in bot.session(1).signoffs, "sign-off recorded")
+        bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="deploy")
+        bot.wait_state(1, SessionState.DEPLOYING)
+        bot.click("U0DEPLOYER", ActionId.FINISH_DEPLOYMENT, "1", reply="deployed")
+        bot.wait_state(1, SessionState.VERIFYING)
+        wait(lambda: bot.session(1).progress("1.1").status.value == "done", "verified")
+
+        # The service breaks; the next probe round fails the deploy and pages.
+        service.healthy = False
+        bot.click("U0DEPLOYER", ActionId.RUN_PROBES, "1", reply="probe")
+        bot.wait_state(1, SessionState.FAILED)
+        trigger = pagerduty.wait_for_events(1, timeout=20)[0]
+        assert trigger["event_action"] == "trigger"
+        assert trigger["routing_key"] == ROUTING_KEY
+        assert trigger["dedup_key"] == "deploybot/prod/session-1/api"
+        assert trigger["payload"]["severity"] == "critical"
+        assert trigger["payload"]["component"] == "api"
+        assert "HTTP 503" in trigger["payload"]["summary"]
+        assert pagerduty.alert("deploybot/prod/session-1/api").status == "triggered"
+
+        fake.wait_for("chat.postMessage", count=3)  # summary, checklist, incident
+        roots = [c for c in fake.calls("chat.postMessage") if c.params["channel"] == "#incidents"]
+        assert len(roots) == 1
+        root_text = json.dumps(roots[0].params["blocks"])
+        assert "<@U0ONCALL>" in root_text and "api" in root_text
+        buttons = [
+            e["action_id"]
+            for b in roots[0].params["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+        ]
+        assert buttons == [ActionId.ACKNOWLEDGE, ActionId.ROLL_BACK, ActionId.RESOLVE]
+
+        # An outsider may not roll back; two responders click at the same moment: one rollback.
+        bot.click("U0DEPLOYER", ActionId.ROLL_BACK, "1", reply="outsider")
+        assert "only members of `oncall`, `approvers`" in bot.reply("outsider")["text"]
+        clicks = [
+            threading.Thread(target=bot.click, args=(user, ActionId.ROLL_BACK, "1", f"rb-{user}"))
+            for user in ("U0ONCALL", "U0APPROVER")
+        ]
+        for t in clicks:
+            t.start()
+        for t in clicks:
+            t.join()
+        try:
+            bot.wait_state(1, SessionState.ROLLED_BACK, timeout=40)
+        except AssertionError:
+            raise AssertionError(
+                f"{bot.session(1).outcome_reason}; {bot.bot.runtime.service.history(1)[-6:]}"
+            ) from None
+        answers = {bot.reply(f"rb-{u}")["text"] for u in ("U0ONCALL", "U0APPROVER")}
+        assert any("Rolling back deploy #1" in a for a in answers)
+        assert any("already under way" in a or "rolled back" in a for a in answers)
+        assert (tmp_path / "rollbacks.log").read_text(encoding="utf-8") == "ran\n"
+
+        wait(
+            lambda: pagerduty.alert("deploybot/prod/session-1/api").status == "resolved",
+            "the alert is resolved",
+        )
+        history = [e.kind for e in bot.bot.runtime.service.history(1)]
+        for kind in (
+            "incident_opened",
+            "rollback_started",
+            "rollback_step_done",
+            "rollback_succeeded",
+        ):
+            assert kind in history
+        assert history.count("rollback_started") == 1
+
+        bot.command("report 1", user="U0ONCALL", reply="report")
+        report = bot.reply("report")["text"]
+        assert "rolled back" in report
+        assert "rollback_step_done" in report

@@ -155,11 +155,11 @@ def report(
         runtime = build_runtime(config_path=config, database_url=database_url)
         service = runtime.service
         session = _database_call(lambda: service.get(session_id), runtime.database_url)
-        history = service.history(session_id)
+        history, runs = service.history(session_id), service.probe_runs(session_id)
     if fmt == "json":
-        sys.stdout.write(json.dumps(report_json(session, history), indent=2) + "\n")
+        sys.stdout.write(json.dumps(report_json(session, history, runs), indent=2) + "\n")
     else:
-        sys.stdout.write(report_markdown(session, history))
+        sys.stdout.write(report_markdown(session, history, runs))
 
 
 @probes_app.command("run")

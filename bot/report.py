@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from bot.checklist import walk_item
 from bot.domain import DeploySession, ItemStatus
+from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry
 
 STATUS_MARK = {
@@ -32,7 +34,9 @@ INCIDENT_KINDS = frozenset(
 )
 
 
-def report_json(session: DeploySession, history: list[AuditEntry]) -> dict[str, Any]:
+def report_json(
+    session: DeploySession, history: list[AuditEntry], probe_runs: Sequence[ProbeRun] = ()
+) -> dict[str, Any]:
     """The report as plain JSON types; :func:`report_markdown` renders the same data."""
     done, total = session.totals
     return {
@@ -69,13 +73,28 @@ def report_json(session: DeploySession, history: list[AuditEntry]) -> dict[str, 
             }
             for section in session.checklist.sections
         ],
+        "probe_runs": [
+            {
+                "probe": r.probe,
+                "item": r.item_id,
+                "kind": r.kind,
+                "ok": r.ok,
+                "severity": r.severity,
+                "summary": r.summary,
+                "duration_ms": r.duration_ms,
+                "at": _iso(r.at),
+            }
+            for r in probe_runs
+        ],
         "timeline": [_entry_json(e) for e in history],
         "incidents": [_entry_json(e) for e in history if e.kind in INCIDENT_KINDS],
     }
 
 
-def report_markdown(session: DeploySession, history: list[AuditEntry]) -> str:
-    data = report_json(session, history)
+def report_markdown(
+    session: DeploySession, history: list[AuditEntry], probe_runs: Sequence[ProbeRun] = ()
+) -> str:
+    data = report_json(session, history, probe_runs)
     title = " ".join(p for p in (session.environment, session.service, session.version) if p)
     done, total = session.totals
     lines = [
@@ -114,11 +133,31 @@ def report_markdown(session: DeploySession, history: list[AuditEntry]) -> str:
             depth = "  " * (item["id"].count(".") - 1)
             lines.append(f"{depth}- {mark} {item['id']} {item['text']}{note}{who}")
         lines.append("")
-    lines += ["## Incidents and rollback", ""]
+    lines += ["## Probe results", ""]
+    lines += _probe_table(probe_runs) or ["No probe ran."]
+    lines += ["", "## Incidents and rollback", ""]
     lines += [_timeline_line(e) for e in data["incidents"]] or ["None."]
     lines += ["", "## Timeline", ""]
     lines += [_timeline_line(e) for e in data["timeline"]]
     return "\n".join(lines) + "\n"
+
+
+def _probe_table(runs: Sequence[ProbeRun]) -> list[str]:
+    """One row per probe: how often it ran, how often it failed, and its last result."""
+    by_probe: dict[str, list[ProbeRun]] = {}
+    for run in runs:
+        by_probe.setdefault(run.probe, []).append(run)
+    if not by_probe:
+        return []
+    rows = ["| Probe | Runs | Failed | Last result | At |", "|---|---|---|---|---|"]
+    for name, each in by_probe.items():
+        last = each[-1]
+        mark = "✅" if last.ok else f"❌ ({last.severity})"
+        failed = sum(not r.ok for r in each)
+        rows.append(
+            f"| {name} | {len(each)} | {failed} | {mark} {_cell(last.summary)} | {_iso(last.at)} |"
+        )
+    return rows
 
 
 def _entry_json(entry: AuditEntry) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from bot.config import Config, Environment
 from bot.domain import Actor, DeploySession, Event, Outcome, SessionPolicy, SignOffRule, apply
 from bot.domain.commands import Command
 from bot.errors import DomainError, PermissionDenied
+from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry, EnvironmentLock
 from bot.storage.uow import UnitOfWork, run_in_transaction
 
@@ -198,6 +199,10 @@ class DeployService:
     def history(self, session_id: int) -> list[AuditEntry]:
         with UnitOfWork(self.session_factory) as uow:
             return uow.audit.for_session(session_id)
+
+    def probe_runs(self, session_id: int) -> list[ProbeRun]:
+        with UnitOfWork(self.session_factory) as uow:
+            return uow.probe_runs.for_session(session_id)
 
     def lock(self, *, environment: str, user_id: str, reason: str) -> EnvironmentLock:
         """Hold an environment: no new deploys start until it is unlocked."""

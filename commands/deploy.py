@@ -136,7 +136,8 @@ def abort(deps: Deps, call: Invocation) -> None:
 def report(deps: Deps, call: Invocation) -> None:
     session = _session_arg(deps, call)
     assert session.id is not None
-    text = report_markdown(session, deps.service.history(session.id))
+    service = deps.service
+    text = report_markdown(session, service.history(session.id), service.probe_runs(session.id))
     # Slack shows Markdown-ish text; a report longer than a message goes as a snippet in a
     # code block, cut to Slack's 40,000-character text limit.
     call.respond(

@@ -204,3 +204,5 @@ def test_failure_page_incident_rollback_resolve(
         report = bot.reply("report")["text"]
         assert "rolled back" in report
         assert "rollback_step_done" in report
+        # Probe results: the api probe ran (verify, failing run, rollback verification).
+        assert "| api | 3 | 1 | ✅ HTTP 200" in report

@@ -262,3 +262,70 @@ def test_burst_of_changes_is_coalesced(database_url: str) -> None:
         session = bot.session(1)
         assert shown_done == {"1.2"}  # 1.1 was toggled 100 times and ends unticked
         assert session.progress("1.1").status is ItemStatus.PENDING
+
+
+def test_abort_asks_for_a_reason_and_frees_the_environment(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        bot.command("start staging", user="U0DEPLOYER", reply="start")
+        bot.reply("start")
+        abort = next(
+            e
+            for b in bot.summary().blocks
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == ActionId.ABORT
+        )
+        assert abort["confirm"]["confirm"]["text"] == "Abort"  # Slack asks before sending it
+        bot.click("U0DEPLOYER", ActionId.ABORT, "1", reply="abort")
+        view = bot.fake.wait_for("views.open")[0].params["view"]
+        assert view["callback_id"] == ViewId.ABORT
+
+        def submit(reason: str) -> dict[str, object]:
+            answer = bot.slack.view_submission(
+                user_id="U0DEPLOYER",
+                callback_id=ViewId.ABORT,
+                private_metadata=view["private_metadata"],
+                values={
+                    InputId.ABORT_REASON: {
+                        InputId.ABORT_REASON: {"type": "plain_text_input", "value": reason}
+                    }
+                },
+            )
+            assert answer.status == 200
+            return answer.json() if answer.body else {}
+
+        # An empty reason keeps the modal open with the error beside the field.
+        assert submit("  ") == {
+            "response_action": "errors",
+            "errors": {InputId.ABORT_REASON: "Say why you abort: a reason is required."},
+        }
+        assert bot.session(1).state is SessionState.OPEN
+        submit("wrong build")
+        aborted = bot.session(1)
+        assert (aborted.state, aborted.outcome_reason) == (SessionState.ABORTED, "wrong build")
+        bot.command("start staging", user="U0DEPLOYER", reply="again")
+        assert "Opened deploy #2" in bot.reply("again")["text"]
+
+
+def test_slack_rate_limits_are_honoured(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        bot.command("start staging", user="U0DEPLOYER", reply="start")
+        bot.reply("start")
+        bot.bot.publisher.flush()
+        bot.fake.rate_limit("chat.update", times=2, retry_after=1)
+        before = len(bot.fake.calls("chat.update"))
+        started = time.monotonic()
+        bot.tick("U0DEPLOYER", ["1.1"], reply="tick")
+        bot.wait_item(1, "1.1", ItemStatus.DONE)
+        bot.bot.publisher.flush(timeout=20)
+        attempts = bot.fake.calls("chat.update")[before:]
+        # Two 429s answered with Retry-After, then the updates went through.
+        assert len(attempts) >= 3
+        assert attempts[1].at - attempts[0].at >= 1.0
+        assert time.monotonic() - started >= 1.0
+        section = bot.checklist_messages()[0]
+        assert "1.1" in json.dumps(
+            [e.get("initial_options") for b in section.blocks for e in b.get("elements") or []]
+        )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from bot.domain import DeploySession
 from bot.rendering.checklist import hhmm, mention
 from bot.rendering.limits import MAX_SECTION_TEXT, JsonBlock, clip, escape
+from bot.rendering.session import button, confirm_dialog
 from bot.slack_ids import ActionId
 
 
@@ -36,7 +36,7 @@ def incident_blocks(
     """
     sid = session.id
     where = f"<{session_link}|deploy #{sid}>" if session_link else f"deploy #{sid}"
-    paged = " ".join(_notify(m) for m in oncall) or "_no on-call role configured_"
+    paged = " ".join(notify(m) for m in oncall) or "_no on-call role configured_"
     what = f"*{escape(failure.probe)}* ({failure.severity}) failed: {escape(failure.summary)}"
     who = f"Since {hhmm(failure.since)} UTC · {where} requested by {mention(session.requester)}"
     blocks: list[JsonBlock] = [
@@ -64,21 +64,20 @@ def incident_blocks(
             "type": "actions",
             "block_id": "incident",
             "elements": [
-                _button("Acknowledge", ActionId.ACKNOWLEDGE, sid),
-                _button(
+                button("Acknowledge", ActionId.ACKNOWLEDGE, sid),
+                button(
                     "Roll back",
                     ActionId.ROLL_BACK,
                     sid,
-                    style="danger",
-                    confirm={
-                        "title": {"type": "plain_text", "text": f"Roll back deploy #{sid}?"},
-                        "text": {"type": "plain_text", "text": clip(f"This runs:\n{targets}", 300)},
-                        "confirm": {"type": "plain_text", "text": "Roll back"},
-                        "deny": {"type": "plain_text", "text": "Cancel"},
-                        "style": "danger",
-                    },
+                    "danger",
+                    confirm_dialog(
+                        f"Roll back deploy #{sid}?",
+                        f"This runs:\n{targets}",
+                        "Roll back",
+                        danger=True,
+                    ),
                 ),
-                _button("Resolve", ActionId.RESOLVE, sid, style="primary"),
+                button("Resolve", ActionId.RESOLVE, sid, "primary"),
             ],
         }
     )
@@ -91,28 +90,8 @@ def incident_text(session: DeploySession, failure: Failure) -> str:
     )
 
 
-def _button(
-    text: str,
-    action_id: ActionId,
-    sid: int | None,
-    *,
-    style: str | None = None,
-    confirm: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    button: dict[str, Any] = {
-        "type": "button",
-        "action_id": action_id.value,
-        "text": {"type": "plain_text", "text": text},
-        "value": str(sid),
-    }
-    if style:
-        button["style"] = style
-    if confirm:
-        button["confirm"] = confirm
-    return button
-
-
-def _notify(member: str) -> str:
+def notify(member: str) -> str:
+    """A mention for a role member: a user ID, a user-group ID or an ``@handle``."""
     if member.startswith("@"):
         return member
     if member.startswith("S"):

@@ -313,36 +313,36 @@ def _actions(session: DeploySession) -> list[JsonBlock]:
     if allowed(SignOff):
         for rule in session.missing_signoffs():
             text = f"Sign off as {rule.role}"
-            buttons.append(_button(text, ActionId.SIGN_OFF, pack(sid, rule.key)))
+            buttons.append(button(text, ActionId.SIGN_OFF, pack(sid, rule.key)))
     if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate):
-        buttons.append(_button("Start deployment", ActionId.START_DEPLOYMENT, sid, "primary"))
+        buttons.append(button("Start deployment", ActionId.START_DEPLOYMENT, sid, "primary"))
     if allowed(FinishDeployment):
-        buttons.append(_button("Deployed: verify", ActionId.FINISH_DEPLOYMENT, sid))
+        buttons.append(button("Deployed: verify", ActionId.FINISH_DEPLOYMENT, sid))
     # During a rollback the bot re-runs the probes itself when it is done.
     if allowed(StartProbe) and state is not S.ROLLING_BACK:
-        buttons.append(_button("Run probes", ActionId.RUN_PROBES, sid))
+        buttons.append(button("Run probes", ActionId.RUN_PROBES, sid))
     if allowed(Complete) and not _completion_missing(session):
-        confirm = _confirm(
+        confirm = confirm_dialog(
             f"Mark deploy #{sid} complete?",
             f"This closes the session and frees {session.environment}.",
             "Mark complete",
         )
-        buttons.append(_button("Mark complete", ActionId.COMPLETE, sid, confirm=confirm))
+        buttons.append(button("Mark complete", ActionId.COMPLETE, sid, confirm=confirm))
     if allowed(Abort):
-        confirm = _confirm(
+        confirm = confirm_dialog(
             f"Abort deploy #{sid}?",
             "You will be asked for a reason; the session closes and the environment is freed.",
             "Abort",
             danger=True,
         )
-        buttons.append(_button("Abort", ActionId.ABORT, sid, "danger", confirm))
+        buttons.append(button("Abort", ActionId.ABORT, sid, "danger", confirm))
     return [
         {"type": "actions", "elements": buttons[i : i + MAX_ACTIONS_ELEMENTS]}
         for i in range(0, len(buttons), MAX_ACTIONS_ELEMENTS)
     ]
 
 
-def _button(
+def button(
     text: str,
     action_id: ActionId,
     value: object,
@@ -362,7 +362,7 @@ def _button(
     return button
 
 
-def _confirm(title: str, text: str, yes: str, *, danger: bool = False) -> dict[str, Any]:
+def confirm_dialog(title: str, text: str, yes: str, *, danger: bool = False) -> dict[str, Any]:
     confirm: dict[str, Any] = {
         "title": {"type": "plain_text", "text": clip(title, 100)},
         "text": {"type": "plain_text", "text": clip(text, 300)},

@@ -23,6 +23,7 @@ from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import Complete, Expire
 from bot.errors import DeployError
 from bot.probing import SessionProbes
+from bot.rendering.incident import notify
 from bot.service import DeployService
 from bot.storage.models import ScheduleSlotRow
 from bot.storage.uow import UnitOfWork
@@ -101,7 +102,7 @@ def remind(session_id: int, opened: str, after: float) -> None:
     lines = []
     for rule in missing:
         people = sorted({m for role in rule.by for m in ctx.config.roles.get(role, ())})
-        lines.append(f"• *{rule.role}*: " + (" ".join(_mention(p) for p in people) or "nobody"))
+        lines.append(f"• *{rule.role}*: " + (" ".join(notify(p) for p in people) or "nobody"))
     _post_in_thread(
         session_id,
         f":bell: Deploy #{session_id} has waited {waited} for sign-offs:\n" + "\n".join(lines),
@@ -135,11 +136,3 @@ def _post_in_thread(session_id: int, text: str) -> None:
         return
     channel, ts = summary
     ctx.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
-
-
-def _mention(member: str) -> str:
-    if member.startswith("@"):
-        return member
-    if member.startswith("S"):
-        return f"<!subteam^{member}>"
-    return f"<@{member}>"

@@ -274,6 +274,58 @@ def serve(config: ConfigOption = None) -> None:
         bot.close()
 
 
+@app.command("sandbox")
+def sandbox(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Run this config with its real probes, not the demo."),
+    ] = None,
+    port: Annotated[
+        int, typer.Option("--port", "-p", min=0, max=65535, help="The page's port (0: any).")
+    ] = 3100,
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Keep the database here (default: a temporary directory)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the bot's work.")] = False,
+) -> None:
+    """Try deploybot without Slack: the bot, a local Slack with a page, PagerDuty, Kubernetes."""
+    import logging
+    import signal
+    import threading
+
+    from bot.errors import ConfigError
+    from bot.sandbox.app import Sandbox, SandboxOptions
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # SIGTERM stops it as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    options = SandboxOptions(config=config, port=port, directory=directory)
+    try:
+        running = Sandbox(options).start()
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(problem, highlight=False, markup=False)
+        err.print("error: the config is invalid; the sandbox will not start.", style="red")
+        raise typer.Exit(1) from None
+    except DeployError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    what = f"config {config}" if config else "the demo (examples/sandbox)"
+    out.print(f"deploybot sandbox: running {what}; open {running.url}", highlight=False)
+    out.print("Press Ctrl-C to stop.", highlight=False)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        err.print("deploybot sandbox: stopping…")
+    finally:
+        running.close()
+    out.print("deploybot sandbox: stopped.", highlight=False)
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 

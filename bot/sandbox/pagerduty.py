@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,9 +96,13 @@ class FakePagerDuty:
     """An HTTPS server on ``127.0.0.1:0`` that answers like PagerDuty's Events API v2.
 
     Starts when constructed; use it as a context manager (or call ``close()``).
+
+    Args:
+        on_change: Called after each request was answered (the sandbox's page then updates).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_change: Callable[[], None] | None = None) -> None:
+        self.on_change = on_change
         self.ca = trustme.CA()
         self._server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._server_context)
@@ -219,6 +224,8 @@ class FakePagerDuty:
             status, reply_headers, reply = self._answer(method, path, body, headers)
             self._requests.append(Request(path, status, body, headers, time.monotonic()))
             self._changed.notify_all()
+        if self.on_change is not None:
+            self.on_change()
         return status, reply_headers, reply
 
     def _answer(

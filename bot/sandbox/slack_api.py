@@ -71,6 +71,7 @@ class Message:
     reply_broadcast: bool = False
     edits: int = 0
     edited_ts: str | None = None
+    posted_at: float = 0.0  # time.monotonic() when posted: orders messages among ephemerals
 
     def as_payload(self) -> dict[str, Any]:
         """The message as Slack includes it in an interaction payload."""
@@ -101,6 +102,7 @@ class Ephemeral:
     text: str
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
+    posted_at: float = 0.0  # time.monotonic() when posted
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,11 @@ class _Fault:
     retry_after: int = 0
 
 
-_Reply = tuple[int, dict[str, str], bytes]
+Reply = tuple[int, dict[str, str], bytes]
+"""An HTTP answer: status, headers, body."""
+Pages = Callable[[str, str, str, bytes, dict[str, str]], Reply]
+"""Serves the paths that are not Slack's: (method, path, query, body, headers) to a reply."""
+_Reply = Reply
 _Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -120,10 +126,25 @@ class FakeSlack:
     Starts when constructed; use it as a context manager (or call ``close()``). Configure
     ``token``, ``channels`` (ID to name), ``users`` (ID to ``users.info`` fields),
     ``usergroups`` (ID to member IDs) and ``usergroup_handles`` (ID to handle) at any time.
+
+    Args:
+        token: The bot token it accepts.
+        port: The loopback port to listen on (0: any free one).
+        pages: Serves every path outside ``/api/`` and ``/response/`` (the sandbox's page).
+        on_change: Called after each Web API or response URL call was recorded.
     """
 
-    def __init__(self, *, token: str = DEFAULT_TOKEN) -> None:
+    def __init__(
+        self,
+        *,
+        token: str = DEFAULT_TOKEN,
+        port: int = 0,
+        pages: Pages | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.token = token
+        self.pages = pages
+        self.on_change = on_change
         self.channels: dict[str, str] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
@@ -137,6 +158,7 @@ class FakeSlack:
         self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
         self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
         self._view_ids = itertools.count(1)
+        self._view_triggers: dict[str, str] = {}
         self._methods: dict[str, _Handler] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -150,7 +172,7 @@ class FakeSlack:
             "usergroups.users.list": self._usergroups_users_list,
             "conversations.info": self._conversations_info,
         }
-        self._server = _FakeSlackServer(self)
+        self._server = _FakeSlackServer(self, port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -268,6 +290,16 @@ class FakeSlack:
         with self._lock:
             return {k: dict(v) for k, v in self._views.items()}
 
+    def channel_id(self, channel: str) -> str:
+        """The ID of a channel (``#deploys``, ``deploys`` or an ID), registering a new name."""
+        with self._lock:
+            return self._channel_id(channel)
+
+    def view_trigger(self, view_id: str) -> str | None:
+        """The ``trigger_id`` that opened (or pushed) the view, which says who it is shown to."""
+        with self._lock:
+            return self._view_triggers.get(view_id)
+
     def reset(self) -> None:
         """Forget calls, messages, ephemerals, views and pending faults; keep configuration."""
         with self._lock:
@@ -275,15 +307,24 @@ class FakeSlack:
             self._messages.clear()
             self._ephemerals.clear()
             self._views.clear()
+            self._view_triggers.clear()
             self._faults.clear()
 
     # -- request handling (server threads) ---------------------------------------------------
 
-    def _serve(self, path: str, query: str, raw: bytes, headers: dict[str, str]) -> _Reply:
-        if path.startswith("/api/"):
-            return self._api(path, query, raw, headers)
-        if path.startswith("/response/"):
-            return self._response_url(path, raw, headers)
+    def _serve(
+        self, method: str, path: str, query: str, raw: bytes, headers: dict[str, str]
+    ) -> _Reply:
+        if path.startswith(("/api/", "/response/")):
+            if path.startswith("/api/"):
+                reply = self._api(path, query, raw, headers)
+            else:
+                reply = self._response_url(path, raw, headers)
+            if self.on_change is not None:
+                self.on_change()
+            return reply
+        if self.pages is not None:
+            return self.pages(method, path, query, raw, headers)
         return 404, {"Content-Type": "text/plain"}, b"not found"
 
     def _api(self, path: str, query: str, raw: bytes, headers: dict[str, str]) -> _Reply:
@@ -407,6 +448,7 @@ class FakeSlack:
             blocks=list(params.get("blocks") or []),
             thread_ts=str(params["thread_ts"]) if params.get("thread_ts") else None,
             reply_broadcast=_truthy(params.get("reply_broadcast")),
+            posted_at=time.monotonic(),
         )
         self._messages[channel].append(message)
         return {"ok": True, "channel": channel, "ts": message.ts, "message": message.as_payload()}
@@ -447,6 +489,7 @@ class FakeSlack:
             text=str(params.get("text") or ""),
             blocks=list(params.get("blocks") or []),
             thread_ts=str(params["thread_ts"]) if params.get("thread_ts") else None,
+            posted_at=time.monotonic(),
         )
         self._ephemerals.append(ephemeral)
         return {"ok": True, "message_ts": ephemeral.message_ts}
@@ -457,6 +500,7 @@ class FakeSlack:
         if not params.get("trigger_id") or not isinstance(view, dict):
             return _error("invalid_arguments")
         view_id = f"V{next(self._view_ids):08X}"
+        self._view_triggers[view_id] = str(params["trigger_id"])
         stored = self._store_view(view_id, view)
         return {"ok": True, "view": stored}
 
@@ -559,9 +603,9 @@ class FakeSlack:
 class _FakeSlackServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, fake: FakeSlack) -> None:
+    def __init__(self, fake: FakeSlack, port: int) -> None:
         self.fake = fake
-        super().__init__(("127.0.0.1", 0), _FakeSlackHandler)
+        super().__init__(("127.0.0.1", port), _FakeSlackHandler)
 
 
 class _FakeSlackHandler(BaseHTTPRequestHandler):
@@ -582,7 +626,9 @@ class _FakeSlackHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, reply_headers, body = self.server.fake._serve(url.path, url.query, raw, headers)
+        status, reply_headers, body = self.server.fake._serve(
+            self.command, url.path, url.query, raw, headers
+        )
         self.send_response(status)
         for name, value in reply_headers.items():
             self.send_header(name, value)

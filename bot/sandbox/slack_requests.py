@@ -239,6 +239,7 @@ class SlackRequests:
         values: Mapping[str, Mapping[str, Mapping[str, Any]]],
         view_id: str = "V1",
         view_hash: str | None = None,
+        view: Mapping[str, Any] | None = None,
         user_name: str | None = None,
         trigger_id: str | None = None,
         retry_num: int | None = None,
@@ -249,8 +250,11 @@ class SlackRequests:
 
         ``values`` maps block_id to action_id to the element's value dict, for example
         ``{"reason": {"reason_input": {"type": "plain_text_input", "value": "flaky"}}}``.
+        ``view``, when given, is the view as shown (``views.open``'s answer): its blocks,
+        title, submit and close buttons and hash go into the payload, as Slack sends them.
         """
         seq = next(self._seq)
+        shown = dict(view or {})
         payload: dict[str, Any] = {
             "type": "view_submission",
             "team": {"id": self.team_id, "domain": self.team_domain},
@@ -262,12 +266,12 @@ class SlackRequests:
                 "id": view_id,
                 "team_id": self.team_id,
                 "type": "modal",
-                "blocks": [],
+                "blocks": list(shown.get("blocks") or []),
                 "callback_id": callback_id,
                 "private_metadata": private_metadata,
                 "state": {"values": {k: dict(v) for k, v in values.items()}},
-                "hash": view_hash or f"{int(time.time())}.{seq:08d}",
-                "title": {"type": "plain_text", "text": "deploybot"},
+                "hash": view_hash or shown.get("hash") or f"{int(time.time())}.{seq:08d}",
+                "title": shown.get("title") or {"type": "plain_text", "text": "deploybot"},
                 "clear_on_close": False,
                 "notify_on_close": False,
                 "previous_view_id": None,
@@ -276,6 +280,7 @@ class SlackRequests:
                 "external_id": "",
                 "app_installed_team_id": self.team_id,
                 "bot_id": BOT_ID,
+                **{k: shown[k] for k in ("submit", "close") if k in shown},
             },
             "response_urls": [],
             "is_enterprise_install": False,

@@ -265,7 +265,8 @@ def serve(config: ConfigOption = None) -> None:
         else:
             server = serve_http(bot, host="0.0.0.0", port=settings.port)
             err.print(
-                f"deploybot: listening on :{settings.port} (/slack/events, /healthz, /readyz)"
+                f"deploybot: listening on :{settings.port} "
+                "(/slack/events, /healthz, /readyz, /metrics)"
             )
             server.run()
     except KeyboardInterrupt:

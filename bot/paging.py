@@ -24,6 +24,7 @@ from typing import Any, Literal
 import httpx2
 import pagerduty
 
+from bot.metrics import counts_pages
 from bot.outbox import OUTBOX_ID, PermanentFailure, RetryAfter
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ class PagerDuty:
         self._rate_limit_delay = rate_limit_delay
         self._environ = environ
 
+    @counts_pages
     def deliver(self, payload: dict[str, Any]) -> None:
         """Send one outbox payload (see :func:`page_payload`) as an Events API v2 event.
 

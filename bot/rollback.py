@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
+from bot import metrics
 from bot.config import Config
 from bot.domain import SYSTEM, DeploySession, Event, SessionState
 from bot.domain.commands import RollbackFailed, RollbackSucceeded, StartRollback
@@ -142,6 +143,7 @@ class Rollbacks:
             self._fail(session, f"the probes still fail after the rollback: {names}")
             return
         self.service.act_as(session.id, RollbackSucceeded(), SYSTEM)
+        metrics.rollback_settled(ok=True)
         self.incidents.rollback_note(
             session, ":white_check_mark: Rolled back, and the probes pass.", resolve=True
         )
@@ -150,6 +152,7 @@ class Rollbacks:
     def _fail(self, session: DeploySession, detail: str) -> None:
         assert session.id is not None
         self.service.act_as(session.id, RollbackFailed(detail[:500]), SYSTEM)
+        metrics.rollback_settled(ok=False)
         self.incidents.rollback_note(session, f":fire: Rollback failed: {detail}")
         self.changed(session.id)
 

@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot import metrics
 from bot.db import migrations_current
 from bot.errors import DeployError
 from bot.incidents import Incidents
@@ -53,7 +56,11 @@ class Bot:
     outbox: OutboxWorker
 
     def wsgi(self) -> WSGIApplication:
-        return make_wsgi(self.app, ready=lambda: readiness(self.runtime))
+        return make_wsgi(
+            self.app,
+            ready=lambda: readiness(self.runtime),
+            registry=metrics.registry_for(self.runtime.session_factory),
+        )
 
     def start(self) -> None:
         """Start the background parts: outbox delivery and (when leader) the scheduler."""
@@ -195,9 +202,16 @@ def readiness(runtime: Runtime) -> tuple[bool, str]:
         return False, f"the database is unreachable: {type(error).__name__}"
 
 
-def make_wsgi(app: App, *, ready: Callable[[], tuple[bool, str]]) -> WSGIApplication:
-    """Bolt at ``/slack/events`` with ``/healthz`` and ``/readyz`` beside it."""
+def make_wsgi(
+    app: App, *, ready: Callable[[], tuple[bool, str]], registry: Collector | None = None
+) -> WSGIApplication:
+    """Bolt at ``/slack/events`` with ``/healthz``, ``/readyz`` and ``/metrics`` beside it.
+
+    ``/metrics`` serves ``registry`` in Prometheus' text format (the process-wide metrics
+    when None; ``deploybot_sessions`` needs the registry of :func:`bot.metrics.registry_for`).
+    """
     slack = SlackRequestHandler(app)
+    registry = registry or metrics.registry_for(None)
 
     def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -206,6 +220,11 @@ def make_wsgi(app: App, *, ready: Callable[[], tuple[bool, str]]) -> WSGIApplica
         if path == "/readyz":
             ok, why = ready()
             return _plain(start_response, 200 if ok else 503, why)
+        if path == "/metrics":
+            body = generate_latest(registry)
+            headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+            start_response("200 OK", headers)
+            return [body]
         return slack(environ, start_response)
 
     return wsgi

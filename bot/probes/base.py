@@ -7,6 +7,7 @@ into its caller and a hung target costs its timeout and nothing more.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import os
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bot import metrics
 from bot.checklist import Severity
 from bot.probe_specs import ProbeSpec
 from bot.redact import redact
@@ -86,6 +88,12 @@ def check_for(kind: str) -> Check:
 
 def run_probe(name: str, spec: ProbeSpec, *, ctx: ProbeContext | None = None) -> ProbeResult:
     """Run one probe in this thread; never raises."""
+    result = _run_probe(name, spec, ctx=ctx)
+    metrics.probe_ran(result.kind, result.ok, result.duration)
+    return result
+
+
+def _run_probe(name: str, spec: ProbeSpec, *, ctx: ProbeContext | None = None) -> ProbeResult:
     ctx = ctx or ProbeContext()
     started, at = time.monotonic(), datetime.now(UTC)
     try:
@@ -116,7 +124,7 @@ def run_probes(
     pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))))
     try:
         started = {
-            pool.submit(run_probe, name, spec, ctx=ctx): (n, name, spec, time.monotonic())
+            pool.submit(_in_context(), name, spec, ctx=ctx): (n, name, spec, time.monotonic())
             for n, (name, spec) in enumerate(items)
         }
         longest = max(spec.timeout.total_seconds() for _, spec in items)
@@ -125,6 +133,7 @@ def run_probes(
             for future in as_completed(started, timeout=longest * waves + GRACE_SECONDS):
                 n = started[future][0]
                 results[n] = future.result()
+                metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
                 if on_result:
                     on_result(results[n])
         except FutureTimeout:
@@ -136,11 +145,18 @@ def run_probes(
                 results[n] = _result(
                     name, spec, outcome, time.monotonic() - began, datetime.now(UTC), ctx
                 )
+                metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
                 if on_result:
                     on_result(results[n])
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return [results[n] for n in range(len(items))]
+
+
+def _in_context() -> Callable[..., ProbeResult]:
+    """``_run_probe`` in a copy of the caller's context: a check's log lines carry its session."""
+    context = contextvars.copy_context()
+    return lambda *args, **kwargs: context.run(_run_probe, *args, **kwargs)
 
 
 def _result(

@@ -15,6 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
+from bot.metrics import SlackCallCounter, time_acks
 from bot.slack.dedupe import RequestLedger
 from commands import Deps, register
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 def make_client(token: str, *, base_url: str | None = None) -> WebClient:
     """A Web API client that honours Slack's 429 ``Retry-After`` and retries dropped connections."""
     client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL, timeout=10)
+    client.retry_handlers.insert(0, SlackCallCounter())  # first: it sees every attempt
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
     client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
     return client
@@ -54,6 +56,7 @@ def build_app(*, deps: Deps, client: WebClient, signing_secret: str, ledger: Req
             return BoltResponse(status=200, body="")
         return next()
 
+    app.middleware(time_acks)  # first of ours: the time it measures includes de-duplication
     app.middleware(skip_retries)
     register(app, deps)
     return app

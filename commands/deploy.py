@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk.errors import SlackApiError
 
 from bot.domain import DeploySession
 from bot.domain.commands import Abort
@@ -63,7 +64,15 @@ def start(deps: Deps, call: Invocation) -> None:
         environment=env, user_id=call.user_id, service=service, version=version
     )
     assert session.id is not None
-    channel, _ = deps.publisher.post(session)
+    try:
+        channel, _ = deps.publisher.post(session)
+    except SlackApiError as error:
+        # The session is open and audited; only its messages are missing. Say so plainly.
+        raise DeployError(
+            f"Deploy #{session.id} is open, but Slack refused its checklist message "
+            f"({error.response.get('error')}): is the bot in the environment's channel? "
+            f"`/deploy status {session.id}` works meanwhile; `/deploy abort {session.id}` frees it."
+        ) from None
     tell(call.respond, f"Opened deploy #{session.id} of {session.title} in <#{channel}>.")
 
 

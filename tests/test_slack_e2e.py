@@ -329,3 +329,15 @@ def test_slack_rate_limits_are_honoured(database_url: str) -> None:
         assert "1.1" in json.dumps(
             [e.get("initial_options") for b in section.blocks for e in b.get("elements") or []]
         )
+
+
+def test_channel_the_bot_cannot_post_in_is_said_plainly(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        bot.fake.fail("chat.postMessage", error="not_in_channel")
+        bot.command("start staging", user="U0DEPLOYER", reply="start")
+        answer = bot.reply("start")["text"]
+        assert (
+            "Deploy #1 is open, but Slack refused its checklist message (not_in_channel)" in answer
+        )
+        assert "`/deploy abort 1` frees it" in answer

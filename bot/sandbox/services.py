@@ -124,7 +124,7 @@ class DemoServices:
     def describe(self) -> list[dict[str, Any]]:
         """Every service, for the sandbox's page."""
         rows = []
-        for key, service in sorted(self._services.items()):
+        for key, service in list(self._services.items()):
             healthy, detail = self.health(key)
             rows.append(
                 {

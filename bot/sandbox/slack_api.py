@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -606,6 +607,12 @@ class _FakeSlackServer(ThreadingHTTPServer):
     def __init__(self, fake: FakeSlack, port: int) -> None:
         self.fake = fake
         super().__init__(("127.0.0.1", port), _FakeSlackHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a page's aborted long poll) is no error worth a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _FakeSlackHandler(BaseHTTPRequestHandler):

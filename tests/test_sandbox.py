@@ -1,0 +1,357 @@
+"""``deploybot sandbox`` in-process on port 0, driven through its page's HTTP endpoints, and
+as a subprocess that prints its URL and stops cleanly on SIGINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.sandbox.app import Sandbox, SandboxOptions
+
+Item = dict[str, Any]
+
+
+class PageClient:
+    """The page's JSON endpoints, and finders for what it shows."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get(self, path: str) -> tuple[int, bytes, str]:
+        try:
+            with self._opener.open(self.url + path, timeout=30) as reply:
+                return reply.status, reply.read(), reply.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read(), error.headers.get("Content-Type", "")
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with self._opener.open(request, timeout=30) as reply:
+                answer: dict[str, Any] = json.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                raise AssertionError(f"{path}: HTTP {error.code} {error.read()!r}") from None
+        return answer
+
+    def state(self, user: str, after: int = -1) -> dict[str, Any]:
+        status, body, _ = self.get(f"/sandbox/state?user={user}&after={after}")
+        assert status == 200, body
+        state: dict[str, Any] = json.loads(body)
+        return state
+
+    def wait(
+        self, user: str, check: Callable[[dict[str, Any]], Any], what: str, timeout: float = 30
+    ) -> Any:
+        """Poll the state (as the page does) until ``check`` returns something truthy."""
+        deadline, revision = time.monotonic() + timeout, -1
+        while True:
+            state = self.state(user, revision if revision >= 0 else -1)
+            found = check(state)
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited {timeout}s for {what}")
+            revision = state["revision"]
+            time.sleep(0.05)
+
+    # -- finders -------------------------------------------------------------------------------
+
+    @staticmethod
+    def channel(state: dict[str, Any], name: str) -> dict[str, Any]:
+        return next(c for c in state["channels"] if c["name"] == name)
+
+    @staticmethod
+    def items(state: dict[str, Any]) -> Iterator[Item]:
+        for channel in state["channels"]:
+            for item in channel["items"]:
+                yield item
+                yield from item.get("replies", [])
+
+    @classmethod
+    def texts(cls, state: dict[str, Any], kind: str = "ephemeral") -> list[str]:
+        return [i["text"] for i in cls.items(state) if i["kind"] == kind]
+
+    @classmethod
+    def summary(cls, state: dict[str, Any]) -> Item | None:
+        return next(
+            (i for i in cls.channel(state, "deploys")["items"] if i["text"].startswith("Deploy #")),
+            None,
+        )
+
+    @staticmethod
+    def elements(item: Item) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        for block in item["blocks"]:
+            for element in block.get("elements", []):
+                if "action_id" in element:
+                    yield block, element
+
+    @classmethod
+    def button(cls, item: Item, text: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        for block, element in cls.elements(item):
+            if element["type"] == "button" and element["text"]["text"] == text:
+                return block, element
+        return None
+
+    def click(self, user: str, item: Item, text: str) -> dict[str, Any]:
+        found = self.button(item, text)
+        assert found is not None, f"no button {text!r} in {item['text']!r}"
+        block, element = found
+        return self.post(
+            "/sandbox/action",
+            {
+                "user": user,
+                "channel": item["channel"],
+                "ts": item["ts"],
+                "action_id": element["action_id"],
+                "block_id": block.get("block_id"),
+            },
+        )
+
+
+DEPLOYER, QA, OPS, OUTSIDER, ONCALL = (
+    "U0DEPLOYER",
+    "U0QALEAD",
+    "U0OPSLEAD",
+    "U0OUTSIDER",
+    "U0ONCALL",
+)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    with Sandbox(SandboxOptions(port=0, directory=tmp_path / "sandbox")).start() as running:
+        yield running
+
+
+def checklist_thread(page: PageClient, state: dict[str, Any]) -> list[dict[str, Any]]:
+    summary = page.summary(state)
+    assert summary is not None
+    return [r for r in summary["replies"] if r["kind"] == "message"]
+
+
+def test_page_and_static_files(sandbox: Sandbox) -> None:
+    page = PageClient(sandbox.url)
+    status, body, content_type = page.get("/")
+    assert status == 200 and "text/html" in content_type
+    assert b"/static/sandbox.js" in body
+    for path in ("/static/sandbox.js", "/static/sandbox.css"):
+        assert page.get(path)[0] == 200
+    assert page.get("/nope")[0] == 404
+    state = page.state(DEPLOYER)
+    assert [c["name"] for c in state["channels"]] == ["deploys", "incidents"]
+    assert {u["id"] for u in state["users"]} == {DEPLOYER, QA, OPS, OUTSIDER, ONCALL}
+    assert [(d["namespace"], d["revision"]) for d in state["cluster"]] == [
+        ("staging", "2"),
+        ("prod", "2"),
+    ]
+    assert all(s["healthy"] for s in state["services"])
+
+
+def test_the_whole_flow_through_the_page_endpoints(sandbox: Sandbox) -> None:
+    page = PageClient(sandbox.url)
+    deploys = page.channel(page.state(DEPLOYER), "deploys")["id"]
+    page.post(
+        "/sandbox/command", {"user": DEPLOYER, "channel": deploys, "text": "/deploy start staging"}
+    )
+    state = page.wait(
+        DEPLOYER,
+        lambda s: page.summary(s) and len(checklist_thread(page, s)) >= 5 and s,
+        "the summary and its checklist thread",
+    )
+    assert any("Opened deploy #1" in t for t in page.texts(state))
+    # Only the deployer sees that answer.
+    assert not any("Opened deploy" in t for t in page.texts(page.state(QA)))
+
+    # Tick the gated section's items in one checkbox change.
+    thread = checklist_thread(page, state)
+    readiness = next(m for m in thread if "Change readiness" in m["text"])
+    block, element = next(page.elements(readiness))
+    assert element["type"] == "checkboxes"
+    values = [o["value"] for o in element["options"]]
+    page.post(
+        "/sandbox/action",
+        {
+            "user": DEPLOYER,
+            "channel": readiness["channel"],
+            "ts": readiness["ts"],
+            "action_id": element["action_id"],
+            "block_id": block["block_id"],
+            "selected": values,
+        },
+    )
+    page.wait(
+        DEPLOYER,
+        lambda s: (
+            "4/4"
+            in next(m for m in checklist_thread(page, s) if m["ts"] == readiness["ts"])["text"]
+        ),
+        "the ticks",
+    )
+
+    # A modal: skip an item; an empty reason is refused in the modal, then a reason is taken.
+    environment = next(m for m in thread if "Environment" in m["text"])
+    page.click(DEPLOYER, environment, "Skip an item…")
+    view = page.wait(DEPLOYER, lambda s: s["views"] and s["views"][0], "the skip modal")
+    assert view["title"]["text"] == "Skip an item"
+    assert page.state(QA)["views"] == []  # shown to whoever clicked, only
+    item = view["blocks"][1]["element"]["options"][0]["value"]
+    answer = page.post(
+        "/sandbox/submit",
+        {"user": DEPLOYER, "view_id": view["id"], "values": {"skip_item": item}},
+    )
+    assert answer == {"errors": {"skip_reason": "Please complete this required field."}}
+    answer = page.post(
+        "/sandbox/submit",
+        {
+            "user": DEPLOYER,
+            "view_id": view["id"],
+            "values": {"skip_item": item, "skip_reason": "no incident tooling in the sandbox"},
+        },
+    )
+    assert answer == {"closed": True}
+    page.wait(
+        DEPLOYER,
+        lambda s: any("skipped by" in str(m["blocks"]) for m in checklist_thread(page, s)),
+        "the skipped item",
+    )
+
+    # The outsider is refused; the approvers sign off.
+    summary = page.summary(page.state(OUTSIDER))
+    assert summary is not None
+    page.click(OUTSIDER, summary, "Sign off as QA Lead")
+    refusal = page.wait(
+        OUTSIDER,
+        lambda s: next((t for t in page.texts(s) if ":warning:" in t), None),
+        "the refusal",
+    )
+    assert "qa-leads" in refusal
+    assert not any(":warning:" in t for t in page.texts(page.state(DEPLOYER)))
+    page.click(QA, summary, "Sign off as QA Lead")
+    summary = page.wait(
+        OPS,
+        lambda s: (
+            page.button(page.summary(s), "Sign off as DevOps Lead") and page.summary(s)
+            if page.button(page.summary(s), "Sign off as QA Lead") is None
+            else None
+        ),
+        "QA sign-off",
+    )
+    page.click(OPS, summary, "Sign off as DevOps Lead")
+    summary = page.wait(
+        DEPLOYER,
+        lambda s: page.button(page.summary(s), "Start deployment") and page.summary(s),
+        "the deploy gate to open",
+    )
+    page.click(DEPLOYER, summary, "Start deployment")
+    summary = page.wait(
+        DEPLOYER,
+        lambda s: page.button(page.summary(s), "Deployed: verify") and page.summary(s),
+        "deploying",
+    )
+    page.click(DEPLOYER, summary, "Deployed: verify")
+    summary = page.wait(
+        DEPLOYER,
+        lambda s: (
+            "verifying" in str(page.summary(s)["blocks"])
+            and page.button(page.summary(s), "Run probes")
+            and "3/3" in str(checklist_thread(page, s)[-1]["text"])
+            and page.summary(s)
+        ),
+        "the probes to pass",
+    )
+
+    # The service breaks: the next probe round fails, pages, opens the incident thread.
+    page.post("/sandbox/service", {"key": "staging/checkout", "healthy": False})
+    assert not next(s for s in page.state(DEPLOYER)["services"] if s["key"] == "staging/checkout")[
+        "healthy"
+    ]
+    page.click(DEPLOYER, summary, "Run probes")
+    incident = page.wait(
+        ONCALL,
+        lambda s: next(iter(page.channel(s, "incidents")["items"]), None),
+        "the incident message",
+    )
+    assert "staging-checkout-health" in incident["text"]
+    assert [e["text"]["text"] for _, e in page.elements(incident)] == [
+        "Acknowledge",
+        "Roll back",
+        "Resolve",
+    ]
+    pages = page.wait(ONCALL, lambda s: s["pages"], "the page at PagerDuty")
+    assert pages[0]["status"] == "triggered" and pages[0]["severity"] == "critical"
+
+    # On-call rolls back: kubernetes undo, the rollout completes, the probes pass.
+    page.click(ONCALL, incident, "Roll back")
+    state = page.wait(
+        ONCALL,
+        lambda s: (
+            "rolled back" in str(page.summary(s)["blocks"]).lower()
+            and "↩️" in str(page.summary(s)["blocks"])
+            and s
+        ),
+        "the session to end rolled back",
+        timeout=60,
+    )
+    staging = next(d for d in state["cluster"] if d["namespace"] == "staging")
+    assert staging["image"].endswith(":v1.4.1") and staging["revision"] == "3"
+    assert staging["rolled_out"]
+    assert next(s for s in state["services"] if s["key"] == "staging/checkout")["healthy"]
+    page.wait(ONCALL, lambda s: s["pages"][0]["status"] == "resolved", "the page resolved")
+    incident_thread = page.channel(state, "incidents")["items"][0]["replies"]
+    assert any("Rolled back, and the probes pass" in r["text"] for r in incident_thread)
+
+
+def test_unknown_user_and_bad_requests(sandbox: Sandbox) -> None:
+    page = PageClient(sandbox.url)
+    with pytest.raises(AssertionError, match="HTTP 400"):
+        page.post("/sandbox/command", {"user": "U0NOBODY", "channel": "C1", "text": "/deploy"})
+    with pytest.raises(AssertionError, match="HTTP 400"):
+        page.post("/sandbox/action", {"user": "U0DEPLOYER", "channel": "C1", "ts": "1.2"})
+
+
+def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "sandbox", "--port", "0", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "open http://127.0.0.1:" in line, line + (
+            process.stderr.read() if process.stderr else ""
+        )
+        url = line.split("open ", 1)[1].strip()
+        assert PageClient(url).get("/")[0] == 200
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "stopped." in out
+    assert "Traceback" not in err

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.tree import Tree
 
 from bot.errors import DeployError
+from bot.logs import LogFormat
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="The database: migrations.")
@@ -237,15 +238,25 @@ def probes_run(
 
 
 @app.command("serve")
-def serve(config: ConfigOption = None) -> None:
+def serve(
+    config: ConfigOption = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="DEPLOYBOT_LOG_FORMAT",
+            help="json: one JSON object per line, with the session id; text: for a terminal.",
+        ),
+    ] = LogFormat.JSON,
+) -> None:
     """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on $PORT."""
     import logging
 
     from bot.errors import ConfigError
+    from bot.logs import configure_logging
     from bot.server import create_bot, serve_http, serve_socket_mode
     from bot.settings import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     try:
         bot = create_bot(settings, config_path=config)
@@ -257,16 +268,19 @@ def serve(config: ConfigOption = None) -> None:
     except DeployError as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
+    # Formatted logs from here on; a refusal to start above stays one line for a person.
+    configure_logging(log_format)
+    log = logging.getLogger("deploybot")
     bot.start()
     try:
         if settings.slack_app_token:
-            err.print("deploybot: Socket Mode")
+            log.info("deploybot: Socket Mode")
             serve_socket_mode(bot, app_token=settings.slack_app_token, health_port=settings.port)
         else:
             server = serve_http(bot, host="0.0.0.0", port=settings.port)
-            err.print(
-                f"deploybot: listening on :{settings.port} "
-                "(/slack/events, /healthz, /readyz, /metrics)"
+            log.info(
+                "deploybot: listening on :%d (/slack/events, /healthz, /readyz, /metrics)",
+                settings.port,
             )
             server.run()
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ from bot.domain import SYSTEM, DeploySession, ItemStatus, SessionState
 from bot.domain.commands import Fail, RecordProbeResult, StartMonitoring, StartProbe
 from bot.errors import DomainError
 from bot.incidents import Incidents
+from bot.logs import session_scoped
 from bot.probe_specs import ProbeSpec
 from bot.probes import ProbeContext, ProbeResult, run_probes
 from bot.service import DeployService
@@ -69,6 +70,7 @@ class SessionProbes:
         self.concurrency = concurrency
         self.incidents = incidents
 
+    @session_scoped
     def run(self, session_id: int, *, why: str = "requested") -> ProbeRound:
         """Run every probe the session's items link to; returns the results.
 

@@ -20,6 +20,7 @@ from bot.domain import SYSTEM, DeploySession, Event, SessionState
 from bot.domain.commands import RollbackFailed, RollbackSucceeded, StartRollback
 from bot.errors import DeployError, DomainError
 from bot.incidents import Incidents, describe_target
+from bot.logs import session_scoped
 from bot.probing import SessionProbes
 from bot.redact import redact
 from bot.rollback_targets import RollbackTarget, run_target
@@ -90,6 +91,7 @@ class Rollbacks:
             with self._lock:
                 self._running.discard(session_id)
 
+    @session_scoped
     def execute(self, session_id: int) -> None:
         """Run the steps not yet run, verify with the probes, and settle the session."""
         session = self.service.get(session_id)

@@ -18,6 +18,7 @@ from bot.config import Config, Environment
 from bot.domain import Actor, DeploySession, Event, Outcome, SessionPolicy, SignOffRule, apply
 from bot.domain.commands import Command
 from bot.errors import DomainError, PermissionDenied
+from bot.logs import session_scoped
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry, EnvironmentLock
 from bot.storage.uow import UnitOfWork, run_in_transaction
@@ -151,6 +152,7 @@ class DeployService:
         """Apply a command from a given actor (the bot itself, for probes and schedules)."""
         return self._act(session_id, command, actor)
 
+    @session_scoped
     def _act(self, session_id: int, command: Command, actor: Actor) -> Outcome:
         def attempt(uow: UnitOfWork) -> Outcome:
             session = uow.sessions.get(session_id)

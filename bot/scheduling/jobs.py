@@ -22,6 +22,7 @@ from bot.config import Config
 from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import Complete, Expire
 from bot.errors import DeployError
+from bot.logs import session_scoped
 from bot.probing import SessionProbes
 from bot.rendering.incident import notify
 from bot.service import DeployService
@@ -67,6 +68,7 @@ def claim_slot(session_id: int, job: str, slot: int) -> bool:
     return True
 
 
+@session_scoped
 def monitor(session_id: int, since: str, every: float, window: float) -> None:
     """Re-run the session's probes for slot k = round((now - since) / every); at the last
     slot the watch ends and the session completes if nothing is missing."""
@@ -87,6 +89,7 @@ def monitor(session_id: int, since: str, every: float, window: float) -> None:
         ctx.changed(session_id)
 
 
+@session_scoped
 def remind(session_id: int, opened: str, after: float) -> None:
     """Nudge the people who can give the sign-offs still missing."""
     ctx = _ctx()
@@ -109,6 +112,7 @@ def remind(session_id: int, opened: str, after: float) -> None:
     )
 
 
+@session_scoped
 def expire(session_id: int, after: float) -> None:
     """Abort a session left open too long and free its environment."""
     ctx = _ctx()

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bot.config import load_config
 from bot.sandbox.app import Sandbox, SandboxOptions
 
 Item = dict[str, Any]
@@ -91,9 +92,9 @@ class PageClient:
         return [i["text"] for i in cls.items(state) if i["kind"] == kind]
 
     @classmethod
-    def summary(cls, state: dict[str, Any]) -> Item | None:
+    def summary(cls, state: dict[str, Any], channel: str = "deploys") -> Item | None:
         return next(
-            (i for i in cls.channel(state, "deploys")["items"] if i["text"].startswith("Deploy #")),
+            (i for i in cls.channel(state, channel)["items"] if i["text"].startswith("Deploy #")),
             None,
         )
 
@@ -248,11 +249,7 @@ def test_the_whole_flow_through_the_page_endpoints(sandbox: Sandbox) -> None:
     page.click(QA, summary, "Sign off as QA Lead")
     summary = page.wait(
         OPS,
-        lambda s: (
-            page.button(page.summary(s), "Sign off as DevOps Lead") and page.summary(s)
-            if page.button(page.summary(s), "Sign off as QA Lead") is None
-            else None
-        ),
+        lambda s: page.button(page.summary(s), "Sign off as QA Lead") is None and page.summary(s),
         "QA sign-off",
     )
     page.click(OPS, summary, "Sign off as DevOps Lead")
@@ -355,3 +352,47 @@ def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None
     assert process.returncode == 0, err
     assert "stopped." in out
     assert "Traceback" not in err
+
+
+def test_a_teams_config_runs_with_its_people_and_channels(tmp_path: Path) -> None:
+    """``--config``: the roles' people plus an outsider, the config's channels, real probes."""
+    config = Path(__file__).resolve().parent.parent / "examples" / "minimal.yaml"
+    options = SandboxOptions(config=config, port=0, directory=tmp_path / "sandbox")
+    with Sandbox(options).start() as sandbox:
+        assert sandbox.cluster is None and sandbox.services is None  # no demo parts
+        # Rollbacks would act on the team's real systems: the sandbox only says what it would do.
+        assert sandbox.bot is not None and sandbox.bot.scheduler.rollbacks is not None
+        target = load_config(config).environment("staging").rollback[0]
+        said = sandbox.bot.scheduler.rollbacks.run_step(target)
+        assert said.startswith("sandbox: would run command: echo rolled back staging")
+        page = PageClient(sandbox.url)
+        state = page.state("U0DEPLOYER")
+        assert [u["id"] for u in state["users"]] == [
+            "U0DEPLOYER",
+            "U0APPROVER1",
+            "U0APPROVER2",
+            "U0ONCALL",
+            "U0OUTSIDER",
+        ]
+        assert [c["name"] for c in state["channels"]] == ["deploys-staging", "incidents-staging"]
+        assert "release-managers" in state["names"].values()  # a user group, no members
+        channel = state["channels"][0]["id"]
+        page.post(
+            "/sandbox/command",
+            {"user": "U0DEPLOYER", "channel": channel, "text": "/deploy start staging"},
+        )
+        page.wait(
+            "U0DEPLOYER",
+            lambda s: page.summary(s, "deploys-staging"),
+            "the summary in the config's channel",
+        )
+        answer = page.post(
+            "/sandbox/command", {"user": "U0DEPLOYER", "channel": channel, "text": "hello"}
+        )
+        assert answer == {"status": None}
+        notice = page.wait(
+            "U0DEPLOYER",
+            lambda s: next((t for t in page.texts(s) if "sends `/deploy" in t), None),
+            "the sandbox's notice",
+        )
+        assert "deploybot" in notice

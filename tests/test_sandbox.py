@@ -323,6 +323,12 @@ def test_unknown_user_and_bad_requests(sandbox: Sandbox) -> None:
         page.post("/sandbox/command", {"user": "U0NOBODY", "channel": "C1", "text": "/deploy"})
     with pytest.raises(AssertionError, match="HTTP 400"):
         page.post("/sandbox/action", {"user": "U0DEPLOYER", "channel": "C1", "ts": "1.2"})
+    # Another host name for loopback is another site's page (DNS rebinding): refused.
+    request = urllib.request.Request(sandbox.url, headers={"Host": "rebind.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10)
+    assert refused.value.code == 403
+    refused.value.close()
 
 
 def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None:

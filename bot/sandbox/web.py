@@ -23,6 +23,7 @@ from bot.sandbox.workspace import PageError, Workspace
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 20.0
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/sandbox.js": ("sandbox.js", "text/javascript; charset=utf-8"),
@@ -80,6 +81,10 @@ class Page:
     def __call__(
         self, method: str, path: str, query: str, raw: bytes, headers: dict[str, str]
     ) -> Reply:
+        host = headers.get("host", "").rsplit(":", 1)[0]
+        if host not in LOCAL_HOSTS:
+            # Another name for loopback (DNS rebinding) is some other site's page calling.
+            return _json(403, {"error": f"the sandbox answers on 127.0.0.1, not {host!r}"})
         try:
             if method == "GET" and path in STATIC:
                 name, content_type = STATIC[path]

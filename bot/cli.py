@@ -316,6 +316,8 @@ def sandbox(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not verbose:  # one replica, always the leader: not news here
+        logging.getLogger("bot.scheduling.runner").setLevel(logging.ERROR)
     # SIGTERM stops it as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     options = SandboxOptions(config=config, port=port, directory=directory)
@@ -335,6 +337,9 @@ def sandbox(
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
+        # A second Ctrl-C must not cut the shutdown short; every part's stop is bounded.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         err.print("deploybot sandbox: stopping…")
     finally:
         running.close()

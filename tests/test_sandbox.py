@@ -351,6 +351,8 @@ def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None
         assert PageClient(url).get("/")[0] == 200
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C: still a clean stop
         out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:

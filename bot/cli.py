@@ -79,6 +79,14 @@ def config_check(file: Annotated[Path | None, typer.Argument(help="Config file."
     out.print(summarize(load_config(file)), highlight=False)
 
 
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the reference of every config and checklist key (Markdown), from the schema."""
+    from bot.config_docs import config_reference as reference
+
+    sys.stdout.write(reference())
+
+
 @checklist_app.command("import")
 def checklist_import(
     runbook: Annotated[Path, typer.Argument(help="A Markdown runbook.")],

@@ -18,7 +18,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from bot.aws_rollback import (
     RollbackFailed,
@@ -27,6 +26,7 @@ from bot.aws_rollback import (
     rollback_ecs,
     rollback_lambda,
 )
+from tests.support.moto import moto_server, use_moto
 
 REGION = "us-east-1"
 
@@ -34,28 +34,15 @@ REGION = "us-east-1"
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     """The URL of a moto server on a free loopback port, for this module."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(autouse=True)
 def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials and a region, nothing from ~/.aws, AWS_ENDPOINT_URL at moto."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    use_moto(monkeypatch, moto_endpoint, tmp_path)
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "1")
-    for name in ("AWS_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def aws(service: str) -> Any:

@@ -25,11 +25,11 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from bot.probe_specs import AwsProbe
 from bot.probes import ProbeResult, run_probe
 from bot.probes.base import GRACE_SECONDS
+from tests.support.moto import moto_server, use_moto
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -38,30 +38,14 @@ ACCOUNT = "123456789012"  # moto's default account
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     """The URL of a moto server on a free loopback port, for this module."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    before = httpx.get(f"{endpoint}/moto-api/config").json()
-    try:
+    with moto_server() as endpoint:
         yield endpoint
-    finally:
-        httpx.post(f"{endpoint}/moto-api/config", json={"lambda": before["lambda"]})
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
 def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """Fake credentials and a region, nothing from ~/.aws, AWS_ENDPOINT_URL at moto."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name in ("AWS_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS"):
-        monkeypatch.delenv(name, raising=False)
+    use_moto(monkeypatch, moto_endpoint, tmp_path)
     return moto_endpoint
 
 

@@ -39,12 +39,12 @@ from bot.probe_specs import (
     TcpProbe,
 )
 from bot.probes import ProbeContext, ProbeResult, run_probe, run_probes
+from tests.support.timing import HANG_MARGIN
 
 POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-MARGIN = 1.0  # how far past its timeout a probe may return on a loaded machine (runner: 2s)
-
+MARGIN = HANG_MARGIN
 
 # --- peers ------------------------------------------------------------------------------
 

@@ -163,26 +163,17 @@ class Incidents:
             user_id,
         )
 
-    def rollback_note(self, session: DeploySession, text: str, *, resolve: bool = False) -> None:
-        """A line in the incident thread about the rollback; ``resolve`` closes the pages."""
+    def rollback_note(self, session: DeploySession, text: str) -> None:
+        """A line in the incident thread about the rollback.
+
+        Pages are resolved by the probes themselves: a probe that passes again after the
+        rollback resolves its own alert (:meth:`probe_recovered`).
+        """
         assert session.id is not None
         now = self.clock()
+        digest = hashlib.sha1(text.encode()).hexdigest()[:12]
         with UnitOfWork(self.session_factory) as uow:
-            if resolve:
-                self._page(
-                    uow.db,
-                    session,
-                    "resolve",
-                    self._paged_probes(uow.db, session.id),
-                    key=f"rollback:{now.isoformat()}",
-                )
-            self._thread(
-                uow.db,
-                session,
-                INCIDENT,
-                text,
-                key=f"note:{now.isoformat()}:{hashlib.sha1(text.encode()).hexdigest()[:12]}",
-            )
+            self._thread(uow.db, session, INCIDENT, text, key=f"note:{now.isoformat()}:{digest}")
             uow.commit()
         self.wake()
 

@@ -147,7 +147,7 @@ class Rollbacks:
         self.service.act_as(session.id, RollbackSucceeded(), SYSTEM)
         metrics.rollback_settled(ok=True)
         self.incidents.rollback_note(
-            session, ":white_check_mark: Rolled back, and the probes pass.", resolve=True
+            session, ":white_check_mark: Rolled back, and the probes pass."
         )
         self.changed(session.id)
 

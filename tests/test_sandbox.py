@@ -173,12 +173,14 @@ def test_the_whole_flow_through_the_page_endpoints(sandbox: Sandbox) -> None:
     page.post(
         "/sandbox/command", {"user": DEPLOYER, "channel": deploys, "text": "/deploy start staging"}
     )
+    # The reply to the command comes last, after the summary and its thread are posted.
     state = page.wait(
         DEPLOYER,
-        lambda s: page.summary(s) and len(checklist_thread(page, s)) >= 5 and s,
-        "the summary and its checklist thread",
+        lambda s: any("Opened deploy #1" in t for t in page.texts(s)) and s,
+        "the reply to /deploy start",
     )
-    assert any("Opened deploy #1" in t for t in page.texts(state))
+    assert page.summary(state)
+    assert len(checklist_thread(page, state)) >= 5
     # Only the deployer sees that answer.
     assert not any("Opened deploy" in t for t in page.texts(page.state(QA)))
 

@@ -61,6 +61,12 @@ class RunningBot:
             assert time.monotonic() < deadline, f"item {item_id} is {now}, not {status}"
             time.sleep(0.05)
 
+    def wait_signed(self, session_id: int, key: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while key not in self.session(session_id).signoffs:
+            assert time.monotonic() < deadline, f"deploy #{session_id}: {key} was never signed"
+            time.sleep(0.05)
+
     def summary(self) -> Message:
         """The latest summary message in the deploy channel (after pending updates)."""
         self.bot.publisher.flush()

@@ -103,9 +103,11 @@ def test_whole_deploy_from_slack(database_url: str) -> None:
         bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="early")
         assert "Still missing: sign-off from *QA Lead*" in bot.reply("early")["text"]
         bot.click("U0APPROVER1", ActionId.SIGN_OFF, "1|qa-lead", reply="so-qa")
+        bot.wait_signed(1, "qa-lead")  # clicks are handled after the ack: keep their order
         bot.click("U0APPROVER2", ActionId.SIGN_OFF, "1|qa-lead", reply="so-qa-twice")
         assert "already signed off by <@U0APPROVER1>" in bot.reply("so-qa-twice")["text"]
         bot.click("U0APPROVER2", ActionId.SIGN_OFF, "1|devops-lead", reply="so-devops")
+        bot.wait_signed(1, "devops-lead")
         assert set(bot.session(1).signoffs) == {"qa-lead", "devops-lead"}
         assert "Start deployment" in _buttons(bot)
 

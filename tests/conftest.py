@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db import make_engine, make_sessionmaker, upgrade
 
+pytest_plugins = ["tests.support.health"]  # the `health` endpoint fixture
+
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 

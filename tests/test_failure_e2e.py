@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,45 +17,10 @@ from bot.domain import SessionState
 from bot.paging import PagerDuty
 from bot.slack_ids import ActionId
 from tests.e2e import running_bot
+from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty
 
 ROUTING_KEY = "R" * 32
-
-
-class Service:
-    """A health endpoint that can be broken and healed (``/break``, ``/heal``)."""
-
-    def __init__(self) -> None:
-        self.healthy = True
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path in ("/break", "/heal"):
-                    service.healthy = self.path == "/heal"
-                status = 200 if service.healthy else 503
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok" if status == 200 else b"no")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def service() -> Iterator[Service]:
-    service = Service()
-    yield service
-    service.close()
 
 
 @pytest.fixture
@@ -66,17 +30,17 @@ def pagerduty(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePagerDuty]:
         yield fake
 
 
-def write_config(tmp_path: Path, service: Service) -> Path:
+def write_config(tmp_path: Path, health: HealthEndpoint) -> Path:
     (tmp_path / "checklist.yaml").write_text(
         "title: Release\nsections:\n  - title: Verify\n    items:\n"
         "      - text: API answers its health check\n        probe: api\n",
         encoding="utf-8",
     )
-    # The rollback heals the service and leaves a mark per run, so runs can be counted.
+    # The rollback heals the endpoint and leaves a mark per run, so runs can be counted.
     heal = tmp_path / "heal.py"
     heal.write_text(
         "import urllib.request\n"
-        f"urllib.request.urlopen({service.url + '/heal'!r})\n"
+        f"urllib.request.urlopen({health.url + '/heal'!r})\n"
         f"open({str(tmp_path / 'rollbacks.log')!r}, 'a').write('ran\\n')\n",
         encoding="utf-8",
     )
@@ -90,7 +54,7 @@ roles:
 probes:
   api:
     kind: http
-    url: {service.url}/health
+    url: {health.url}/health
     timeout: 3s
 environments:
   prod:
@@ -121,11 +85,11 @@ def wait(predicate: object, what: str, timeout: float = 20.0) -> None:
 
 
 def test_failure_page_incident_rollback_resolve(
-    database_url: str, tmp_path: Path, service: Service, pagerduty: FakePagerDuty
+    database_url: str, tmp_path: Path, health: HealthEndpoint, pagerduty: FakePagerDuty
 ) -> None:
     upgrade(database_url)
     pd = PagerDuty(events_url=pagerduty.url, verify=pagerduty.client_ssl_context())
-    config = write_config(tmp_path, service)
+    config = write_config(tmp_path, health)
     with running_bot(database_url, config=config, pagerduty=pd, background=True) as bot:
         fake = bot.fake
         bot.command("start prod api v2", user="U0DEPLOYER", reply="start")
@@ -139,7 +103,7 @@ def test_failure_page_incident_rollback_resolve(
         wait(lambda: bot.session(1).progress("1.1").status.value == "done", "verified")
 
         # The service breaks; the next probe round fails the deploy and pages.
-        service.healthy = False
+        health.healthy = False
         bot.click("U0DEPLOYER", ActionId.RUN_PROBES, "1", reply="probe")
         bot.wait_state(1, SessionState.FAILED)
         trigger = pagerduty.wait_for_events(1, timeout=20)[0]

@@ -7,12 +7,10 @@ database per test).
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,45 +23,13 @@ from bot.outbox import PermanentFailure
 from bot.paging import PagerDuty, page_payload
 from bot.slack_ids import ActionId
 from tests.e2e import RunningBot, running_bot
+from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-class Health:
-    """A health endpoint whose answer the test flips (200 or 503)."""
-
-    def __init__(self) -> None:
-        self.healthy = True
-        health = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status = 200 if health.healthy else 503
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def health() -> Iterator[Health]:
-    health = Health()
-    yield health
-    health.close()
-
-
-def write_config(tmp_path: Path, health: Health) -> Path:
+def write_config(tmp_path: Path, health: HealthEndpoint) -> Path:
     (tmp_path / "checklist.yaml").write_text(
         "title: Release\nsections:\n  - title: Verify\n    items:\n"
         "      - text: API answers its health check\n        probe: api\n"
@@ -78,7 +44,7 @@ roles:
   approvers: [U0APPROVER]
   oncall: [U0ONCALL]
 probes:
-  api: {{kind: http, url: "{health.url}", timeout: 3s}}
+  api: {{kind: http, url: "{health.url}/health", timeout: 3s}}
 environments:
   prod:
     channel: "#deploys"
@@ -127,7 +93,7 @@ def slack_calls(bot: RunningBot) -> Counter[str]:
 
 
 def test_metrics_count_a_deploy_that_fails_and_is_rolled_back(
-    tmp_path: Path, health: Health
+    tmp_path: Path, health: HealthEndpoint
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'deploybot.db'}"
     upgrade(database_url)

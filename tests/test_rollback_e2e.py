@@ -21,7 +21,6 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from bot.service import DeployService
 from bot.slack_ids import ActionId
 from bot.storage.models import OutboxRow
 from tests.e2e import RunningBot, running_bot
+from tests.support.health import HealthEndpoint
 from tests.support.kube import KUBECTL, FakeKube, Kubectl
 from tests.support.moto import REGION, moto_server, use_moto
 from tests.support.pagerduty import FakePagerDuty
@@ -66,42 +66,6 @@ def wait(
         if time.monotonic() > deadline:
             raise AssertionError(what() if callable(what) else what)
         time.sleep(0.05)
-
-
-class Health:
-    """A health endpoint answering 200 while ``check()`` is true, else 503; ``/heal`` heals."""
-
-    def __init__(self) -> None:
-        self.check: Callable[[], bool] = lambda: True
-        health = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/heal":
-                    health.check = lambda: True
-                healthy = health.check()
-                self.send_response(200 if healthy else 503)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok" if healthy else b"no")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def health() -> Iterator[Health]:
-    server = Health()
-    yield server
-    server.close()
 
 
 @pytest.fixture
@@ -526,7 +490,7 @@ class _Recovered:
 RECOVERED = _Recovered()
 
 
-def http_probe(health: Health) -> dict[str, Any]:
+def http_probe(health: HealthEndpoint) -> dict[str, Any]:
     return {"kind": "http", "url": f"{health.url}/health", "timeout": "3s"}
 
 
@@ -543,7 +507,7 @@ def paged_actions(bot: RunningBot) -> list[tuple[str, str]]:
 
 @pytest.mark.usefixtures("aws")
 def test_ecs_and_lambda_roll_back_to_the_previous_revision_and_version(
-    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: Health
+    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: HealthEndpoint
 ) -> None:
     upgrade(database_url)
     scene = AwsScene.build(alias_at="2")
@@ -589,7 +553,7 @@ def test_ecs_and_lambda_roll_back_to_the_previous_revision_and_version(
 
 @pytest.mark.usefixtures("aws")
 def test_a_failing_step_fails_the_rollback_says_why_and_keeps_the_page_open(
-    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: Health
+    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: HealthEndpoint
 ) -> None:
     upgrade(database_url)
     scene = AwsScene.build(alias_at="1")  # nothing published before version 1
@@ -638,7 +602,7 @@ def test_a_failing_step_fails_the_rollback_says_why_and_keeps_the_page_open(
 # --- PagerDuty trouble ---------------------------------------------------------------------
 
 
-def heal_command(tmp_path: Path, health: Health) -> dict[str, Any]:
+def heal_command(tmp_path: Path, health: HealthEndpoint) -> dict[str, Any]:
     heal = tmp_path / "heal.py"
     heal.write_text(
         "import urllib.request\n"
@@ -676,7 +640,7 @@ def acknowledge_then_roll_back(bot: RunningBot) -> None:
 
 
 def test_pagerduty_errors_delay_the_pages_but_each_arrives_once_and_in_order(
-    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: Health
+    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: HealthEndpoint
 ) -> None:
     upgrade(database_url)
     config = write_config(
@@ -715,7 +679,7 @@ def test_pagerduty_errors_delay_the_pages_but_each_arrives_once_and_in_order(
 
 
 def test_pagerduty_rate_limits_are_waited_out_and_nothing_overtakes(
-    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: Health
+    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: HealthEndpoint
 ) -> None:
     upgrade(database_url)
     config = write_config(

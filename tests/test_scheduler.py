@@ -230,3 +230,46 @@ def test_reminder_names_the_missing_signoffs_in_the_thread(
         )
         jobs.remind(session.id, opened.isoformat(), 3600.0)  # nothing missing: no nudge
         assert len(fake.thread(summary["channel"], summary["ts"])) == 2
+
+
+def test_housekeeping_drops_old_request_keys_and_delivered_outbox_rows(
+    database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from sqlalchemy import insert, select
+
+    from bot.storage.models import OutboxRow, SlackRequest
+
+    _, context = make_context(write_config(tmp_path), session_factory)
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    jobs.context = jobs.JobContext(**{**context.__dict__, "clock": lambda: now})
+    with session_factory() as db:
+        db.execute(
+            insert(SlackRequest),
+            [
+                {"key": "old", "received_at": now - timedelta(days=2)},
+                {"key": "new", "received_at": now - timedelta(hours=1)},
+            ],
+        )
+        rows = [
+            ("sent-long-ago", now - timedelta(days=40)),
+            ("sent-lately", now - timedelta(days=1)),
+            ("never-sent", None),
+        ]
+        for key, delivered in rows:
+            db.execute(
+                insert(OutboxRow).values(
+                    topic="slack",
+                    idempotency_key=key,
+                    payload={},
+                    created_at=now - timedelta(days=41),
+                    attempts=1,
+                    next_attempt_at=now,
+                    delivered_at=delivered,
+                )
+            )
+        db.commit()
+    assert jobs.housekeeping() == (1, 1)
+    with session_factory() as db:
+        assert db.scalars(select(SlackRequest.key)).all() == ["new"]
+        kept = db.scalars(select(OutboxRow.idempotency_key).order_by(OutboxRow.id)).all()
+        assert kept == ["sent-lately", "never-sent"]

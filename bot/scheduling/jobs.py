@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from slack_sdk import WebClient
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,7 +26,7 @@ from bot.logs import session_scoped
 from bot.probing import SessionProbes
 from bot.rendering.incident import notify
 from bot.service import DeployService
-from bot.storage.models import ScheduleSlotRow
+from bot.storage.models import OutboxRow, ScheduleSlotRow, SlackRequest
 from bot.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,32 @@ def expire(session_id: int, after: float) -> None:
         log.info("not expired", extra={"session_id": session_id, "reason": str(refused)})
         return
     ctx.changed(session_id)
+
+
+# What housekeeping keeps: Slack retries within minutes; delivered effects are history that
+# the audit log already holds.
+KEEP_REQUEST_KEYS = timedelta(days=1)
+KEEP_DELIVERED_OUTBOX = timedelta(days=30)
+
+
+def housekeeping() -> tuple[int, int]:
+    """Drop old Slack request keys and long-delivered outbox rows; returns what was removed."""
+    ctx = _ctx()
+    now = ctx.clock()
+    with ctx.session_factory() as db:
+        keys = db.execute(
+            delete(SlackRequest).where(SlackRequest.received_at < now - KEEP_REQUEST_KEYS)
+        )
+        rows = db.execute(
+            delete(OutboxRow).where(
+                OutboxRow.delivered_at.is_not(None),
+                OutboxRow.delivered_at < now - KEEP_DELIVERED_OUTBOX,
+            )
+        )
+        db.commit()
+    removed = int(getattr(keys, "rowcount", 0) or 0), int(getattr(rows, "rowcount", 0) or 0)
+    log.info("housekeeping", extra={"request_keys": removed[0], "outbox_rows": removed[1]})
+    return removed
 
 
 def _post_in_thread(session_id: int, text: str) -> None:

@@ -95,6 +95,9 @@ class ScheduleRunner:
             jobstore=LOCAL,
             next_run_time=datetime.now(UTC),
         )
+        scheduler.add_job(
+            jobs.housekeeping, IntervalTrigger(hours=1), id="housekeeping", jobstore=LOCAL
+        )
         scheduler.start()
         self.scheduler = scheduler
         log.warning("became the scheduler leader (%s)", describe(self.lock))

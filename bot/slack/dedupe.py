@@ -12,9 +12,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,12 +67,3 @@ class RequestLedger:
                 db.rollback()  # another replica handled the same request first
             except Exception:
                 log.exception("could not record a Slack request key")
-
-    def forget_older_than(self, age: timedelta) -> int:
-        """Slack retries within minutes; older keys only take space."""
-        with self.session_factory() as db:
-            result = db.execute(
-                delete(SlackRequest).where(SlackRequest.received_at < self.clock() - age)
-            )
-            db.commit()
-            return int(getattr(result, "rowcount", 0) or 0)

@@ -7,6 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.domain import ItemStatus
 from bot.domain.commands import SkipItem, TickItem, UntickItem
 from bot.errors import DeployError
 from bot.rendering.limits import validate_view
@@ -23,21 +24,21 @@ def register(app: App, deps: Deps) -> None:
         user = body["user"]["id"]
 
         def work() -> None:
-            _, session_id, shown = unpack(action["block_id"])
+            _, sid, shown = unpack(action["block_id"])
+            session_id, items = int(sid), set(shown.split(","))
             selected = {o["value"] for o in action.get("selected_options") or []}
             # Slack sends the element's whole selection: what changed is the difference
             # between it and the items' current state, so a stale or repeated click is harmless.
-            session = deps.service.get(int(session_id))
-            done = {i for i in shown.split(",") if session.progress(i).status.value == "done"}
+            session = deps.service.get(session_id)
+            done = {i for i in items if session.progress(i).status is ItemStatus.DONE}
             try:
                 for item_id in sorted(selected - done):
-                    deps.service.act(int(session_id), TickItem(item_id), user)
-                for item_id in sorted(set(shown.split(",")) - selected):
-                    if item_id in done:
-                        deps.service.act(int(session_id), UntickItem(item_id), user)
+                    deps.service.act(session_id, TickItem(item_id), user)
+                for item_id in sorted((items - selected) & done):
+                    deps.service.act(session_id, UntickItem(item_id), user)
             finally:
                 # Refused or not, redraw: a refused tick must not stay ticked on screen.
-                deps.publisher.changed(int(session_id))
+                deps.publisher.changed(session_id)
 
         replying_errors(respond, work)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +36,20 @@ def probe_links(session: DeploySession) -> dict[str, list[str]]:
         if item.probe:
             links.setdefault(item.probe, []).append(item.id)
     return links
+
+
+def effective_severities(
+    session: DeploySession, specs: dict[str, ProbeSpec]
+) -> dict[str, Severity]:
+    """A probe's failure is as severe as its probe config says, unless the items it ticks
+    say otherwise; if any of them is critical, it is critical."""
+    found: dict[str, Severity] = {}
+    for _, item in session.checklist.walk():
+        if item.probe in specs:
+            level = item.severity or specs[item.probe].severity
+            if found.get(item.probe) is not Severity.CRITICAL:
+                found[item.probe] = level
+    return found
 
 
 @dataclass(frozen=True)
@@ -90,7 +104,12 @@ class SessionProbes:
                 self.service.act_as(session_id, StartProbe(item_id), SYSTEM)
         self.changed(session_id)
 
+        severity = effective_severities(session, specs)
+        recorded: dict[str, ProbeResult] = {}
+
         def record(result: ProbeResult) -> None:
+            result = replace(result, severity=severity[result.name])
+            recorded[result.name] = result
             with UnitOfWork(self.session_factory) as uow:
                 for item_id in links[result.name]:
                     uow.probe_runs.record(
@@ -114,10 +133,8 @@ class SessionProbes:
                 elif failed_before:
                     self.incidents.probe_recovered(session, result)
 
-        results = run_probes(
-            specs, ctx=self.context(), concurrency=self.concurrency, on_result=record
-        )
-        outcome = ProbeRound(session_id, results)
+        ran = run_probes(specs, ctx=self.context(), concurrency=self.concurrency, on_result=record)
+        outcome = ProbeRound(session_id, [recorded.get(r.name, r) for r in ran])
         self._advance(session_id, outcome, why)
         log.info(
             "probes ran",

@@ -1,0 +1,82 @@
+"""A session's probe round: items ticked or failed, severity from the item or the probe."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.checklist import Severity
+from bot.config import load_config
+from bot.domain import SessionState
+from bot.domain.commands import SignOff, StartDeployment
+from bot.probing import SessionProbes
+from bot.service import DeployService
+
+
+def config_with(tmp_path: Path, item_severity: str | None) -> Path:
+    severity = f"\n        severity: {item_severity}" if item_severity else ""
+    (tmp_path / "checklist.yaml").write_text(
+        "title: T\nsections:\n  - title: Checks\n    items:\n"
+        f"      - text: Smoke test passes\n        probe: smoke{severity}\n"
+        "      - text: Version endpoint answers\n        probe: ok\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "deploybot.yaml"
+    config.write_text(
+        f"""
+roles:
+  deployers: [U0DEPLOYER]
+  approvers: [U0APPROVER]
+probes:
+  smoke: {{kind: command, argv: ["{sys.executable}", "-c", "raise SystemExit(3)"]}}
+  ok: {{kind: command, argv: ["{sys.executable}", "-c", "print('v2')"]}}
+environments:
+  prod:
+    channel: "#deploys"
+    checklist: checklist.yaml
+    starters: [deployers]
+    signoffs: [{{role: QA Lead, by: [approvers]}}]
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    ("item_severity", "expected", "state"),
+    [
+        (None, Severity.CRITICAL, SessionState.FAILED),  # the probe's default
+        ("warning", Severity.WARNING, SessionState.DEPLOYING),  # the item says it can wait
+    ],
+)
+def test_failure_severity_comes_from_the_item_or_the_probe(
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    item_severity: str | None,
+    expected: Severity,
+    state: SessionState,
+) -> None:
+    config = load_config(config_with(tmp_path, item_severity))
+    service = DeployService(config=config, session_factory=session_factory)
+    probes = SessionProbes(config=config, service=service, session_factory=session_factory)
+    session = service.open(environment="prod", user_id="U0DEPLOYER")
+    assert session.id is not None
+    service.act(session.id, SignOff("qa-lead"), "U0APPROVER")
+    service.act(session.id, StartDeployment(), "U0DEPLOYER")
+
+    outcome = probes.run(session.id)
+
+    after = service.get(session.id)
+    assert after.progress("1.1").status.value == "failed"
+    assert after.progress("1.1").severity is expected
+    assert after.progress("1.1").reason == "exit 3 (expected 0)"
+    assert after.progress("1.2").status.value == "done"
+    assert after.state is state
+    assert [r.severity for r in outcome.results if not r.ok] == [expected]
+    runs = service.probe_runs(session.id)
+    assert [(r.probe, r.ok, r.severity) for r in runs if r.probe == "smoke"] == [
+        ("smoke", False, expected.value)
+    ]

@@ -320,8 +320,9 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("ChecklistItem", "text"): "What to do or check.",
     ("ChecklistItem", "id"): "Its id (`2.5.1`: section 2, item 5, child 1).",
     ("ChecklistItem", "probe"): "A probe (by name) that ticks this item when it passes.",
-    ("ChecklistItem", "severity"): "Accepted (runbooks carry it) but not used yet: a linked "
-    "probe's own `severity` decides.",
+    ("ChecklistItem", "severity"): "`critical` or `warning`: how serious a failure of the "
+    "linked probe is for this item, overriding the probe's own `severity` (if any item a "
+    "probe ticks is critical, its failure is critical).",
     ("ChecklistItem", "children"): "Items under this one.",
 }
 

@@ -41,6 +41,8 @@ from commands import Deps
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
 log = logging.getLogger(__name__)
 
 
@@ -247,11 +249,22 @@ def serve_http(bot: Bot, *, host: str, port: int, threads: int = 16) -> Any:
     return waitress.create_server(bot.wsgi(), host=host, port=port, threads=threads)
 
 
-def serve_socket_mode(bot: Bot, *, app_token: str, health_port: int | None) -> None:
-    """Socket Mode: no public URL; health endpoints still served when a port is given."""
+def serve_socket_mode(
+    bot: Bot, *, app_token: str, health_port: int | None, block: bool = True
+) -> SocketModeHandler:
+    """Socket Mode: no public URL; health endpoints still served when a port is given.
+
+    Blocks for good unless ``block`` is False: then it returns once connected, and the
+    caller ends the connection with ``handler.close()``.
+    """
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     if health_port:
         health = serve_http(bot, host="0.0.0.0", port=health_port, threads=2)
         threading.Thread(target=health.run, name="health", daemon=True).start()
-    SocketModeHandler(bot.app, app_token).start()  # type: ignore[no-untyped-call]
+    handler = SocketModeHandler(bot.app, app_token)
+    if block:
+        handler.start()  # type: ignore[no-untyped-call]
+    else:
+        handler.connect()  # type: ignore[no-untyped-call]
+    return handler

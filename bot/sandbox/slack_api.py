@@ -127,6 +127,8 @@ class FakeSlack:
     Starts when constructed; use it as a context manager (or call ``close()``). Configure
     ``token``, ``channels`` (ID to name), ``users`` (ID to ``users.info`` fields),
     ``usergroups`` (ID to member IDs) and ``usergroup_handles`` (ID to handle) at any time.
+    ``socket_mode_url`` is the ``ws://`` URL ``apps.connections.open`` hands to an app-level
+    (``xapp-``) token; None (the default) refuses Socket Mode.
 
     Args:
         token: The bot token it accepts.
@@ -150,6 +152,7 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.usergroup_handles: dict[str, str] = {}
+        self.socket_mode_url: str | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._calls: list[Call] = []
@@ -378,6 +381,8 @@ class FakeSlack:
         token = token or str(params.get("token") or "")
         if not token:
             return _error("not_authed")
+        if method == "apps.connections.open":
+            return self._connections_open(token)
         if token != self.token:
             return _error("invalid_auth")
         handler = self._methods.get(method)
@@ -435,6 +440,14 @@ class FakeSlack:
             "bot_id": BOT_ID,
             "is_enterprise_install": False,
         }
+
+    def _connections_open(self, token: str) -> dict[str, Any]:
+        """Socket Mode's WebSocket URL, for an app-level token only (like Slack)."""
+        if not token.startswith("xapp-"):
+            return _error("not_allowed_token_type")
+        if self.socket_mode_url is None:
+            return _error("invalid_auth")  # the fake's answer: no Socket Mode configured
+        return {"ok": True, "url": self.socket_mode_url}
 
     def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("channel"):

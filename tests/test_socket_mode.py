@@ -1,0 +1,150 @@
+"""Socket Mode end to end: the real Bolt ``SocketModeHandler`` over slack_sdk's builtin
+client, against the fake Web API (``apps.connections.open``) and a loopback WebSocket
+endpoint that speaks Slack's Socket Mode protocol (tests/support/socket_mode.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.db import upgrade
+from bot.server import create_bot, serve_socket_mode
+from bot.settings import Settings
+from bot.slack_ids import ActionId
+from tests.support.slack import APP_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
+from tests.support.socket_mode import SocketModeServer, wait_for
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+APP_TOKEN = "xapp-1-A0DEPLOYBOT-1-socketmode"
+CHANNEL = "C0DEPLOYS"
+
+
+def _reply(fake: FakeSlack, name: str) -> dict[str, Any]:
+    """What the bot posted to the response URL called ``name``."""
+
+    def found() -> dict[str, Any] | None:
+        calls = [c for c in fake.calls("response_url") if c.path.endswith(f"/{name}")]
+        return calls[-1].params if calls else None
+
+    result: dict[str, Any] = wait_for(found, f"a reply at response URL {name}")
+    return result
+
+
+def test_socket_mode_deploy_start_and_refused_sign_off(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)  # loopback only: never through a proxy
+    monkeypatch.delenv("SLACK_SIGNING_SECRET", raising=False)
+    upgrade(database_url)
+    with FakeSlack() as fake, SocketModeServer() as endpoint:
+        fake.usergroups = {"S0RELEASE": ["U0DEPLOYER"]}
+        fake.usergroup_handles = {"S0RELEASE": "release-managers"}
+        fake.socket_mode_url = endpoint.url
+        settings = Settings(
+            SLACK_BOT_TOKEN="xoxb-test",
+            SLACK_APP_TOKEN=APP_TOKEN,
+            SLACK_API_URL=fake.base_url,
+            DATABASE_URL=database_url,
+            DEPLOYBOT_CONFIG=str(EXAMPLES / "minimal.yaml"),
+        )
+        bot = create_bot(settings, publish_interval=0.2)
+        handler = None
+        try:
+            handler = serve_socket_mode(
+                bot, app_token=settings.slack_app_token, health_port=None, block=False
+            )
+            endpoint.wait_connected()
+            [opened] = fake.calls("apps.connections.open")
+            assert opened.headers.get("authorization") == f"Bearer {APP_TOKEN}"
+
+            # /deploy start staging, as Slack delivers a slash command over the socket
+            pushed = time.monotonic()
+            envelope_id = endpoint.push(
+                "slash_commands",
+                {
+                    "token": "verification-token",
+                    "team_id": TEAM_ID,
+                    "team_domain": TEAM_DOMAIN,
+                    "channel_id": CHANNEL,
+                    "channel_name": "deploys",
+                    "user_id": "U0DEPLOYER",
+                    "user_name": "u0deployer",
+                    "command": "/deploy",
+                    "text": "start staging",
+                    "api_app_id": APP_ID,
+                    "is_enterprise_install": "false",
+                    "response_url": fake.response_url("start"),
+                    "trigger_id": "1700000000.1.socketmode",
+                },
+                accepts_response_payload=True,
+            )
+            ack = endpoint.ack(envelope_id, timeout=3.0)
+            assert ack["envelope_id"] == envelope_id
+            assert time.monotonic() - pushed < 3.0, "Slack drops commands not acked in 3 s"
+
+            [session] = wait_for(bot.runtime.service.list_open, "the deploy to open")
+            assert (session.id, session.environment, session.requester) == (
+                1,
+                "staging",
+                "U0DEPLOYER",
+            )
+            assert "Opened deploy #1 of staging" in _reply(fake, "start")["text"]
+            bot.publisher.flush()
+            summary_call = wait_for(
+                lambda: [
+                    c for c in fake.calls("chat.postMessage") if not c.params.get("thread_ts")
+                ],
+                "the summary message",
+            )[0]
+            summary = fake.messages(str(summary_call.params["channel"]))[0]
+            assert summary.ts and summary.blocks
+
+            # the outsider clicks "Sign off as QA Lead" on the summary
+            envelope_id = endpoint.push(
+                "interactive",
+                {
+                    "type": "block_actions",
+                    "user": {
+                        "id": "U0OUTSIDER",
+                        "username": "u0outsider",
+                        "name": "u0outsider",
+                        "team_id": TEAM_ID,
+                    },
+                    "api_app_id": APP_ID,
+                    "token": "verification-token",
+                    "container": {
+                        "type": "message",
+                        "message_ts": summary.ts,
+                        "channel_id": summary.channel,
+                        "is_ephemeral": False,
+                    },
+                    "trigger_id": "1700000000.2.socketmode",
+                    "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+                    "enterprise": None,
+                    "is_enterprise_install": False,
+                    "channel": {"id": summary.channel, "name": "deploys"},
+                    "message": summary.as_payload(),
+                    "state": {"values": {}},
+                    "response_url": fake.response_url("so-outsider"),
+                    "actions": [
+                        {
+                            "action_id": ActionId.SIGN_OFF.value,
+                            "block_id": "actions",
+                            "type": "button",
+                            "value": "1|qa-lead",
+                            "action_ts": f"{time.time():.6f}",
+                        }
+                    ],
+                },
+            )
+            assert endpoint.ack(envelope_id, timeout=3.0)["envelope_id"] == envelope_id
+            assert "only members of `approvers`" in _reply(fake, "so-outsider")["text"]
+            assert not bot.runtime.service.get(1).signoffs
+        finally:
+            if handler is not None:
+                handler.close()  # type: ignore[no-untyped-call]
+            bot.close()

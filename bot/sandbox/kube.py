@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
@@ -55,6 +54,7 @@ from bot.sandbox.kube_controller import (
     parse_label_selector,
     semantic,
 )
+from bot.sandbox.serving import ServedInBackground
 
 SERVER_VERSION = "v1.32.4"  # gcloud's kubectl dispatcher picks the kubectl of this minor
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -823,7 +823,7 @@ class _Reply:
     stream: Iterator[Obj] | None = None
 
 
-class FakeKube:
+class FakeKube(ServedInBackground):
     """A Kubernetes API server on 127.0.0.1 port 0; see the module docstring.
 
     Args:
@@ -835,12 +835,9 @@ class FakeKube:
         self._store = _Store(seed=seed)
         self._controller = DeploymentController(self._store)
         self._requests: list[Request] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-kube", daemon=True
-        )
-        self._thread.start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server.daemon_threads = True
+        self._start_serving(server, "fake-kube")
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -857,19 +854,7 @@ class FakeKube:
         with self._store.lock:
             self._store.closed = True
             self._store.lock.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().close()
 
     def kubeconfig(
         self, path: str | Path, *, context: str = "fake", namespace: str | None = None

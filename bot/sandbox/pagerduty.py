@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socket import IPPROTO_TCP, TCP_NODELAY, socket
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import trustme
+
+from bot.sandbox.serving import ServedInBackground
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
 SEVERITIES = ("critical", "error", "warning", "info")
@@ -92,7 +93,7 @@ class _Fault:
     retry_after: str | None = None
 
 
-class FakePagerDuty:
+class FakePagerDuty(ServedInBackground):
     """An HTTPS server on ``127.0.0.1:0`` that answers like PagerDuty's Events API v2.
 
     Starts when constructed; use it as a context manager (or call ``close()``).
@@ -112,14 +113,7 @@ class FakePagerDuty:
         self._events: list[dict[str, Any]] = []
         self._alerts: dict[str, list[Alert]] = {}
         self._faults: deque[_Fault] = deque()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-pagerduty",
-            daemon=True,
-        )
-        self._thread.start()
+        self._start_serving(_Server(self), "fake-pagerduty")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -133,23 +127,6 @@ class FakePagerDuty:
         """A client context that trusts this server's certificate (and nothing else)."""
         # With cadata, the system's default CAs are not loaded.
         return ssl.create_default_context(cadata=self.ca.cert_pem.bytes().decode("ascii"))
-
-    def close(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- fault injection ---------------------------------------------------------------------
 

@@ -23,9 +23,10 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from bot.sandbox.serving import ServedInBackground
 
 TEAM_ID = "T0TEST"
 TEAM_DOMAIN = "test"
@@ -121,7 +122,7 @@ _Reply = Reply
 _Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class FakeSlack:
+class FakeSlack(ServedInBackground):
     """A threaded HTTP server on ``127.0.0.1:0`` that answers like Slack's Web API.
 
     Starts when constructed; use it as a context manager (or call ``close()``). Configure
@@ -176,14 +177,7 @@ class FakeSlack:
             "usergroups.users.list": self._usergroups_users_list,
             "conversations.info": self._conversations_info,
         }
-        self._server = _FakeSlackServer(self, port)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-slack",
-            daemon=True,
-        )
-        self._thread.start()
+        self._start_serving(_FakeSlackServer(self, port), "fake-slack")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -201,23 +195,6 @@ class FakeSlack:
     def response_url(self, name: str) -> str:
         """A response URL on this server; POSTs to it are recorded as ``"response_url"`` calls."""
         return f"{self.url}/response/{quote(name, safe='')}"
-
-    def close(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- fault injection ---------------------------------------------------------------------
 

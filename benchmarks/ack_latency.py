@@ -106,16 +106,13 @@ class TimedRequests(SlackRequests):
         timestamp: int | None = None,
         signature: str | None = None,
     ) -> Response:
-        ts = int(time.time()) if timestamp is None else timestamp
-        headers = {
-            "Content-Type": content_type,
-            "X-Slack-Request-Timestamp": str(ts),
-            "X-Slack-Signature": signature if signature is not None else self.sign(body, ts),
-            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-        }
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        headers = self.signed_headers(
+            body,
+            content_type=content_type,
+            retry_num=retry_num,
+            timestamp=timestamp,
+            signature=signature,
+        )
         data = body.encode("utf-8")
         if self._connection is None:
             self._connection = http.client.HTTPConnection(

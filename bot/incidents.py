@@ -20,7 +20,7 @@ from bot.checklist import Severity
 from bot.config import Config
 from bot.domain import DeploySession, Event
 from bot.outbox import Outbox
-from bot.paging import page_payload
+from bot.paging import Action, page_payload
 from bot.probes import ProbeResult
 from bot.rendering.incident import Failure, incident_blocks, incident_text
 from bot.storage.models import OutboxRow
@@ -58,7 +58,6 @@ class Incidents:
         """
         assert session.id is not None
         now = self.clock()
-        env = self.config.environment(session.environment)
         with UnitOfWork(self.session_factory) as uow:
             db = uow.db
             if result.severity is Severity.WARNING:
@@ -73,32 +72,16 @@ class Incidents:
                 uow.commit()
                 self.wake()
                 return
-            if env.pagerduty is not None:
-                page = page_payload(
-                    action="trigger",
-                    env_name=session.environment,
-                    routing_key_env=env.pagerduty.routing_key_env,
-                    session_id=session.id,
-                    probe=result.name,
-                    summary=f"{session.title}: {result.name} failed: {result.summary}",
-                    severity="critical",
-                    details={
-                        "summary": result.summary,
-                        "detail": result.detail,
-                        "kind": result.kind,
-                    },
-                    link=self.link(session),
-                    at=result.at,
-                )
-                self.outbox.enqueue(
-                    db,
-                    topic="pagerduty",
-                    key=f"trigger:{page['dedup_key']}:{result.at.isoformat()}",
-                    payload=page,
-                    session_id=session.id,
-                    at=now,
-                    ordering_key=page["dedup_key"],
-                )
+            self._page(
+                db,
+                session,
+                "trigger",
+                [result.name],
+                key=f"trigger:{result.at.isoformat()}",
+                summary=f"{session.title}: {result.name} failed: {result.summary}",
+                details={"summary": result.summary, "detail": result.detail, "kind": result.kind},
+                at=result.at,
+            )
             opened = self.outbox.enqueue(
                 db,
                 topic="slack",
@@ -178,7 +161,7 @@ class Incidents:
         self.wake()
 
     def _responder_action(
-        self, session: DeploySession, action: str, text: str, user_id: str
+        self, session: DeploySession, action: Action, text: str, user_id: str
     ) -> None:
         assert session.id is not None
         now = self.clock()
@@ -197,24 +180,34 @@ class Incidents:
         self.wake()
 
     def _page(
-        self, db: Session, session: DeploySession, action: str, probes: list[str], *, key: str
+        self,
+        db: Session,
+        session: DeploySession,
+        action: Action,
+        probes: list[str],
+        *,
+        key: str,
+        summary: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> None:
+        """Enqueue one PagerDuty event per probe (each probe is one alert, by dedup key)."""
         env = self.config.environment(session.environment)
         if env.pagerduty is None or session.id is None:
             return
         now = self.clock()
         for probe in probes:
             page = page_payload(
-                action=action,  # type: ignore[arg-type]
+                action=action,
                 env_name=session.environment,
                 routing_key_env=env.pagerduty.routing_key_env,
                 session_id=session.id,
                 probe=probe,
-                summary=f"{session.title}: {probe}",
+                summary=summary or f"{session.title}: {probe}",
                 severity="critical",
-                details={},
+                details=details or {},
                 link=self.link(session),
-                at=now,
+                at=at or now,
             )
             self.outbox.enqueue(
                 db,

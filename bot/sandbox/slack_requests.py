@@ -79,6 +79,28 @@ class SlackRequests:
         assert signature is not None
         return signature
 
+    def signed_headers(
+        self,
+        body: str,
+        *,
+        content_type: str = "application/x-www-form-urlencoded",
+        retry_num: int | None = None,
+        timestamp: int | None = None,
+        signature: str | None = None,
+    ) -> dict[str, str]:
+        """The headers Slack sends with ``body``: timestamp, signature, retry markers."""
+        ts = int(time.time()) if timestamp is None else timestamp
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": str(ts),
+            "X-Slack-Signature": signature if signature is not None else self.sign(body, ts),
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        return headers
+
     def post(
         self,
         body: str,
@@ -93,16 +115,13 @@ class SlackRequests:
         ``retry_num`` adds ``X-Slack-Retry-Num`` and ``X-Slack-Retry-Reason: http_timeout``, as
         Slack does when it resends a request (resend ``response.request_body`` for a true retry).
         """
-        ts = int(time.time()) if timestamp is None else timestamp
-        headers = {
-            "Content-Type": content_type,
-            "X-Slack-Request-Timestamp": str(ts),
-            "X-Slack-Signature": signature if signature is not None else self.sign(body, ts),
-            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-        }
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        headers = self.signed_headers(
+            body,
+            content_type=content_type,
+            retry_num=retry_num,
+            timestamp=timestamp,
+            signature=signature,
+        )
         request = urllib.request.Request(
             self.url, data=body.encode("utf-8"), headers=headers, method="POST"
         )

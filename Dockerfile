@@ -23,6 +23,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY commands ./commands
 COPY migrations ./migrations
+# sandbox/ (the local stand-ins of deploybot sandbox) stays out of the image.
 # A regular (not editable) install: the migrations ship inside the package, so
 # `deploybot db upgrade` finds them from any working directory. pip and setuptools only
 # build; the running bot needs neither.

@@ -57,10 +57,10 @@ from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.db import upgrade
+from bot.ops.settings import Settings
+from bot.rendering.ids import ActionId
 from bot.server import Bot, create_bot, serve_http
-from bot.settings import Settings
-from bot.slack_ids import ActionId
+from bot.storage.db import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # ``tests`` is not installed: it is found from the repo root

@@ -17,8 +17,8 @@ import tracemalloc
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bot.probe_specs import HttpProbe
-from bot.probes import run_probes
+from bot.config.probe_specs import HttpProbe
+from bot.integrations.probes import run_probes
 
 DELAY = 0.2
 COUNT = 200

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.tree import Tree
 
-from bot.errors import DeployError
-from bot.logs import LogFormat
+from bot.domain.errors import DeployError
+from bot.ops.logs import LogFormat
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="The database: migrations.")
@@ -56,8 +56,8 @@ def user_errors() -> Iterator[None]:
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Create or migrate the database schema to the latest version."""
-    from bot.db import upgrade
-    from bot.settings import get_settings
+    from bot.ops.settings import get_settings
+    from bot.storage.db import upgrade
 
     url = database_url or get_settings().database_url
     with user_errors():
@@ -68,7 +68,7 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
 @config_app.command("check")
 def config_check(file: Annotated[Path | None, typer.Argument(help="Config file.")] = None) -> None:
     """Validate a config file; print every error with its location."""
-    from bot.config import check_config, load_config, summarize
+    from bot.config.schema import check_config, load_config, summarize
 
     problems = check_config(file)
     if problems:
@@ -82,7 +82,7 @@ def config_check(file: Annotated[Path | None, typer.Argument(help="Config file."
 @config_app.command("reference")
 def config_reference() -> None:
     """Print the reference of every config and checklist key (Markdown), from the schema."""
-    from bot.config_docs import config_reference as reference
+    from bot.config.reference import config_reference as reference
 
     sys.stdout.write(reference())
 
@@ -94,7 +94,7 @@ def checklist_import(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
 ) -> None:
     """Turn a Markdown runbook into a checklist (YAML, or JSON with --json)."""
-    from bot.runbook import import_runbook
+    from bot.runbook.parser import import_runbook
 
     with user_errors():
         text = _read(runbook)
@@ -114,8 +114,8 @@ def checklist_show(
     env: Annotated[str, typer.Argument(help="Environment.")], config: ConfigOption = None
 ) -> None:
     """Show an environment's checklist in the terminal."""
-    from bot.checklist import ChecklistItem
-    from bot.config import load_config
+    from bot.config.schema import load_config
+    from bot.domain.checklist import ChecklistItem
 
     with user_errors():
         cfg = load_config(config)
@@ -154,7 +154,7 @@ def report(
     database_url: DatabaseOption = None,
 ) -> None:
     """Print a deploy session's report (Markdown or JSON)."""
-    from bot.report import report_json, report_markdown
+    from bot.app.report import report_json, report_markdown
     from bot.runtime import build_runtime
 
     if fmt not in ("md", "json"):
@@ -183,10 +183,10 @@ def probes_run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from bot.checklist import Severity
-    from bot.config import load_config
-    from bot.probes import ProbeResult, run_probes
-    from bot.probes.select import environment_probes
+    from bot.config.schema import load_config
+    from bot.domain.checklist import Severity
+    from bot.integrations.probes import ProbeResult, run_probes
+    from bot.integrations.probes.select import environment_probes
 
     with user_errors():
         probes = environment_probes(load_config(config), env)
@@ -260,10 +260,10 @@ def serve(
     """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on $PORT."""
     import logging
 
-    from bot.errors import ConfigError
-    from bot.logs import configure_logging
+    from bot.domain.errors import ConfigError
+    from bot.ops.logs import configure_logging
+    from bot.ops.settings import get_settings
     from bot.server import create_bot, serve_http, serve_socket_mode
-    from bot.settings import get_settings
 
     settings = get_settings()
     try:
@@ -317,15 +317,24 @@ def sandbox(
     import signal
     import threading
 
-    from bot.errors import ConfigError
-    from bot.sandbox.app import Sandbox, SandboxOptions
+    from bot.domain.errors import ConfigError
+
+    try:
+        from sandbox.app import Sandbox, SandboxOptions
+    except ImportError as missing:  # installed without the extra, or from the Docker image
+        err.print(
+            f"error: the sandbox is not installed ({missing.name} is missing): "
+            "pip install -e '.[sandbox]' from deploybot's source tree.",
+            style="red",
+        )
+        raise typer.Exit(2) from None
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     if not verbose:  # one replica, always the leader: not news here
-        logging.getLogger("bot.scheduling.runner").setLevel(logging.ERROR)
+        logging.getLogger("bot.workers.scheduler").setLevel(logging.ERROR)
     # SIGTERM stops it as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     options = SandboxOptions(config=config, port=port, directory=directory)

@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import Config, load_config
-from bot.db import make_engine, make_sessionmaker
-from bot.service import DeployService, RoleResolver
+from bot.app.sessions import DeployService, RoleResolver
+from bot.config.schema import Config, load_config
+from bot.storage.db import make_engine, make_sessionmaker
 
 
 @dataclass
@@ -29,7 +29,7 @@ def build_runtime(
     roles: RoleResolver | None = None,
 ) -> Runtime:
     """Load the config (raising ConfigError) and connect the database lazily."""
-    from bot.settings import get_settings
+    from bot.ops.settings import get_settings
 
     settings = get_settings()
     config = load_config(config_path or settings.config_path)

@@ -17,25 +17,25 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import metrics
-from bot.db import migrations_current
-from bot.errors import DeployError
-from bot.incidents import Incidents
-from bot.outbox import Outbox, OutboxWorker
-from bot.paging import PagerDuty
-from bot.probing import SessionProbes
-from bot.rollback import Rollbacks
+from bot.app.incidents import Incidents
+from bot.app.probe_rounds import SessionProbes
+from bot.app.rollback import Rollbacks
+from bot.domain.errors import DeployError
+from bot.integrations.pagerduty import PagerDuty
+from bot.ops import metrics
+from bot.ops.settings import Settings
 from bot.runtime import Runtime, build_runtime
-from bot.scheduling.jobs import JobContext
-from bot.scheduling.leader import leader_lock_for
-from bot.scheduling.runner import ScheduleRunner
-from bot.settings import Settings
 from bot.slack.app import build_app, check_credentials, make_client
 from bot.slack.dedupe import RequestLedger
 from bot.slack.delivery import SlackDelivery
 from bot.slack.links import SlackLinks
 from bot.slack.publisher import SessionPublisher
 from bot.slack.roles import SlackRoles
+from bot.storage.db import migrations_current
+from bot.workers.jobs import JobContext
+from bot.workers.leader import leader_lock_for
+from bot.workers.outbox import Outbox, OutboxWorker
+from bot.workers.scheduler import ScheduleRunner
 from commands import Deps
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ def make_wsgi(
     """Bolt at ``/slack/events`` with ``/healthz``, ``/readyz`` and ``/metrics`` beside it.
 
     ``/metrics`` serves ``registry`` in Prometheus' text format (the process-wide metrics
-    when None; ``deploybot_sessions`` needs the registry of :func:`bot.metrics.registry_for`).
+    when None; ``deploybot_sessions`` needs the registry of :func:`bot.ops.metrics.registry_for`).
     """
     slack = SlackRequestHandler(app)
     registry = registry or metrics.registry_for(None)

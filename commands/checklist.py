@@ -9,10 +9,10 @@ from slack_sdk import WebClient
 
 from bot.domain import ItemStatus
 from bot.domain.commands import SkipItem, TickItem, UntickItem
-from bot.errors import DeployError
+from bot.domain.errors import DeployError
+from bot.rendering.ids import ActionId, InputId, ViewId, unpack
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import skip_modal
-from bot.slack_ids import ActionId, InputId, ViewId, unpack
 from commands.deps import Deps, replying_errors
 
 

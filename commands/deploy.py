@@ -10,12 +10,12 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk.errors import SlackApiError
 
+from bot.app.report import report_markdown
+from bot.app.sessions import describe_lock
 from bot.domain import DeploySession
 from bot.domain.commands import Abort
-from bot.errors import DeployError, NotFound
+from bot.domain.errors import DeployError, NotFound
 from bot.rendering.session import help_blocks, list_blocks, status_blocks
-from bot.report import report_markdown
-from bot.service import describe_lock
 from commands.deps import Deps, in_background, replying_errors, tell
 
 USAGE = (

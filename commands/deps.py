@@ -8,12 +8,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config import Config
-from bot.errors import DeployError
-from bot.incidents import Incidents
-from bot.probing import SessionProbes
-from bot.rollback import Rollbacks
-from bot.service import DeployService
+from bot.app.incidents import Incidents
+from bot.app.probe_rounds import SessionProbes
+from bot.app.rollback import Rollbacks
+from bot.app.sessions import DeployService
+from bot.config.schema import Config
+from bot.domain.errors import DeployError
 from bot.slack.publisher import SessionPublisher
 
 log = logging.getLogger("deploybot.commands")

@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 
 from bot.domain.commands import Acknowledge, Resolve
-from bot.slack_ids import ActionId
+from bot.rendering.ids import ActionId
 from commands.deps import Deps, in_background, replying_errors, tell
 
 

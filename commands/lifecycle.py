@@ -8,10 +8,10 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.domain.commands import Abort, Command, Complete, FinishDeployment, SignOff, StartDeployment
-from bot.errors import DeployError
+from bot.domain.errors import DeployError
+from bot.rendering.ids import ActionId, InputId, ViewId, unpack
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import abort_modal
-from bot.slack_ids import ActionId, InputId, ViewId, unpack
 from commands.deploy import run_probes
 from commands.deps import Deps, in_background, replying_errors
 

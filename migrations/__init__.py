@@ -1,4 +1,4 @@
 """Alembic migrations for deploybot's database (SQLite and PostgreSQL).
 
-Configured in code by :func:`bot.db.alembic_config`; run with ``deploybot db upgrade``.
+Configured in code by :func:`bot.storage.db.alembic_config`; run with ``deploybot db upgrade``.
 """

@@ -1,4 +1,5 @@
-"""Alembic environment: runs the migrations on the connection :func:`bot.db.upgrade` passes."""
+"""Alembic environment: runs the migrations on the connection that
+:func:`bot.storage.db.upgrade` passes."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def run_online() -> None:
     if connection is not None:
         run_on(connection)
         return
-    from bot.db import make_engine  # only when driven without bot.db.upgrade
+    from bot.storage.db import make_engine  # only when driven without bot.storage.db.upgrade
 
     url = config.get_main_option("sqlalchemy.url")
     if not url:

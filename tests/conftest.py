@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.db import make_engine, make_sessionmaker, upgrade
+from bot.storage.db import make_engine, make_sessionmaker, upgrade
 
 pytest_plugins = ["tests.support.health"]  # the `health` endpoint fixture
 

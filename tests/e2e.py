@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain import DeploySession, ItemStatus, SessionState
-from bot.paging import PagerDuty
+from bot.integrations.pagerduty import PagerDuty
+from bot.ops.settings import Settings
+from bot.rendering.ids import ActionId
 from bot.server import Bot, create_bot, serve_http
-from bot.settings import Settings
-from bot.slack_ids import ActionId
 from tests.support.slack import FakeSlack, Message, Response, SlackRequests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from bot.aws_rollback import (
+from bot.integrations.aws_rollback import (
     RollbackFailed,
     previous_lambda_version,
     previous_task_definition,

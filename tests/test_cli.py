@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bot.app.sessions import DeployService
 from bot.cli import app
-from bot.config import load_config
-from bot.db import make_engine, make_sessionmaker
+from bot.config.schema import load_config
 from bot.domain.commands import SignOff, SkipItem, TickItem
-from bot.service import DeployService
+from bot.storage.db import make_engine, make_sessionmaker
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MINIMAL = str(EXAMPLES / "minimal.yaml")

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.checklist import Gate
-from bot.config import Config, check_config, load_checklist, load_config, summarize
-from bot.errors import ConfigError, NotFound
-from bot.probe_specs import AwsProbe, HttpProbe, format_duration, parse_duration
+from bot.config.probe_specs import AwsProbe, HttpProbe, format_duration, parse_duration
+from bot.config.schema import Config, check_config, load_checklist, load_config, summarize
+from bot.domain.checklist import Gate
+from bot.domain.errors import ConfigError, NotFound
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -9,10 +9,8 @@ from pathlib import Path
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from bot.checklist import Checklist
 from bot.cli import app
-from bot.config import Config
-from bot.config_docs import (
+from bot.config.reference import (
     DEFAULTS_IN_WORDS,
     DESCRIPTIONS,
     MODELS,
@@ -20,6 +18,8 @@ from bot.config_docs import (
     config_reference,
     keys,
 )
+from bot.config.schema import Config
+from bot.domain.checklist import Checklist
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
 REGENERATE = "deploybot config reference > docs/config-reference.md"
@@ -94,12 +94,14 @@ def test_required_keys_and_defaults() -> None:
     by_anchor = sections(config_reference())
     assert "| `channel` | [channel](#channel) | yes |  |" in by_anchor["environment"]
     assert "| `expire_after` | [duration](#duration) |  | `1d` |" in by_anchor["environment"]
-    assert "| `incident_channel` | [channel](#channel) |  | the `channel` |" in by_anchor[
-        "environment"
-    ]
+    assert (
+        "| `incident_channel` | [channel](#channel) |  | the `channel` |"
+        in by_anchor["environment"]
+    )
     assert "| `kind` | `http` | yes |  |" in by_anchor["probe-http"]
-    assert "| `expect_status` | list of integers from 100 to 599 (not empty) |  | `[200]` |" in (
-        by_anchor["probe-http"]
+    assert (
+        "| `expect_status` | list of integers from 100 to 599 (not empty) |  | `[200]` |"
+        in (by_anchor["probe-http"])
     )
 
 

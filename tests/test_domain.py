@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from bot.checklist import Checklist, ChecklistItem, Gate, Section
 from bot.domain import (
     SYSTEM,
     TRANSITIONS,
@@ -20,7 +19,8 @@ from bot.domain import (
     apply,
 )
 from bot.domain import commands as c
-from bot.errors import DomainError, GateClosed, PermissionDenied
+from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section
+from bot.domain.errors import DomainError, GateClosed, PermissionDenied
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 REQUESTER = Actor("U0DEPLOYER", frozenset({"deployers"}))

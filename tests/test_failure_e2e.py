@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import upgrade
 from bot.domain import SessionState
-from bot.paging import PagerDuty
-from bot.slack_ids import ActionId
+from bot.integrations.pagerduty import PagerDuty
+from bot.rendering.ids import ActionId
+from bot.storage.db import upgrade
 from tests.e2e import running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty

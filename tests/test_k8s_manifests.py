@@ -12,8 +12,8 @@ import kubernetes.client
 import pytest
 import yaml
 
-from bot.config import check_config, load_config
-from bot.probe_specs import KubernetesProbe, looks_like_secret
+from bot.config.probe_specs import KubernetesProbe, looks_like_secret
+from bot.config.schema import check_config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -95,9 +95,7 @@ def test_rbac_grants_exactly_what_the_probes_and_rollbacks_call() -> None:
     calls = kubernetes_calls()
     unknown = sorted(set(calls) - set(RBAC_OF))
     assert not unknown, f"add these Kubernetes calls to RBAC_OF with what they need: {unknown}"
-    assert {"read_namespaced_deployment", "patch_namespaced_deployment", "list_node"} <= set(
-        calls
-    )
+    assert {"read_namespaced_deployment", "patch_namespaced_deployment", "list_node"} <= set(calls)
     needed = {RBAC_OF[name] for name in calls}
     assert needed == {
         ("apps", "deployments", "get"),

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from bot import logs
-from bot.logs import JsonFormatter, TextFormatter, configure_logging, session_context
-from bot.probe_specs import HttpProbe
-from bot.probes import ProbeContext, ProbeOutcome, run_probes
+from bot.config.probe_specs import HttpProbe
+from bot.integrations.probes import ProbeContext, ProbeOutcome, run_probes
+from bot.ops import logs
+from bot.ops.logs import JsonFormatter, TextFormatter, configure_logging, session_context
 
 TOKEN = "xoxb-123456789012-abcdefABCDEF"
 
@@ -109,7 +109,7 @@ def test_probe_checks_on_the_pool_log_with_the_callers_session(
         logger.info("checking")
         return ProbeOutcome(True, "ok")
 
-    monkeypatch.setattr("bot.probes.base.check_for", lambda kind: check)
+    monkeypatch.setattr("bot.integrations.probes.base.check_for", lambda kind: check)
     spec = HttpProbe(url="http://127.0.0.1:9/health")
     with session_context(5):
         results = run_probes({"a": spec, "b": spec}, concurrency=2)
@@ -141,12 +141,12 @@ def test_session_scoped_reads_the_session_id_argument(
 @pytest.mark.parametrize(
     "target",
     [
-        "bot.service:DeployService._act",
-        "bot.probing:SessionProbes.run",
-        "bot.rollback:Rollbacks.execute",
-        "bot.scheduling.jobs:monitor",
-        "bot.scheduling.jobs:remind",
-        "bot.scheduling.jobs:expire",
+        "bot.app.sessions:DeployService._act",
+        "bot.app.probe_rounds:SessionProbes.run",
+        "bot.app.rollback:Rollbacks.execute",
+        "bot.workers.jobs:monitor",
+        "bot.workers.jobs:remind",
+        "bot.workers.jobs:expire",
     ],
 )
 def test_work_on_one_session_runs_in_its_context(target: str) -> None:

@@ -81,9 +81,7 @@ def test_the_manifest_declares_deploy_with_interactivity_and_socket_mode() -> No
 
 def test_the_scan_finds_the_calls_we_know_of() -> None:
     found = web_api_methods_called()
-    assert {"chat.postMessage", "chat.update", "views.open", "usergroups.users.list"} <= set(
-        found
-    )
+    assert {"chat.postMessage", "chat.update", "views.open", "usergroups.users.list"} <= set(found)
     assert "bot/slack/publisher.py" in found["chat.update"]
 
 

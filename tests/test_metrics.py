@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.db import upgrade
 from bot.domain import ItemStatus, SessionState
-from bot.metrics import registry_for
-from bot.outbox import PermanentFailure
-from bot.paging import PagerDuty, page_payload
-from bot.slack_ids import ActionId
+from bot.integrations.pagerduty import PagerDuty, page_payload
+from bot.ops.metrics import registry_for
+from bot.rendering.ids import ActionId
+from bot.storage.db import upgrade
+from bot.workers.outbox import PermanentFailure
 from tests.e2e import RunningBot, running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.db import make_engine, make_sessionmaker
-from bot.outbox import OUTBOX_ID, Outbox, OutboxWorker, PermanentFailure, RetryAfter
+from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import OutboxRow, SessionRow
+from bot.workers.outbox import OUTBOX_ID, Outbox, OutboxWorker, PermanentFailure, RetryAfter
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -255,7 +255,7 @@ def test_gives_up_after_max_attempts_leaving_the_error_visible(
         session_factory, {"slack": handler}, max_attempts=3, backoff_base=1.0, clock=clock
     )
 
-    with caplog.at_level(logging.WARNING, logger="bot.outbox"):
+    with caplog.at_level(logging.WARNING, logger="bot.workers.outbox"):
         for _ in range(6):
             worker.deliver_due()
             clock.advance(600)

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.outbox import OUTBOX_ID, Outbox, OutboxWorker, PermanentFailure, RetryAfter
-from bot.paging import PagerDuty, page_payload
+from bot.integrations.pagerduty import PagerDuty, page_payload
 from bot.storage.models import OutboxRow
+from bot.workers.outbox import OUTBOX_ID, Outbox, OutboxWorker, PermanentFailure, RetryAfter
 from tests.support.pagerduty import FakePagerDuty
 
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"
@@ -310,7 +310,7 @@ def test_a_missing_routing_key_variable_fails_at_once_and_says_so(
 ) -> None:
     row_id = enqueue(session_factory, page())
     worker = make_worker(session_factory, make_pagerduty(receiver, environ={}))
-    with caplog.at_level(logging.ERROR, logger="bot.outbox"):
+    with caplog.at_level(logging.ERROR, logger="bot.workers.outbox"):
         drain(worker, session_factory)
         worker.deliver_due()
 

@@ -26,8 +26,8 @@ import boto3
 import httpx
 import pytest
 
-from bot.probe_specs import AwsProbe
-from bot.probes import ProbeResult, run_probe
+from bot.config.probe_specs import AwsProbe
+from bot.integrations.probes import ProbeResult, run_probe
 from tests.support.moto import moto_server, use_moto
 from tests.support.timing import HANG_MARGIN
 

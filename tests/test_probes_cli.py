@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.config import load_config
-from bot.probes.select import environment_probes, item_links
+from bot.config.schema import load_config
+from bot.integrations.probes.select import environment_probes, item_links
 from tests.test_probes_network import BannerHandler, http_server, serving
 
 runner = CliRunner()

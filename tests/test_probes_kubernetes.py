@@ -1,4 +1,4 @@
-"""Kubernetes probes and ``bot.kube``: the bot judges rollouts and plans undos as kubectl does.
+"""Kubernetes probes and ``bot.integrations.kubernetes``: rollouts judged, undos planned as kubectl.
 
 The comparisons run the real kubectl and the bot side by side against the fake API server
 (``tests.support.kube``): for each rollout state, ``kubectl rollout status --watch=false`` and
@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s_client
 
-from bot import kube as botkube
-from bot.kube import RollbackError, plan_undo, rollout_status, undo_patch
-from bot.probe_specs import KubernetesProbe
-from bot.probes.base import ProbeContext, ProbeResult, run_probe
+from bot.config.probe_specs import KubernetesProbe
+from bot.integrations import kubernetes as botkube
+from bot.integrations.kubernetes import RollbackError, plan_undo, rollout_status, undo_patch
+from bot.integrations.probes.base import ProbeContext, ProbeResult, run_probe
 from tests.support.kube import KUBECTL, FakeKube, Kubectl
 from tests.support.timing import HANG_MARGIN
 

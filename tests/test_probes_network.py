@@ -33,12 +33,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from bot.probe_specs import (
+from bot.config.probe_specs import (
     HttpProbe,
     ProbeSpec,
     TcpProbe,
 )
-from bot.probes import ProbeContext, ProbeResult, run_probe, run_probes
+from bot.integrations.probes import ProbeContext, ProbeResult, run_probe, run_probes
 from tests.support.timing import HANG_MARGIN
 
 POSTGRES_URL = os.environ.get(

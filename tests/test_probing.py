@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.checklist import Severity
-from bot.config import load_config
+from bot.app.probe_rounds import SessionProbes
+from bot.app.sessions import DeployService
+from bot.config.schema import load_config
 from bot.domain import SessionState
+from bot.domain.checklist import Severity
 from bot.domain.commands import SignOff, StartDeployment
-from bot.probing import SessionProbes
-from bot.service import DeployService
 
 
 def config_with(tmp_path: Path, item_severity: str | None) -> Path:

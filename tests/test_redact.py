@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.probe_specs import HttpProbe
-from bot.probes import ProbeContext, run_probe
-from bot.redact import MASK, redact
+from bot.config.probe_specs import HttpProbe
+from bot.integrations.probes import ProbeContext, run_probe
+from bot.ops.redact import MASK, redact
 from tests.test_probes_network import http_server
 
 BOT_TOKEN = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx"

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.checklist import Checklist, ChecklistItem, Gate, Section, Severity
 from bot.domain import (
     SYSTEM,
     DeploySession,
@@ -21,8 +20,9 @@ from bot.domain import (
     SessionState,
     SignOffRule,
 )
+from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity
+from bot.domain.errors import NotFound
 from bot.domain.session import SignOffRecord
-from bot.errors import NotFound
 from bot.rendering import (
     BlockKitError,
     abort_modal,
@@ -37,8 +37,8 @@ from bot.rendering import (
     validate_message,
     validate_view,
 )
+from bot.rendering.ids import ActionId, InputId, ViewId, pack, unpack
 from bot.rendering.limits import clip, escape, json_len, width
-from bot.slack_ids import ActionId, InputId, ViewId, pack, unpack
 
 S = SessionState
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

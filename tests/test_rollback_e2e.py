@@ -29,13 +29,13 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot.config import load_config
-from bot.db import make_engine, make_sessionmaker, upgrade
+from bot.app.sessions import DeployService
+from bot.config.schema import load_config
 from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import Fail, SignOff, StartDeployment, StartRollback
-from bot.paging import PagerDuty
-from bot.service import DeployService
-from bot.slack_ids import ActionId
+from bot.integrations.pagerduty import PagerDuty
+from bot.rendering.ids import ActionId
+from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.storage.models import OutboxRow
 from tests.e2e import RunningBot, running_bot
 from tests.support.health import HealthEndpoint

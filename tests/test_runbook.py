@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from bot.checklist import Checklist, ChecklistItem
-from bot.runbook import RunbookImport, checklist_from_markdown, import_runbook
+from bot.domain.checklist import Checklist, ChecklistItem
+from bot.runbook.parser import RunbookImport, checklist_from_markdown, import_runbook
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "examples" / "runbooks"
 MAILFLOW = RUNBOOKS / "mailflow-production-checklist.md"
@@ -261,8 +261,8 @@ def test_sample_exports(path: Path) -> None:
 @pytest.mark.parametrize("path", [MAILFLOW, OONRUMAIL], ids=lambda p: p.stem)
 def test_suggestions_fit_the_config_schema(path: Path) -> None:
     """Once its variables are filled in, a suggestion can be pasted into deploybot.yaml."""
-    from bot.config import RollbackTarget
-    from bot.probe_specs import ProbeSpec
+    from bot.config.probe_specs import ProbeSpec
+    from bot.config.schema import RollbackTarget
 
     result = import_runbook(path.read_text())
     probes, rollback = TypeAdapter(ProbeSpec), TypeAdapter(RollbackTarget)
@@ -673,7 +673,7 @@ def test_recognised_commands(command: str, kind: str, target: str, spec: dict[st
     assert result.probes[0].spec == spec
     assert result.probes[0].command == command
     if not result.probes[0].unresolved:
-        from bot.probe_specs import ProbeSpec
+        from bot.config.probe_specs import ProbeSpec
 
         TypeAdapter(ProbeSpec).validate_python(spec)
 

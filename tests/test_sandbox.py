@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import load_config
-from bot.sandbox.app import Sandbox, SandboxOptions
+from bot.config.schema import load_config
+from sandbox.app import Sandbox, SandboxOptions
 
 Item = dict[str, Any]
 

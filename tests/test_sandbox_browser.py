@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bot.domain import SessionState
-from bot.sandbox.app import Sandbox, SandboxOptions
+from sandbox.app import Sandbox, SandboxOptions
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

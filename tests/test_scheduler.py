@@ -11,15 +11,15 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import load_config
+from bot.app.probe_rounds import SessionProbes
+from bot.app.sessions import DeployService
+from bot.config.schema import load_config
 from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import FinishDeployment, SignOff, StartDeployment, StartMonitoring
-from bot.probing import SessionProbes
-from bot.scheduling import jobs
-from bot.scheduling.leader import AdvisoryLock, FileLock, leader_lock_for
-from bot.scheduling.runner import ScheduleRunner
-from bot.service import DeployService
 from bot.storage.uow import UnitOfWork
+from bot.workers import jobs
+from bot.workers.leader import AdvisoryLock, FileLock, leader_lock_for
+from bot.workers.scheduler import ScheduleRunner
 
 
 def write_config(tmp_path: Path, *, monitoring: str = "every 1s for 4s") -> Path:

@@ -132,7 +132,7 @@ def test_sigkilled_leader_is_replaced_and_no_slot_fires_twice(
 
 
 def test_restart_after_sigkill_goes_on_where_it_was(tmp_path: Path, fake: FakeSlack) -> None:
-    from bot.db import make_engine, make_sessionmaker, upgrade
+    from bot.storage.db import make_engine, make_sessionmaker, upgrade
 
     database_url = f"sqlite:///{tmp_path / 'deploybot.db'}"
     upgrade(database_url)

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.db import upgrade
-from bot.settings import get_settings
+from bot.ops.settings import get_settings
+from bot.storage.db import upgrade
 from tests.support.slack import FakeSlack
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

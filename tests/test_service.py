@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import load_config
+from bot.app.sessions import DeployService
+from bot.config.schema import load_config
 from bot.domain import SessionState
 from bot.domain.commands import SignOff, TickItem
-from bot.errors import DomainError, NotFound, PermissionDenied
-from bot.service import DeployService
+from bot.domain.errors import DomainError, NotFound, PermissionDenied
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

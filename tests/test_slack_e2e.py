@@ -6,10 +6,10 @@ import json
 import time
 from pathlib import Path
 
-from bot.db import upgrade
 from bot.domain import ItemStatus, SessionState
+from bot.rendering.ids import ActionId, InputId, ViewId
 from bot.rendering.limits import validate_message
-from bot.slack_ids import ActionId, InputId, ViewId
+from bot.storage.db import upgrade
 from tests.e2e import RunningBot, running_bot
 
 

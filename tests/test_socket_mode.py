@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from bot.db import upgrade
+from bot.ops.settings import Settings
+from bot.rendering.ids import ActionId
 from bot.server import create_bot, serve_socket_mode
-from bot.settings import Settings
-from bot.slack_ids import ActionId
+from bot.storage.db import upgrade
 from tests.support.slack import APP_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
 from tests.support.socket_mode import SocketModeServer, wait_for
 

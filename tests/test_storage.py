@@ -16,11 +16,11 @@ from sqlalchemy import Engine, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.checklist import Checklist, ChecklistItem, Gate, Section, Severity
-from bot.db import alembic_config, make_engine, migrations_current, upgrade
 from bot.domain import SYSTEM, Actor, DeploySession, Event, SessionPolicy, SignOffRule, apply
 from bot.domain import commands as c
-from bot.errors import ConcurrencyConflict, DomainError, NotFound
+from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity
+from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
+from bot.storage.db import alembic_config, make_engine, migrations_current, upgrade
 from bot.storage.models import Base, SessionRow
 from bot.storage.uow import UnitOfWork, run_in_transaction
 

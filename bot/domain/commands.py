@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.checklist import Severity
+from bot.domain.checklist import Severity
 
 
 @dataclass(frozen=True)

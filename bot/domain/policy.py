@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.checklist import Gate
-from bot.errors import PermissionDenied
+from bot.domain.checklist import Gate
+from bot.domain.errors import PermissionDenied
 
 
 @dataclass(frozen=True)

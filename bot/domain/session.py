@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.checklist import Checklist, ChecklistItem, Gate, Section, Severity, walk_item
+from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity, walk_item
 from bot.domain.policy import SessionPolicy, SignOffRule
 
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from bot.checklist import Severity
 from bot.domain import commands as c
+from bot.domain.checklist import Severity
+from bot.domain.errors import DomainError, GateClosed, PermissionDenied
 from bot.domain.events import Event
 from bot.domain.policy import Actor
 from bot.domain.session import (
@@ -23,7 +24,6 @@ from bot.domain.session import (
     SessionState,
     SignOffRecord,
 )
-from bot.errors import DomainError, GateClosed, PermissionDenied
 
 S = SessionState
 SYSTEM = Actor("deploybot")

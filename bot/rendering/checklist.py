@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.checklist import ChecklistItem, Section
 from bot.domain import TRANSITIONS, DeploySession, ItemProgress, ItemStatus
+from bot.domain.checklist import ChecklistItem, Section
 from bot.domain.commands import SkipItem, TickItem
 from bot.domain.transitions import SYSTEM
+from bot.rendering.ids import TICK_BLOCK, ActionId, pack
 from bot.rendering.limits import (
     MAX_BLOCK_ID,
     MAX_CHECKBOX_OPTIONS,
@@ -34,7 +35,6 @@ from bot.rendering.limits import (
     json_size,
     width,
 )
-from bot.slack_ids import TICK_BLOCK, ActionId, pack
 
 STATUS_ICON = {
     ItemStatus.PENDING: "⬜",

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from bot.domain import DeploySession
 from bot.rendering.checklist import hhmm, mention
+from bot.rendering.ids import ActionId
 from bot.rendering.limits import MAX_SECTION_TEXT, JsonBlock, clip, escape
 from bot.rendering.session import button, confirm_dialog
-from bot.slack_ids import ActionId
 
 
 @dataclass(frozen=True)

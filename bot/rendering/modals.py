@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.checklist import ChecklistItem
 from bot.domain import TRANSITIONS, DeploySession
+from bot.domain.checklist import ChecklistItem
 from bot.domain.commands import Abort, SkipItem
-from bot.errors import NotFound
+from bot.domain.errors import NotFound
 from bot.rendering.checklist import STATUS_ICON, session_id
+from bot.rendering.ids import InputId, ViewId, pack
 from bot.rendering.limits import MAX_OPTION_TEXT, MAX_SECTION_TEXT, MAX_SELECT_OPTIONS, clip
-from bot.slack_ids import InputId, ViewId, pack
 
 REASON_MAX_LENGTH = 1_000
 

@@ -15,6 +15,7 @@ from bot.domain.commands import (
     StartProbe,
 )
 from bot.rendering.checklist import hhmm, mention, session_id, utc
+from bot.rendering.ids import ActionId, pack
 from bot.rendering.limits import (
     MAX_ACTIONS_ELEMENTS,
     MAX_BUTTON_TEXT,
@@ -27,7 +28,6 @@ from bot.rendering.limits import (
     escape,
     fits,
 )
-from bot.slack_ids import ActionId, pack
 
 S = SessionState
 STATE_EMOJI: dict[SessionState, str] = {

@@ -15,7 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from bot.metrics import SlackCallCounter, time_acks
+from bot.ops.metrics import SlackCallCounter, time_acks
 from bot.slack.dedupe import RequestLedger
 from commands import Deps, register
 

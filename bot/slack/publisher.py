@@ -20,7 +20,7 @@ from typing import Any
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import Config
+from bot.config.schema import Config
 from bot.domain import DeploySession
 from bot.rendering.checklist import checklist_messages
 from bot.rendering.limits import validate_message

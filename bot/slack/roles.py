@@ -9,7 +9,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Config
+from bot.config.schema import Config
 
 
 class SlackRoles:

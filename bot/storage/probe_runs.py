@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from bot.probes.base import ProbeResult
+from bot.integrations.probes.base import ProbeResult
 from bot.storage.models import ProbeRunRow
 
 

@@ -19,10 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from bot.checklist import Checklist
 from bot.domain import DeploySession, Event, SessionState
+from bot.domain.checklist import Checklist
+from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
 from bot.domain.session import policy_from_json, progress_from_json, signoffs_from_json
-from bot.errors import ConcurrencyConflict, DomainError, NotFound
 from bot.storage.models import AuditEventRow, EnvironmentLockRow, SessionRow, SlackMessageRow
 
 

@@ -10,7 +10,7 @@ from typing import Self, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.errors import ConcurrencyConflict
+from bot.domain.errors import ConcurrencyConflict
 from bot.storage.probe_runs import ProbeRunRepository
 from bot.storage.repositories import (
     AuditLog,

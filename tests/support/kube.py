@@ -1,4 +1,4 @@
-"""The fake Kubernetes API server (now :mod:`bot.sandbox.kube`), and the real kubectl for tests."""
+"""The fake Kubernetes API server (now :mod:`sandbox.kube`), and the real kubectl for tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.sandbox.kube import (
+from sandbox.kube import (
     RESOURCES,
     SERVER_VERSION,
     ApiError,

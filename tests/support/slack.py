@@ -1,8 +1,8 @@
 """Slack on loopback for tests: the sandbox's fake Web API and signed requests, re-exported,
 and ``serve_wsgi`` to serve a WSGI app (the bot) on an OS-chosen port in a thread.
 
-``FakeSlack`` (:mod:`bot.sandbox.slack_api`) and ``SlackRequests``
-(:mod:`bot.sandbox.slack_requests`) live in the package, since ``deploybot sandbox`` runs
+``FakeSlack`` (:mod:`sandbox.slack_api`) and ``SlackRequests``
+(:mod:`sandbox.slack_requests`) live in the package, since ``deploybot sandbox`` runs
 them; tests import them from here as before.
 """
 
@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from bot.sandbox.slack_api import (
+from sandbox.slack_api import (
     APP_ID,
     BOT_ID,
     BOT_USER_ID,
@@ -28,7 +28,7 @@ from bot.sandbox.slack_api import (
     FakeSlack,
     Message,
 )
-from bot.sandbox.slack_requests import Response, SlackRequests
+from sandbox.slack_requests import Response, SlackRequests
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication

@@ -20,7 +20,7 @@ from typing import Any, Self
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from bot.sandbox.slack_api import APP_ID
+from sandbox.slack_api import APP_ID
 
 
 class SocketModeServer:

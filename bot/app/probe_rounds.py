@@ -1,0 +1,161 @@
+"""Runs a session's probes and turns their results into checklist changes.
+
+Each result ticks or fails the items linked to its probe, is stored as a probe run, and
+nudges the Slack publisher; after deployment a failed critical probe fails the session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.app.incidents import Incidents
+from bot.app.sessions import DeployService
+from bot.config.probe_specs import ProbeSpec
+from bot.config.schema import Config
+from bot.domain import SYSTEM, DeploySession, ItemStatus, SessionState
+from bot.domain.checklist import Severity
+from bot.domain.commands import Fail, RecordProbeResult, StartMonitoring, StartProbe
+from bot.domain.errors import DomainError
+from bot.integrations.probes import ProbeContext, ProbeResult, run_probes
+from bot.ops.logs import session_scoped
+from bot.storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+DEPLOYED = (SessionState.DEPLOYING, SessionState.VERIFYING, SessionState.MONITORING)
+
+
+def probe_links(session: DeploySession) -> dict[str, list[str]]:
+    """Probe name -> the ids of the items it ticks, in checklist order."""
+    links: dict[str, list[str]] = {}
+    for _, item in session.checklist.walk():
+        if item.probe:
+            links.setdefault(item.probe, []).append(item.id)
+    return links
+
+
+def effective_severities(
+    session: DeploySession, specs: dict[str, ProbeSpec]
+) -> dict[str, Severity]:
+    """A probe's failure is as severe as its probe config says, unless the items it ticks
+    say otherwise; if any of them is critical, it is critical."""
+    found: dict[str, Severity] = {}
+    for _, item in session.checklist.walk():
+        if item.probe in specs:
+            level = item.severity or specs[item.probe].severity
+            if found.get(item.probe) is not Severity.CRITICAL:
+                found[item.probe] = level
+    return found
+
+
+@dataclass(frozen=True)
+class ProbeRound:
+    session_id: int
+    results: list[ProbeResult]
+
+    @property
+    def critical_failures(self) -> list[ProbeResult]:
+        return [r for r in self.results if not r.ok and r.severity is Severity.CRITICAL]
+
+
+class SessionProbes:
+    """Runs the probes of a session and records what they found."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        service: DeployService,
+        session_factory: sessionmaker[Session],
+        changed: Callable[[int], None] = lambda session_id: None,
+        context: Callable[[], ProbeContext] = ProbeContext,
+        concurrency: int = 32,
+        incidents: Incidents | None = None,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.session_factory = session_factory
+        self.changed = changed
+        self.context = context
+        self.concurrency = concurrency
+        self.incidents = incidents
+
+    @session_scoped
+    def run(self, session_id: int, *, why: str = "requested") -> ProbeRound:
+        """Run every probe the session's items link to; returns the results.
+
+        Raises:
+            NotFound: unknown session.
+            DomainError: the session is closed (its probes no longer run).
+        """
+        session = self.service.get(session_id)
+        if session.state.is_closed:
+            raise DomainError(
+                f"Deploy #{session_id} is {session.state.label}: its probes no longer run."
+            )
+        links = probe_links(session)
+        specs: dict[str, ProbeSpec] = {name: self.config.probes[name] for name in links}
+        for item_ids in links.values():
+            for item_id in item_ids:
+                self.service.act_as(session_id, StartProbe(item_id), SYSTEM)
+        self.changed(session_id)
+
+        severity = effective_severities(session, specs)
+        recorded: dict[str, ProbeResult] = {}
+
+        def record(result: ProbeResult) -> None:
+            result = replace(result, severity=severity[result.name])
+            recorded[result.name] = result
+            with UnitOfWork(self.session_factory) as uow:
+                for item_id in links[result.name]:
+                    uow.probe_runs.record(
+                        result,
+                        environment=session.environment,
+                        session_id=session_id,
+                        item_id=item_id,
+                    )
+                uow.commit()
+            for item_id in links[result.name]:
+                command = RecordProbeResult(item_id, result.ok, result.summary, result.severity)
+                self.service.act_as(session_id, command, SYSTEM)
+            self.changed(session_id)
+            if self.incidents is not None:
+                # ``session`` was loaded before this round: it holds the previous results.
+                failed_before = any(
+                    session.progress(i).status is ItemStatus.FAILED for i in links[result.name]
+                )
+                if not result.ok:
+                    self.incidents.probe_failed(session, result, again=failed_before)
+                elif failed_before:
+                    self.incidents.probe_recovered(session, result)
+
+        ran = run_probes(specs, ctx=self.context(), concurrency=self.concurrency, on_result=record)
+        outcome = ProbeRound(session_id, [recorded.get(r.name, r) for r in ran])
+        self._advance(session_id, outcome, why)
+        log.info(
+            "probes ran",
+            extra={"session_id": session_id, "why": why, "failed": len(outcome.critical_failures)},
+        )
+        return outcome
+
+    def _advance(self, session_id: int, outcome: ProbeRound, why: str) -> None:
+        """After deployment, a critical failure fails the session; a clean verify moves on."""
+        state = self.service.get(session_id).state
+        if state not in DEPLOYED:
+            return
+        failed = outcome.critical_failures
+        if failed:
+            names = ", ".join(f"{r.name} ({r.summary})" for r in failed)
+            self.service.act_as(
+                session_id, Fail(f"critical probe failed during {why}: {names}"[:500]), SYSTEM
+            )
+        elif (
+            state is SessionState.VERIFYING
+            and self.config.environment(self.service.get(session_id).environment).monitoring
+        ):
+            self.service.act_as(session_id, StartMonitoring(), SYSTEM)
+        self.changed(session_id)

@@ -1,0 +1,183 @@
+"""The deployment report a team files: summary, timeline, checklist, sign-offs, incidents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.domain import DeploySession, ItemStatus
+from bot.domain.checklist import walk_item
+from bot.storage.probe_runs import ProbeRun
+from bot.storage.repositories import AuditEntry
+
+STATUS_MARK = {
+    ItemStatus.DONE: "✅",
+    ItemStatus.SKIPPED: "⏭",
+    ItemStatus.FAILED: "❌",
+    ItemStatus.RUNNING: "⏳",
+    ItemStatus.PENDING: "⬜",
+}
+
+# Audit kinds that belong in an incidents-and-rollback part of the report.
+INCIDENT_KINDS = frozenset(
+    {
+        "probe_failed",
+        "session_failed",
+        "rollback_started",
+        "rollback_succeeded",
+        "rollback_failed",
+        "incident_opened",
+        "page_sent",
+        "page_resolved",
+    }
+)
+
+
+def report_json(
+    session: DeploySession, history: list[AuditEntry], probe_runs: Sequence[ProbeRun] = ()
+) -> dict[str, Any]:
+    """The report as plain JSON types; :func:`report_markdown` renders the same data."""
+    done, total = session.totals
+    return {
+        "id": session.id,
+        "environment": session.environment,
+        "service": session.service,
+        "version": session.version,
+        "requester": session.requester,
+        "state": session.state.value,
+        "opened_at": _iso(session.opened_at),
+        "closed_at": _iso(session.closed_at),
+        "outcome_reason": session.outcome_reason,
+        "progress": {"settled": done, "total": total},
+        "signoffs": [
+            {"role": rule.role, "by": rec.by if rec else None, "at": _iso(rec.at) if rec else None}
+            for rule in session.policy.signoffs
+            for rec in [session.signoffs.get(rule.key)]
+        ],
+        "checklist": [
+            {
+                "section": section.title,
+                "items": [
+                    {
+                        "id": item.id,
+                        "text": item.text,
+                        "status": session.progress(item.id).status.value,
+                        "by": session.progress(item.id).by,
+                        "at": _iso(session.progress(item.id).at),
+                        "note": session.progress(item.id).reason,
+                    }
+                    for top in section.items
+                    for item in walk_item(top)
+                ],
+            }
+            for section in session.checklist.sections
+        ],
+        "probe_runs": [
+            {
+                "probe": r.probe,
+                "item": r.item_id,
+                "kind": r.kind,
+                "ok": r.ok,
+                "severity": r.severity,
+                "summary": r.summary,
+                "duration_ms": r.duration_ms,
+                "at": _iso(r.at),
+            }
+            for r in probe_runs
+        ],
+        "timeline": [_entry_json(e) for e in history],
+        "incidents": [_entry_json(e) for e in history if e.kind in INCIDENT_KINDS],
+    }
+
+
+def report_markdown(
+    session: DeploySession, history: list[AuditEntry], probe_runs: Sequence[ProbeRun] = ()
+) -> str:
+    data = report_json(session, history, probe_runs)
+    title = " ".join(p for p in (session.environment, session.service, session.version) if p)
+    done, total = session.totals
+    lines = [
+        f"# Deployment report #{session.id}: {title}",
+        "",
+        "## Summary",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Environment | {session.environment} |",
+        f"| Service | {session.service or '-'} |",
+        f"| Version | {session.version or '-'} |",
+        f"| Requested by | {session.requester} |",
+        f"| Started | {_when(session.opened_at)} |",
+        f"| Ended | {_when(session.closed_at)} |",
+        f"| Outcome | {session.state.label}"
+        + (f": {_cell(session.outcome_reason)}" if session.outcome_reason else "")
+        + " |",
+        f"| Checklist | {done}/{total} items done or skipped |",
+        "",
+        "## Sign-offs",
+        "",
+        "| Role | Name | Date |",
+        "|---|---|---|",
+    ]
+    for s in data["signoffs"]:
+        lines.append(f"| {s['role']} | {s['by'] or '(missing)'} | {s['at'] or ''} |")
+    lines += ["", "## Checklist", ""]
+    for section in data["checklist"]:
+        lines.append(f"### {section['section']}")
+        lines.append("")
+        for item in section["items"]:
+            mark = STATUS_MARK[ItemStatus(item["status"])]
+            who = f" — {item['by']} at {item['at']}" if item["by"] else ""
+            note = f" ({item['note']})" if item["note"] else ""
+            depth = "  " * (item["id"].count(".") - 1)
+            lines.append(f"{depth}- {mark} {item['id']} {item['text']}{note}{who}")
+        lines.append("")
+    lines += ["## Probe results", ""]
+    lines += _probe_table(probe_runs) or ["No probe ran."]
+    lines += ["", "## Incidents and rollback", ""]
+    lines += [_timeline_line(e) for e in data["incidents"]] or ["None."]
+    lines += ["", "## Timeline", ""]
+    lines += [_timeline_line(e) for e in data["timeline"]]
+    return "\n".join(lines) + "\n"
+
+
+def _probe_table(runs: Sequence[ProbeRun]) -> list[str]:
+    """One row per probe: how often it ran, how often it failed, and its last result."""
+    by_probe: dict[str, list[ProbeRun]] = {}
+    for run in runs:
+        by_probe.setdefault(run.probe, []).append(run)
+    if not by_probe:
+        return []
+    rows = ["| Probe | Runs | Failed | Last result | At |", "|---|---|---|---|---|"]
+    for name, each in by_probe.items():
+        last = each[-1]
+        mark = "✅" if last.ok else f"❌ ({last.severity})"
+        failed = sum(not r.ok for r in each)
+        rows.append(
+            f"| {name} | {len(each)} | {failed} | {mark} {_cell(last.summary)} | {_iso(last.at)} |"
+        )
+    return rows
+
+
+def _entry_json(entry: AuditEntry) -> dict[str, Any]:
+    return {"at": _iso(entry.at), "actor": entry.actor, "kind": entry.kind, "data": entry.data}
+
+
+def _timeline_line(entry: dict[str, Any]) -> str:
+    details = ", ".join(f"{k}: {v}" for k, v in entry["data"].items())
+    return f"- {entry['at']} {entry['actor']} {entry['kind']}" + (
+        f" ({details})" if details else ""
+    )
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _when(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC" if at else "-"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,171 @@
+"""Rolling a deploy back, exactly once, and saying at every step what was done.
+
+A click only changes the session's state (``StartRollback``): the state machine and the
+session's revision make that happen once however many people click. The steps run on the
+scheduler leader (one replica), each claimed in ``schedule_slots`` before it runs, so a
+restart never re-runs a finished step; a step that was under way when the process died is
+reported as interrupted rather than repeated blindly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+from bot.app.incidents import Incidents, describe_target
+from bot.app.probe_rounds import SessionProbes
+from bot.app.sessions import DeployService
+from bot.config.schema import Config
+from bot.domain import SYSTEM, DeploySession, Event, SessionState
+from bot.domain.commands import RollbackFailed, RollbackSucceeded, StartRollback
+from bot.domain.errors import DeployError, DomainError
+from bot.integrations.rollback_targets import RollbackTarget, run_target
+from bot.ops import metrics
+from bot.ops.logs import session_scoped
+from bot.ops.redact import redact
+from bot.workers.jobs import claim_slot
+
+log = logging.getLogger(__name__)
+
+
+class Rollbacks:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        service: DeployService,
+        probes: SessionProbes,
+        incidents: Incidents,
+        executor: Executor,
+        changed: Callable[[int], None] = lambda session_id: None,
+        run: Callable[[RollbackTarget], str] = run_target,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.probes = probes
+        self.incidents = incidents
+        self.executor = executor
+        self.changed = changed
+        self.run_step = run
+        self._running: set[int] = set()
+        self._lock = threading.Lock()
+
+    def request(self, session_id: int, user_id: str) -> DeploySession:
+        """A responder asked for a rollback; only the first of racing clicks gets one.
+
+        Raises:
+            DomainError: not allowed (role, state), or a rollback is already under way.
+        """
+        try:
+            outcome = self.service.act(session_id, StartRollback(), user_id)
+        except DomainError:
+            if self.service.get(session_id).state is SessionState.ROLLING_BACK:
+                raise DomainError(
+                    f"A rollback of deploy #{session_id} is already under way."
+                ) from None
+            raise
+        session = outcome.session
+        targets = self.config.environment(session.environment).rollback
+        lines = "\n".join(f"• {describe_target(t)}" for t in targets) or "• (no targets)"
+        self.incidents.rollback_note(session, f":rewind: <@{user_id}> started a rollback:\n{lines}")
+        self.changed(session_id)
+        return session
+
+    def resume(self, session_ids: list[int]) -> None:
+        """Run (or go on with) the rollbacks of these sessions, each once in this process."""
+        for sid in session_ids:
+            with self._lock:
+                if sid in self._running:
+                    continue
+                self._running.add(sid)
+            self.executor.submit(self._execute, sid)
+
+    def _execute(self, session_id: int) -> None:
+        try:
+            self.execute(session_id)
+        except Exception:
+            log.exception("rollback crashed", extra={"session_id": session_id})
+        finally:
+            with self._lock:
+                self._running.discard(session_id)
+
+    @session_scoped
+    def execute(self, session_id: int) -> None:
+        """Run the steps not yet run, verify with the probes, and settle the session."""
+        session = self.service.get(session_id)
+        if session.state is not SessionState.ROLLING_BACK:
+            return
+        history = self.service.history(session_id)
+        attempt = sum(1 for e in history if e.kind == "rollback_started")
+        done = {
+            e.data["step"]
+            for e in history
+            if e.kind == "rollback_step_done" and e.data.get("attempt") == attempt
+        }
+        targets = self.config.environment(session.environment).rollback
+        job = f"rollback-{attempt}"
+        for step, target in enumerate(targets, start=1):
+            what = describe_target(target)
+            if step in done:
+                continue
+            if not claim_slot(session_id, job, step):
+                self._fail(
+                    session,
+                    f"step {step} ({what}) was interrupted by a restart; "
+                    "check it by hand, then roll back again or resolve",
+                )
+                return
+            self._note(session, "rollback_step_started", attempt, step, what)
+            try:
+                result = redact(self.run_step(target))
+            except DeployError as error:
+                self._note(session, "rollback_step_failed", attempt, step, redact(str(error)))
+                self._fail(session, f"step {step} failed: {redact(str(error))}")
+                return
+            except Exception as error:  # an unexpected failure is still a failed step
+                log.exception("rollback step crashed", extra={"session_id": session_id})
+                detail = redact(f"{type(error).__name__}: {error}")
+                self._note(session, "rollback_step_failed", attempt, step, detail)
+                self._fail(session, f"step {step} failed: {detail}")
+                return
+            self._note(session, "rollback_step_done", attempt, step, result)
+            self.incidents.rollback_note(session, f":white_check_mark: Step {step}: {result}")
+        self._verify(session)
+
+    def _verify(self, session: DeploySession) -> None:
+        assert session.id is not None
+        if any(item.probe for _, item in session.checklist.walk()):
+            failed = self.probes.run(session.id, why="rollback verification").critical_failures
+        else:
+            failed = []
+        if failed:
+            names = "; ".join(f"{r.name}: {r.summary}" for r in failed)
+            self._fail(session, f"the probes still fail after the rollback: {names}")
+            return
+        self.service.act_as(session.id, RollbackSucceeded(), SYSTEM)
+        metrics.rollback_settled(ok=True)
+        self.incidents.rollback_note(
+            session, ":white_check_mark: Rolled back, and the probes pass."
+        )
+        self.changed(session.id)
+
+    def _fail(self, session: DeploySession, detail: str) -> None:
+        assert session.id is not None
+        self.service.act_as(session.id, RollbackFailed(detail[:500]), SYSTEM)
+        metrics.rollback_settled(ok=False)
+        self.incidents.rollback_note(session, f":fire: Rollback failed: {detail}")
+        self.changed(session.id)
+
+    def _note(self, session: DeploySession, kind: str, attempt: int, step: int, text: str) -> None:
+        assert session.id is not None
+        self.service.record(
+            session.id,
+            Event(
+                kind,
+                "deploybot",
+                self.service.clock(),
+                {"attempt": attempt, "step": step, "detail": text},
+            ),
+        )

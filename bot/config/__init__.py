@@ -1,0 +1,1 @@
+"""The configuration: schema, probe specs, loader with located errors, generated reference."""

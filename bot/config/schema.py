@@ -1,0 +1,526 @@
+"""The deploybot configuration file: roles, probes and environments, validated with locations.
+
+``load_config`` reads one YAML file (``deploybot.yaml`` or ``$DEPLOYBOT_CONFIG``), validates it
+and every checklist it names, and raises ``ConfigError`` listing every problem at once, each as
+``file:line: yaml.path: what is wrong``. Secrets are never in the file: it names the
+environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from bot.config.errors import (
+    ChecklistFile,
+    Problem,
+    YamlSource,
+    env_gate_problems,
+    syntax_problem,
+    unknown_names,
+    validation_problems,
+)
+from bot.config.probe_specs import Duration, EnvVarName, ProbeSpec
+from bot.domain.checklist import Checklist, Gate, slugify
+from bot.domain.errors import ConfigError, DeployError, NotFound
+
+DEFAULT_PATH = "deploybot.yaml"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MEMBER = re.compile(r"[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|@[A-Za-z0-9][A-Za-z0-9._-]*")
+_CHANNEL = re.compile(r"#[a-z0-9][a-z0-9_-]{0,79}|[CG][A-Z0-9]{2,}")
+_CHECKLIST_SUFFIXES = (".md", ".markdown", ".yaml", ".yml")
+_MONITORING = re.compile(r"every\s+(\S+)\s+for\s+(\S+)")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "name", "'{value}' is not a name: use letters, digits, '-', '_', '.'", {"value": value}
+        )
+    return value
+
+
+def _member(value: str) -> str:
+    if not _MEMBER.fullmatch(value):
+        raise PydanticCustomError(
+            "member",
+            "'{value}' is not a Slack user ID (U…, W…), user-group ID (S…) or handle (@team)",
+            {"value": value},
+        )
+    return value
+
+
+def _channel(value: str) -> str:
+    if not _CHANNEL.fullmatch(value):
+        raise PydanticCustomError(
+            "channel", "'{value}' is not a channel: write '#name' or its ID (C…)", {"value": value}
+        )
+    return value
+
+
+def _references(kind: str, plural: str) -> AfterValidator:
+    """Check names against those the file defines (``context[plural]``, when given)."""
+
+    def check(names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        message = unknown_names(names, (info.context or {}).get(plural), kind, plural)
+        if message:
+            raise PydanticCustomError("unknown_reference", message)
+        return names
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Members = Annotated[tuple[Annotated[str, AfterValidator(_member)], ...], Field(min_length=1)]
+Channel = Annotated[str, AfterValidator(_channel)]
+RoleRefs = Annotated[tuple[str, ...], _references("role", "roles")]
+ProbeRefs = Annotated[tuple[str, ...], _references("probe", "probes")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignOffRequirement(_Strict):
+    """A sign-off a deploy needs: ``role`` is the name people read, ``by`` who may sign it."""
+
+    role: str = Field(min_length=1)
+    by: RoleRefs = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        """The sign-off's id in gates and buttons: ``"DevOps Lead"`` -> ``"devops-lead"``."""
+        return slugify(self.role)
+
+
+class PagerDuty(_Strict):
+    """Where incidents page: the env variable holding the Events API v2 routing key."""
+
+    routing_key_env: EnvVarName
+
+
+class KubernetesRollback(_Strict):
+    """``kubectl rollout undo`` of one Deployment."""
+
+    kind: Literal["kubernetes"] = "kubernetes"
+    deployment: str = Field(min_length=1)
+    namespace: str = "default"
+    context: str | None = None
+    timeout: Duration = timedelta(minutes=5)
+
+
+class EcsRollback(_Strict):
+    """Point an ECS service back at its previous task definition."""
+
+    kind: Literal["ecs"] = "ecs"
+    cluster: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    region: str | None = None
+    timeout: Duration = timedelta(minutes=10)
+
+
+class LambdaRollback(_Strict):
+    """Point a Lambda alias back at the version it pointed to before."""
+
+    kind: Literal["lambda"] = "lambda"
+    function: str = Field(min_length=1)
+    alias: str = Field(min_length=1)
+    region: str | None = None
+    timeout: Duration = timedelta(minutes=1)
+
+
+class CommandRollback(_Strict):
+    """Run a command (no shell); ``env`` names variables passed through to it."""
+
+    kind: Literal["command"] = "command"
+    argv: tuple[str, ...] = Field(min_length=1)
+    timeout: Duration = timedelta(minutes=5)
+    env: tuple[EnvVarName, ...] = ()
+
+
+RollbackTarget = Annotated[
+    KubernetesRollback | EcsRollback | LambdaRollback | CommandRollback,
+    Field(discriminator="kind"),
+]
+
+
+class Monitoring(_Strict):
+    """Re-run the probes ``every`` so often ``for_`` so long after a deploy.
+
+    Written ``"every 5m for 1h"`` or ``{every: 5m, for: 1h}``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
+    )
+
+    every: Duration
+    for_: Duration = Field(alias="for")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        match = _MONITORING.fullmatch(data.strip())
+        if not match:
+            raise PydanticCustomError(
+                "schedule", "bad schedule '{value}': use e.g. 'every 5m for 1h'", {"value": data}
+            )
+        return {"every": match[1], "for": match[2]}
+
+    @model_validator(mode="after")
+    def _every_within_window(self) -> Monitoring:
+        if self.every > self.for_:
+            raise PydanticCustomError("schedule", "'every' must not be longer than 'for'")
+        return self
+
+
+class Reminders(_Strict):
+    """Nudge the missing sign-offs once a session has waited ``after``."""
+
+    after: Duration
+
+
+class Gates(_Strict):
+    """Phase gates; omitted sign-offs default to every required sign-off."""
+
+    deploy: Gate | None = None
+    complete: Gate | None = None
+
+
+def _default_incident_channel(data: dict[str, Any]) -> Any:
+    return data.get("channel", "")
+
+
+def _default_operators(data: dict[str, Any]) -> Any:
+    return data.get("starters", ())
+
+
+class Environment(_Strict):
+    """One deploy target (``prod``): its channels, checklist, people, probes and rollback."""
+
+    channel: Channel
+    incident_channel: Channel = Field(default_factory=_default_incident_channel)
+    checklist: str = Field(min_length=1)
+    starters: RoleRefs = Field(min_length=1)
+    operators: RoleRefs = Field(default_factory=_default_operators)
+    oncall: RoleRefs = ()
+    signoffs: tuple[SignOffRequirement, ...] = ()
+    separation_of_duties: bool = True
+    gates: Gates = Gates()
+    probes: ProbeRefs = ()
+    pagerduty: PagerDuty | None = None
+    rollback: tuple[RollbackTarget, ...] = ()
+    monitoring: Monitoring | None = None
+    reminders: Reminders | None = None
+    expire_after: Duration = timedelta(hours=24)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        # ``incident_channel: null`` and ``operators: []`` read as "the default".
+        if isinstance(data, dict):
+            blank = {"incident_channel", "operators"}
+            return {k: v for k, v in data.items() if k not in blank or v}
+        return data
+
+    @field_validator("signoffs")
+    @classmethod
+    def _keys_unique(
+        cls, signoffs: tuple[SignOffRequirement, ...]
+    ) -> tuple[SignOffRequirement, ...]:
+        seen: dict[str, str] = {}
+        for signoff in signoffs:
+            if signoff.key in seen:
+                raise PydanticCustomError(
+                    "duplicate_signoff",
+                    "sign-offs '{a}' and '{b}' share the key '{key}'",
+                    {"a": seen[signoff.key], "b": signoff.role, "key": signoff.key},
+                )
+            seen[signoff.key] = signoff.role
+        return signoffs
+
+    @property
+    def signoff_keys(self) -> tuple[str, ...]:
+        """The keys of the required sign-offs, in order (``("qa-lead", "devops-lead")``)."""
+        return tuple(signoff.key for signoff in self.signoffs)
+
+    @property
+    def effective_operators(self) -> tuple[str, ...]:
+        """The roles that run a session; ``operators`` already defaults to ``starters``."""
+        return self.operators
+
+    @property
+    def deploy_gate(self) -> Gate:
+        """What must be in before deploying starts (default: every required sign-off)."""
+        return self._with_default_signoffs(self.gates.deploy)
+
+    @property
+    def complete_gate(self) -> Gate:
+        """What must be in before the deploy completes (default: every required sign-off)."""
+        return self._with_default_signoffs(self.gates.complete)
+
+    def _with_default_signoffs(self, gate: Gate | None) -> Gate:
+        if gate is None:
+            return Gate(signoffs=self.signoff_keys)
+        if "signoffs" not in gate.model_fields_set:
+            return gate.model_copy(update={"signoffs": self.signoff_keys})
+        return gate
+
+
+class Config(_Strict):
+    """The whole configuration. Build it with ``load_config``."""
+
+    roles: dict[Name, Members] = Field(default_factory=dict)
+    probes: dict[Name, ProbeSpec] = Field(default_factory=dict)
+    environments: dict[Name, Environment] = Field(min_length=1)
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str = PrivateAttr(default=DEFAULT_PATH)
+    _checklists: dict[str, Checklist] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: {} if k in ("roles", "probes") and v is None else v for k, v in data.items()}
+        return data
+
+    @property
+    def base_dir(self) -> Path:
+        """The config file's folder; checklist paths are relative to it."""
+        return self._base_dir
+
+    @property
+    def source(self) -> str:
+        """The config file's name as it was given."""
+        return self._source
+
+    def environment(self, name: str) -> Environment:
+        """The environment called ``name``.
+
+        Raises:
+            NotFound: No such environment; the message names the known ones.
+        """
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments))
+            raise NotFound(f"Unknown environment '{name}'. Known: {known}.")
+        return self.environments[name]
+
+    def checklist(self, env_name: str) -> Checklist:
+        """The environment's checklist, numbered (loaded once, then cached).
+
+        Raises:
+            NotFound: No such environment.
+            ConfigError: The checklist file is missing or invalid.
+        """
+        environment = self.environment(env_name)
+        if env_name not in self._checklists:
+            shared = (
+                self._checklists[other]
+                for other, env in self.environments.items()
+                if other in self._checklists and env.checklist == environment.checklist
+            )
+            self._checklists[env_name] = next(shared, None) or load_checklist(
+                self._base_dir / environment.checklist, probes=tuple(self.probes)
+            )
+        return self._checklists[env_name]
+
+    def members(self, role: str) -> tuple[str, ...]:
+        """The Slack user IDs, user-group IDs and ``@handles`` in ``role``.
+
+        Raises:
+            NotFound: No such role.
+        """
+        if role not in self.roles:
+            raise NotFound(f"Unknown role '{role}'. Known: {', '.join(sorted(self.roles))}.")
+        return self.roles[role]
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read, validate and cross-check the configuration and every checklist it names.
+
+    Args:
+        path: The YAML file; None means ``$DEPLOYBOT_CONFIG`` or ``./deploybot.yaml``.
+
+    Returns:
+        The valid configuration, its checklists loaded.
+
+    Raises:
+        ConfigError: Anything is wrong; ``problems`` lists every error with its location.
+    """
+    config, problems = _load(path)
+    if config is None or problems:
+        raise ConfigError([str(problem) for problem in problems])
+    return config
+
+
+def check_config(path: str | Path | None = None) -> list[str]:
+    """Every problem in the configuration (``file:line: path: message``), empty if valid."""
+    return [str(problem) for problem in _load(path)[1]]
+
+
+def summarize(config: Config) -> str:
+    """The line ``config check`` prints for a valid file.
+
+    Example: ``deploybot.yaml is valid: 2 environments (prod, staging), 5 roles, 7 probes,
+    243 checklist items.`` (a checklist shared by environments counts once).
+    """
+    checklists = {id(c): c for c in (config.checklist(name) for name in config.environments)}
+    items = sum(checklist.item_count for checklist in checklists.values())
+    envs = ", ".join(config.environments)
+    return (
+        f"{config.source} is valid: {_count(len(config.environments), 'environment')} ({envs}), "
+        f"{_count(len(config.roles), 'role')}, {_count(len(config.probes), 'probe')}, "
+        f"{_count(items, 'checklist item')}."
+    )
+
+
+def load_checklist(path: str | Path, *, probes: Collection[str] | None = None) -> Checklist:
+    """Load a checklist file (``.yaml``/``.yml``, or Markdown through ``bot.runbook.parser``).
+
+    Args:
+        path: The checklist file.
+        probes: The probe names items may link to; None skips that check.
+
+    Returns:
+        The checklist, numbered.
+
+    Raises:
+        ConfigError: The file is missing or invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: checklist file not found: {path.resolve()}"])
+    loaded = _read_checklist(path, str(path), probes)
+    if loaded.checklist is None or loaded.problems:
+        raise ConfigError([str(problem) for problem in loaded.problems])
+    return loaded.checklist
+
+
+def _load(path: str | Path | None) -> tuple[Config | None, list[Problem]]:
+    name = str(path if path is not None else os.environ.get("DEPLOYBOT_CONFIG") or DEFAULT_PATH)
+    file = Path(name)
+    if not file.is_file():
+        return None, [Problem(name, None, "", f"config file not found: {file.resolve()}")]
+    try:
+        source = YamlSource(name, file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        return None, [syntax_problem(name, error)]
+    problems = list(source.scan_problems)
+    data = source.data
+    if data is None:
+        return None, [
+            Problem(name, None, "", "the file is empty: declare roles, probes, environments")
+        ]
+    if not isinstance(data, dict):
+        problems.append(source.problem((), "expected a mapping with roles, probes, environments"))
+        return None, problems
+    roles, probes = _names(data.get("roles")), _names(data.get("probes"))
+    config = None
+    try:
+        config = Config.model_validate(data, context={"roles": roles, "probes": probes})
+    except ValidationError as error:
+        problems += validation_problems(source, error, Config)
+
+    # Checklists and gates are checked from the raw data, so that their problems show even
+    # when the environment (or the checklist) has other errors.
+    checklists: dict[str, Checklist] = {}
+    loaded: dict[Path, ChecklistFile] = {}
+    environments = data.get("environments")
+    for env_name, raw in environments.items() if isinstance(environments, dict) else ():
+        if not isinstance(raw, dict) or not isinstance(raw.get("checklist"), str):
+            continue
+        env_loc = ("environments", str(env_name))
+        checklist_path = (file.resolve().parent / raw["checklist"]).resolve()
+        if checklist_path.suffix.lower() not in _CHECKLIST_SUFFIXES:
+            message = "a checklist file ends in .md, .markdown, .yaml or .yml"
+            problems.append(source.problem((*env_loc, "checklist"), message))
+            continue
+        if not checklist_path.is_file():
+            message = f"checklist file not found: {checklist_path}"
+            problems.append(source.problem((*env_loc, "checklist"), message))
+            continue
+        if checklist_path not in loaded:
+            display = str(file.parent / raw["checklist"])
+            loaded[checklist_path] = _read_checklist(checklist_path, display, probes)
+            problems += loaded[checklist_path].problems
+        checklist_file = loaded[checklist_path]
+        problems += env_gate_problems(source, env_loc, raw, checklist_file)
+        if checklist_file.checklist is not None:
+            checklists[str(env_name)] = checklist_file.checklist
+
+    problems = _ordered(problems, name)
+    if config is not None and not problems:
+        config._base_dir = file.resolve().parent
+        config._source = name
+        config._checklists = checklists
+    return config, problems
+
+
+def _read_checklist(path: Path, display: str, probes: Collection[str] | None) -> ChecklistFile:
+    """Load an existing checklist file; its problems are located in that file."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".md", ".markdown"):
+        from bot.runbook.parser import checklist_from_markdown  # late: Markdown support is optional
+
+        try:
+            imported = checklist_from_markdown(text).numbered()
+        except (DeployError, ValueError) as error:
+            problem = Problem(display, None, "", f"cannot import the runbook: {error}")
+            return ChecklistFile(display, None, None, [problem])
+        data = imported.model_dump(mode="json")
+        return ChecklistFile.checked(display, data, imported, probes)
+    if path.suffix.lower() not in _CHECKLIST_SUFFIXES:
+        message = "a checklist file ends in .md, .markdown, .yaml or .yml"
+        return ChecklistFile(display, None, None, [Problem(display, None, "", message)])
+    try:
+        source = YamlSource(display, text)
+    except yaml.YAMLError as error:
+        return ChecklistFile(display, None, None, [syntax_problem(display, error)])
+    data = {} if source.data is None else source.data
+    try:
+        checklist: Checklist | None = Checklist.model_validate(data).numbered()
+        found: list[Problem] = []
+    except ValidationError as error:
+        checklist, found = None, validation_problems(source, error, Checklist)
+    loaded = ChecklistFile.checked(source, data, checklist, probes)
+    loaded.problems[:0] = source.scan_problems + found
+    return loaded
+
+
+def _names(section: object) -> tuple[str, ...] | None:
+    """The names a section defines; None when it is malformed (its own error says so)."""
+    if section is None:
+        return ()
+    return tuple(str(key) for key in section) if isinstance(section, dict) else None
+
+
+def _ordered(problems: list[Problem], config_name: str) -> list[Problem]:
+    """Without duplicates, the config file first, each file by line."""
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.source != config_name, p.source, p.line or 0))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,2 @@
+"""The outside world behind small interfaces: probes, Kubernetes, AWS, PagerDuty, rollback
+targets. Each call has a timeout."""

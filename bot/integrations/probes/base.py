@@ -1,0 +1,172 @@
+"""Running probes: timing, timeouts, redaction and a bound on concurrency.
+
+A kind's module exposes ``check(spec, ctx) -> ProbeOutcome`` and may raise anything: the
+runner turns every exception and every overrun into a failed result, so a probe never raises
+into its caller and a hung target costs its timeout and nothing more.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bot.config.probe_specs import ProbeSpec
+from bot.domain.checklist import Severity
+from bot.ops import metrics
+from bot.ops.redact import redact
+
+MAX_CONCURRENCY = 32
+GRACE_SECONDS = 2.0  # beyond its own timeout, how long the runner waits for a stuck check
+SUMMARY_LIMIT = 200
+DETAIL_LIMIT = 4000
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What a check may read: environment variables (by the names the config gives)."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    secrets: list[str] = field(default_factory=list)  # values a check used; redacted later
+
+    def env(self, name: str) -> str:
+        """The value of a variable the config names; a clear error when it is unset."""
+        value = self.environ.get(name)
+        if not value:
+            raise ProbeConfigError(f"environment variable {name} is not set")
+        self.secrets.append(value)
+        return value
+
+
+class ProbeConfigError(Exception):
+    """The probe cannot run as configured (a missing variable, a bad selector)."""
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    ok: bool
+    summary: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One run of one probe; ``summary`` and ``detail`` are already redacted."""
+
+    name: str
+    kind: str
+    ok: bool
+    summary: str
+    detail: str
+    duration: float
+    severity: Severity
+    at: datetime
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.ok else "failed"
+
+
+class Check(Protocol):
+    def __call__(self, spec: Any, ctx: ProbeContext) -> ProbeOutcome: ...
+
+
+def check_for(kind: str) -> Check:
+    """The ``check`` function of a kind's module, imported on first use (boto3 and the
+    kubernetes client are slow to import and only some environments need them)."""
+    module = importlib.import_module(f"bot.integrations.probes.{kind}_check")
+    check: Check = module.check
+    return check
+
+
+def run_probe(name: str, spec: ProbeSpec, *, ctx: ProbeContext | None = None) -> ProbeResult:
+    """Run one probe in this thread; never raises."""
+    result = _run_probe(name, spec, ctx=ctx)
+    metrics.probe_ran(result.kind, result.ok, result.duration)
+    return result
+
+
+def _run_probe(name: str, spec: ProbeSpec, *, ctx: ProbeContext | None = None) -> ProbeResult:
+    ctx = ctx or ProbeContext()
+    started, at = time.monotonic(), datetime.now(UTC)
+    try:
+        outcome = check_for(spec.kind)(spec, ctx)
+    except ProbeConfigError as error:
+        outcome = ProbeOutcome(False, f"not runnable: {error}")
+    except Exception as error:  # a check's failure is a result, not a crash
+        outcome = ProbeOutcome(False, f"{type(error).__name__}: {error}", repr(error))
+    return _result(name, spec, outcome, time.monotonic() - started, at, ctx)
+
+
+def run_probes(
+    probes: Mapping[str, ProbeSpec] | Iterable[tuple[str, ProbeSpec]],
+    *,
+    ctx: ProbeContext | None = None,
+    concurrency: int = MAX_CONCURRENCY,
+    on_result: Callable[[ProbeResult], None] | None = None,
+) -> list[ProbeResult]:
+    """Run probes concurrently, at most ``concurrency`` at a time; results in input order.
+
+    ``on_result`` is called as each finishes (progress displays, Slack updates).
+    """
+    items = list(probes.items() if isinstance(probes, Mapping) else probes)
+    if not items:
+        return []
+    ctx = ctx or ProbeContext()
+    results: dict[int, ProbeResult] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))))
+    try:
+        started = {
+            pool.submit(_in_context(), name, spec, ctx=ctx): (n, name, spec, time.monotonic())
+            for n, (name, spec) in enumerate(items)
+        }
+        longest = max(spec.timeout.total_seconds() for _, spec in items)
+        waves = -(-len(items) // max(1, concurrency))  # queued probes wait for a slot
+        try:
+            for future in as_completed(started, timeout=longest * waves + GRACE_SECONDS):
+                n = started[future][0]
+                results[n] = future.result()
+                metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
+                if on_result:
+                    on_result(results[n])
+        except FutureTimeout:
+            pass
+        for future, (n, name, spec, began) in started.items():
+            if n not in results:  # stuck past its own timeout: report it, don't wait for it
+                future.cancel()
+                outcome = ProbeOutcome(False, f"timed out after {spec.timeout.total_seconds():g}s")
+                results[n] = _result(
+                    name, spec, outcome, time.monotonic() - began, datetime.now(UTC), ctx
+                )
+                metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
+                if on_result:
+                    on_result(results[n])
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return [results[n] for n in range(len(items))]
+
+
+def _in_context() -> Callable[..., ProbeResult]:
+    """``_run_probe`` in a copy of the caller's context: a check's log lines carry its session."""
+    context = contextvars.copy_context()
+    return lambda *args, **kwargs: context.run(_run_probe, *args, **kwargs)
+
+
+def _result(
+    name: str,
+    spec: ProbeSpec,
+    outcome: ProbeOutcome,
+    duration: float,
+    at: datetime,
+    ctx: ProbeContext,
+) -> ProbeResult:
+    summary = redact(" ".join(outcome.summary.split()), secrets=ctx.secrets)[:SUMMARY_LIMIT]
+    detail = redact(outcome.detail, secrets=ctx.secrets)[:DETAIL_LIMIT]
+    return ProbeResult(name, spec.kind, outcome.ok, summary, detail, duration, spec.severity, at)

@@ -1,0 +1,1 @@
+"""Running the bot: settings, structured logs, metrics, redaction of secrets."""

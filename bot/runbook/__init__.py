@@ -1,0 +1,1 @@
+"""Markdown runbooks turned into checklists, probe suggestions and rollback steps."""

@@ -1,1 +1,0 @@
-"""Schedules that survive restarts: monitoring, reminders, expiry, run by one leader replica."""

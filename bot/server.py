@@ -32,9 +32,10 @@ from bot.slack.links import SlackLinks
 from bot.slack.publisher import SessionPublisher
 from bot.slack.roles import SlackRoles
 from bot.storage.db import migrations_current
+from bot.storage.outbox import Outbox
 from bot.workers.jobs import JobContext
 from bot.workers.leader import leader_lock_for
-from bot.workers.outbox import Outbox, OutboxWorker
+from bot.workers.outbox import OutboxWorker
 from bot.workers.scheduler import ScheduleRunner
 from commands import Deps
 

@@ -21,7 +21,7 @@ from bot.integrations.pagerduty import PagerDuty, page_payload
 from bot.ops.metrics import registry_for
 from bot.rendering.ids import ActionId
 from bot.storage.db import upgrade
-from bot.workers.outbox import PermanentFailure
+from bot.storage.outbox import PermanentFailure
 from tests.e2e import RunningBot, running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import OutboxRow, SessionRow
-from bot.workers.outbox import OUTBOX_ID, Outbox, OutboxWorker, PermanentFailure, RetryAfter
+from bot.storage.outbox import OUTBOX_ID, Outbox, PermanentFailure, RetryAfter
+from bot.workers.outbox import OutboxWorker
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.integrations.pagerduty import PagerDuty, page_payload
 from bot.storage.models import OutboxRow
-from bot.workers.outbox import OUTBOX_ID, Outbox, OutboxWorker, PermanentFailure, RetryAfter
+from bot.storage.outbox import OUTBOX_ID, Outbox, PermanentFailure, RetryAfter
+from bot.workers.outbox import OutboxWorker
 from tests.support.pagerduty import FakePagerDuty
 
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"

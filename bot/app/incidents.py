@@ -23,8 +23,8 @@ from bot.integrations.pagerduty import Action, page_payload
 from bot.integrations.probes import ProbeResult
 from bot.rendering.incident import Failure, incident_blocks, incident_text
 from bot.storage.models import OutboxRow
+from bot.storage.outbox import Outbox
 from bot.storage.uow import UnitOfWork
-from bot.workers.outbox import Outbox
 
 INCIDENT = "incident"
 

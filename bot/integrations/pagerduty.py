@@ -25,7 +25,7 @@ import httpx2
 import pagerduty
 
 from bot.ops.metrics import counts_pages
-from bot.workers.outbox import OUTBOX_ID, PermanentFailure, RetryAfter
+from bot.storage.outbox import OUTBOX_ID, PermanentFailure, RetryAfter
 
 log = logging.getLogger(__name__)
 

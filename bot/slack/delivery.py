@@ -10,8 +10,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.rendering.limits import validate_message
+from bot.storage.outbox import PermanentFailure, RetryAfter
 from bot.storage.uow import UnitOfWork
-from bot.workers.outbox import PermanentFailure, RetryAfter
 
 # Errors that no retry will fix; anything else (timeouts, 5xx) is tried again later.
 PERMANENT = frozenset(

@@ -1,9 +1,8 @@
 """The outbox: effects that must not be lost, recorded with the change that caused them.
 
-A page or a Slack update is first written to the ``outbox`` table in the same transaction as
-the state change that calls for it (:meth:`Outbox.enqueue`), so either both happen or
-neither does. An :class:`OutboxWorker` then delivers due rows through one handler per topic,
-retrying with backoff.
+Effects are written to the ``outbox`` table in the same transaction as the change that calls
+for them (:class:`bot.storage.outbox.Outbox`). An :class:`OutboxWorker` delivers due rows
+through one handler per topic, retrying with backoff.
 
 Delivery is at least once: a worker that dies between delivering and recording the delivery
 leaves the row to be delivered again once its lease runs out. Receivers make that exactly
@@ -21,127 +20,24 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.storage.models import OutboxRow
-
-log = logging.getLogger(__name__)
-
-TOPICS = frozenset({"pagerduty", "slack"})
-OUTBOX_ID = "outbox_id"
-"""The key under which a handler finds the row's id in the payload it is given."""
-
-Handler = Callable[[dict[str, Any]], None]
-"""Delivers one payload; raises to fail (see :class:`RetryAfter`, :class:`PermanentFailure`)."""
+from bot.storage.outbox import OUTBOX_ID, PermanentFailure, RetryAfter, utcnow
 
 _MIN_DELAY = timedelta(milliseconds=1)
 _MAX_ERROR_CHARS = 2000
 
+log = logging.getLogger(__name__)
 
-class RetryAfter(Exception):
-    """Raised by a handler to ask for the next attempt after a given delay (HTTP 429).
-
-    Args:
-        seconds: how long to wait before the next attempt.
-        message: why; stored as the row's ``last_error``.
-    """
-
-    def __init__(self, seconds: float, message: str = "") -> None:
-        self.seconds = max(0.0, float(seconds))
-        super().__init__(message or f"asked to retry after {self.seconds:g} s")
-
-
-class PermanentFailure(Exception):
-    """Raised by a handler when trying again cannot help (bad request, missing secret).
-
-    The row is marked failed at once with ``str(error)`` as its ``last_error``.
-    """
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Outbox:
-    """Records effects in the caller's transaction.
-
-    Args:
-        topics: the topics rows may have; anything else is a programming error.
-    """
-
-    def __init__(self, topics: Collection[str] = TOPICS) -> None:
-        self.topics = frozenset(topics)
-
-    def enqueue(
-        self,
-        db: Session,
-        *,
-        topic: str,
-        key: str,
-        payload: Mapping[str, Any],
-        session_id: int | None = None,
-        at: datetime,
-        ordering_key: str | None = None,
-    ) -> bool:
-        """Record an effect to deliver, in ``db``'s current transaction (the caller commits).
-
-        Args:
-            db: the caller's session; the row is committed or rolled back with its work.
-            topic: which handler delivers it (``"pagerduty"``, ``"slack"``).
-            key: the effect's idempotency key, unique per topic.
-            payload: JSON-serialisable data for the handler; never put secrets here.
-            session_id: the deploy session the effect belongs to, if any.
-            at: now (timezone-aware); the row is due from then.
-            ordering_key: rows of one topic with the same ordering key are delivered one at a
-                time in the order they were enqueued (for PagerDuty: the ``dedup_key``, so a
-                resolve never overtakes the trigger it resolves).
-
-        Returns:
-            True if the row was added, False if ``(topic, key)`` was already recorded. A
-            duplicate does not abort the surrounding transaction.
-
-        Raises:
-            ValueError: unknown topic, empty key, or naive ``at``.
-        """
-        if topic not in self.topics:
-            raise ValueError(
-                f"unknown outbox topic {topic!r}; expected one of {sorted(self.topics)}"
-            )
-        if not key:
-            raise ValueError("an outbox row needs an idempotency key")
-        if at.tzinfo is None:
-            raise ValueError(f"naive datetime {at!r}: the outbox takes aware timestamps only")
-        values = {
-            "topic": topic,
-            "idempotency_key": key,
-            "ordering_key": ordering_key,
-            "payload": dict(payload),
-            "session_id": session_id,
-            "created_at": at,
-            "attempts": 0,
-            "next_attempt_at": at,
-        }
-        dialect = db.get_bind().dialect.name
-        if dialect == "postgresql":
-            pg_stmt = postgresql.insert(OutboxRow).values(values)
-            statement = pg_stmt.on_conflict_do_nothing(
-                index_elements=["topic", "idempotency_key"]
-            ).returning(OutboxRow.id)
-        elif dialect == "sqlite":
-            lite_stmt = sqlite.insert(OutboxRow).values(values)
-            statement = lite_stmt.on_conflict_do_nothing(
-                index_elements=["topic", "idempotency_key"]
-            ).returning(OutboxRow.id)
-        else:
-            raise NotImplementedError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
-        return db.execute(statement).scalar_one_or_none() is not None
+Handler = Callable[[dict[str, Any]], None]
+"""Delivers one payload; raises to fail (see :class:`RetryAfter`, :class:`PermanentFailure`)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""The outbox table's writer: effects recorded in the caller's transaction.
+
+A page or a Slack update is first written to the ``outbox`` table in the same transaction as
+the state change that calls for it (:meth:`Outbox.enqueue`), so either both happen or
+neither does. :mod:`bot.workers.outbox` delivers the rows; handlers raise :class:`RetryAfter`
+or :class:`PermanentFailure` to steer their retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.storage.models import OutboxRow
+
+TOPICS = frozenset({"pagerduty", "slack"})
+OUTBOX_ID = "outbox_id"
+"""The key under which a handler finds the row's id in the payload it is given."""
+
+
+class RetryAfter(Exception):
+    """Raised by a handler to ask for the next attempt after a given delay (HTTP 429).
+
+    Args:
+        seconds: how long to wait before the next attempt.
+        message: why; stored as the row's ``last_error``.
+    """
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        self.seconds = max(0.0, float(seconds))
+        super().__init__(message or f"asked to retry after {self.seconds:g} s")
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler when trying again cannot help (bad request, missing secret).
+
+    The row is marked failed at once with ``str(error)`` as its ``last_error``.
+    """
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Outbox:
+    """Records effects in the caller's transaction.
+
+    Args:
+        topics: the topics rows may have; anything else is a programming error.
+    """
+
+    def __init__(self, topics: Collection[str] = TOPICS) -> None:
+        self.topics = frozenset(topics)
+
+    def enqueue(
+        self,
+        db: Session,
+        *,
+        topic: str,
+        key: str,
+        payload: Mapping[str, Any],
+        session_id: int | None = None,
+        at: datetime,
+        ordering_key: str | None = None,
+    ) -> bool:
+        """Record an effect to deliver, in ``db``'s current transaction (the caller commits).
+
+        Args:
+            db: the caller's session; the row is committed or rolled back with its work.
+            topic: which handler delivers it (``"pagerduty"``, ``"slack"``).
+            key: the effect's idempotency key, unique per topic.
+            payload: JSON-serialisable data for the handler; never put secrets here.
+            session_id: the deploy session the effect belongs to, if any.
+            at: now (timezone-aware); the row is due from then.
+            ordering_key: rows of one topic with the same ordering key are delivered one at a
+                time in the order they were enqueued (for PagerDuty: the ``dedup_key``, so a
+                resolve never overtakes the trigger it resolves).
+
+        Returns:
+            True if the row was added, False if ``(topic, key)`` was already recorded. A
+            duplicate does not abort the surrounding transaction.
+
+        Raises:
+            ValueError: unknown topic, empty key, or naive ``at``.
+        """
+        if topic not in self.topics:
+            raise ValueError(
+                f"unknown outbox topic {topic!r}; expected one of {sorted(self.topics)}"
+            )
+        if not key:
+            raise ValueError("an outbox row needs an idempotency key")
+        if at.tzinfo is None:
+            raise ValueError(f"naive datetime {at!r}: the outbox takes aware timestamps only")
+        values = {
+            "topic": topic,
+            "idempotency_key": key,
+            "ordering_key": ordering_key,
+            "payload": dict(payload),
+            "session_id": session_id,
+            "created_at": at,
+            "attempts": 0,
+            "next_attempt_at": at,
+        }
+        dialect = db.get_bind().dialect.name
+        if dialect == "postgresql":
+            pg_stmt = postgresql.insert(OutboxRow).values(values)
+            statement = pg_stmt.on_conflict_do_nothing(
+                index_elements=["topic", "idempotency_key"]
+            ).returning(OutboxRow.id)
+        elif dialect == "sqlite":
+            lite_stmt = sqlite.insert(OutboxRow).values(values)
+            statement = lite_stmt.on_conflict_do_nothing(
+                index_elements=["topic", "idempotency_key"]
+            ).returning(OutboxRow.id)
+        else:
+            raise NotImplementedError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
+        return db.execute(statement).scalar_one_or_none() is not None

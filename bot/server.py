@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,27 +16,27 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.app.effects import Effects
 from bot.app.incidents import Incidents
-from bot.app.probe_rounds import SessionProbes
+from bot.app.probe_rounds import SessionProbes, verdict
 from bot.app.rollback import Rollbacks
-from bot.domain.errors import DeployError
+from bot.domain.errors import DeployError, DomainError
 from bot.integrations.pagerduty import PagerDuty
 from bot.ops import metrics
 from bot.ops.settings import Settings
 from bot.runtime import Runtime, build_runtime
 from bot.slack.app import build_app, check_credentials, make_client
-from bot.slack.dedupe import RequestLedger
-from bot.slack.delivery import SlackDelivery
+from bot.slack.delivery import SlackDelivery, reply
+from bot.slack.inbox import InboxWorker, SlackInbox
 from bot.slack.links import SlackLinks
 from bot.slack.publisher import SessionPublisher
 from bot.slack.roles import SlackRoles
 from bot.storage.db import migrations_current
-from bot.storage.outbox import Outbox
 from bot.workers.jobs import JobContext
 from bot.workers.leader import leader_lock_for
 from bot.workers.outbox import OutboxWorker
 from bot.workers.scheduler import ScheduleRunner
-from commands import Deps
+from commands import Deps, register
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -54,9 +53,10 @@ class Bot:
     app: App
     publisher: SessionPublisher
     probes: SessionProbes
-    background: ThreadPoolExecutor
+    rollbacks: Rollbacks
     scheduler: ScheduleRunner
-    outbox: OutboxWorker
+    workers: tuple[OutboxWorker, ...]
+    inbox: InboxWorker
 
     def wsgi(self) -> WSGIApplication:
         return make_wsgi(
@@ -65,16 +65,20 @@ class Bot:
             registry=metrics.registry_for(self.runtime.session_factory),
         )
 
-    def start(self) -> None:
-        """Start the background parts: outbox delivery and (when leader) the scheduler."""
-        self.outbox.start()
-        self.scheduler.start()
+    def start(self, *, scheduler: bool = True) -> None:
+        """Start the background parts: outbox workers, the inbox's take-over and (when it
+        leads) the scheduler."""
+        for worker in self.workers:
+            worker.start()
+        self.inbox.start()
+        if scheduler:
+            self.scheduler.start()
 
     def close(self) -> None:
         self.scheduler.stop()
-        self.outbox.stop()
-        self.background.shutdown(wait=True, cancel_futures=True)
-        self.publisher.close()
+        self.inbox.stop()
+        for worker in self.workers:
+            worker.stop()
         self.runtime.engine.dispose()
 
 
@@ -129,6 +133,7 @@ def _assemble(
     factory, config, service = runtime.session_factory, runtime.config, runtime.service
     service.roles = SlackRoles(config, client)
     links = SlackLinks(team_url, factory)
+    service.effects = Effects(config, Incidents(config, link=links.session))
     publisher = SessionPublisher(
         client=client,
         config=config,
@@ -136,63 +141,63 @@ def _assemble(
         interval=publish_interval,
         links=links,
     )
-    background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deploybot-work")
-    delivery = SlackDelivery(client=client, session_factory=factory, changed=publisher.changed)
-    outbox = OutboxWorker(factory, {"pagerduty": pagerduty.deliver, "slack": delivery.deliver})
-    incidents = Incidents(
-        config=config,
-        session_factory=factory,
-        outbox=Outbox(),
-        wake=outbox.wake,
-        link=links.session,
+    delivery = SlackDelivery(client=client, session_factory=factory)
+    probes = SessionProbes(config=config, service=service)
+    rollbacks = Rollbacks(config=config, service=service, probes=probes)
+
+    def probe_round(payload: dict[str, Any]) -> None:
+        """A probe round asked for by a person or a state change; its verdict goes back."""
+        try:
+            outcome = probes.run(int(payload["session_id"]), why=str(payload["why"]))
+        except DomainError as closed:
+            reply(payload.get("reply_to"), f":warning: {closed}")
+            return
+        reply(payload.get("reply_to"), verdict(outcome))
+
+    # Quick effects (Slack, PagerDuty) and long ones (probe rounds, rollback steps) have
+    # workers of their own, so a rollback waiting on a rollout never delays a Slack update.
+    outbox = OutboxWorker(
+        factory,
+        {"publish": publisher.deliver, "slack": delivery.deliver, "pagerduty": pagerduty.deliver},
+        backoff_cap=15.0,
+        max_attempts=200,
+        poll_interval=settings.outbox_poll,
     )
-    probes = SessionProbes(
-        config=config,
-        service=service,
-        session_factory=factory,
-        changed=publisher.changed,
-        incidents=incidents,
-    )
-    rollbacks = Rollbacks(
-        config=config,
-        service=service,
-        probes=probes,
-        incidents=incidents,
-        executor=background,
-        changed=publisher.changed,
+    work = OutboxWorker(
+        factory,
+        {"probes": probe_round, "rollback": rollbacks.deliver},
+        max_attempts=5,
+        poll_interval=settings.outbox_poll,
     )
     scheduler = ScheduleRunner(
-        context=JobContext(
-            config=config,
-            service=service,
-            probes=probes,
-            session_factory=factory,
-            changed=publisher.changed,
-            client=client,
-        ),
+        context=JobContext(config=config, service=service, probes=probes, session_factory=factory),
         engine=runtime.engine,
         lock=leader_lock_for(runtime.database_url),
         poll=settings.scheduler_poll,
         sync_every=settings.scheduler_sync,
-        rollbacks=rollbacks,
     )
-    deps = Deps(
-        service=service,
-        publisher=publisher,
-        config=config,
-        probes=probes,
-        background=background,
-        incidents=incidents,
-        rollbacks=rollbacks,
-        kick_scheduler=scheduler.kick,
+
+    def wake() -> None:
+        outbox.wake()
+        work.wake()
+
+    inbox = SlackInbox(factory)
+    app = build_app(client=client, signing_secret=settings.slack_signing_secret, inbox=inbox)
+    register(
+        app,
+        Deps(service=service, publisher=publisher, config=config, rollbacks=rollbacks, wake=wake),
     )
-    app = build_app(
-        deps=deps,
-        client=client,
-        signing_secret=settings.slack_signing_secret,
-        ledger=RequestLedger(factory, writer=background),
+    return Bot(
+        runtime,
+        client,
+        app,
+        publisher,
+        probes,
+        rollbacks,
+        scheduler,
+        (outbox, work),
+        InboxWorker(inbox, app, poll=settings.outbox_poll),
     )
-    return Bot(runtime, client, app, publisher, probes, background, scheduler, outbox)
 
 
 def readiness(runtime: Runtime) -> tuple[bool, str]:

@@ -1,6 +1,8 @@
-"""Thin Bolt listeners: acknowledge at once, parse, call the service layer, reply.
+"""Thin Bolt listeners: acknowledge at once, parse, hand the command to the bus, answer.
 
-:func:`register` wires every listener into an app; each module holds one family.
+:func:`register` wires every listener into an app; each module holds one family of
+module-level listener functions, which find their dependencies in Bolt's context. One
+error handler turns errors written for people into ephemeral answers.
 """
 
 from __future__ import annotations
@@ -8,14 +10,16 @@ from __future__ import annotations
 from slack_bolt import App
 
 from commands import checklist, deploy, incident, lifecycle
-from commands.deps import Deps
+from commands.deps import Deps, answer_error
 
 
 def register(app: App, deps: Deps) -> None:
-    deploy.register(app, deps)
-    checklist.register(app, deps)
-    lifecycle.register(app, deps)
-    incident.register(app, deps)
+    app.middleware(deps.middleware)
+    app.error(answer_error)
+    deploy.register(app)
+    checklist.register(app)
+    lifecycle.register(app)
+    incident.register(app)
 
 
 __all__ = ["Deps", "register"]

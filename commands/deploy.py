@@ -7,16 +7,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
-from slack_sdk.errors import SlackApiError
+from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.app.report import report_markdown
 from bot.app.sessions import describe_lock
 from bot.domain import DeploySession
-from bot.domain.commands import Abort
+from bot.domain.commands import Abort, RequestProbes
 from bot.domain.errors import DeployError, NotFound
 from bot.rendering.session import help_blocks, list_blocks, status_blocks
-from commands.deps import Deps, in_background, replying_errors, tell
+from commands.deps import Deps, deps_of, finishing, parse_id, request_of, tell
+
+POST_WAIT = 8.0  # seconds /deploy start waits for its checklist to reach Slack
 
 USAGE = (
     "Usage: `/deploy start <env> [service] [version]` · `status [id]` · `list` · `probe [id]` · "
@@ -34,24 +35,29 @@ class Invocation:
     user_id: str
     args: list[str]
     respond: Respond
+    request: str | None = None  # the inbox key: marked done with the change it asks for
+    response_url: str | None = None
 
 
 Handler = Callable[[Deps, Invocation], None]
 
 
-def register(app: App, deps: Deps) -> None:
-    def handle_deploy(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        ack()  # within Slack's 3 seconds; the work below runs after the response is sent
-        words = (command.get("text") or "").split()
-        sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
-        handler = SUBCOMMANDS.get(sub)
-        if handler is None:
-            tell(respond, f":warning: Unknown subcommand `{sub}`.\n{USAGE}")
-            return
-        call = Invocation(command["user_id"], args, respond)
-        replying_errors(respond, lambda: handler(deps, call))
+def deploy(ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+    """``/deploy <subcommand> ...``: acknowledged at once, then handled."""
+    ack()  # within Slack's 3 seconds; the work below runs after the response is sent
+    words = (command.get("text") or "").split()
+    sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
+    handler = SUBCOMMANDS.get(sub)
+    if handler is None:
+        raise UsageError(f"Unknown subcommand `{sub[:40]}`.")
+    call = Invocation(
+        command["user_id"], args, respond, request_of(context), command.get("response_url")
+    )
+    handler(deps_of(context), call)
 
-    app.command("/deploy")(handle_deploy)
+
+def register(app: App) -> None:
+    app.command("/deploy")(finishing(deploy))
 
 
 def start(deps: Deps, call: Invocation) -> None:
@@ -61,18 +67,23 @@ def start(deps: Deps, call: Invocation) -> None:
         )
     env, service, version = (call.args + ["", ""])[:3]
     session = deps.service.open(
-        environment=env, user_id=call.user_id, service=service, version=version
+        environment=env,
+        user_id=call.user_id,
+        service=service,
+        version=version,
+        request=call.request,
     )
     assert session.id is not None
-    try:
-        channel, _ = deps.publisher.post(session)
-    except SlackApiError as error:
+    deps.wake()
+    refused = deps.publisher.failure(session.id, timeout=POST_WAIT)
+    if refused is not None:
         # The session is open and audited; only its messages are missing. Say so plainly.
         raise DeployError(
             f"Deploy #{session.id} is open, but Slack refused its checklist message "
-            f"({error.response.get('error')}): is the bot in the environment's channel? "
+            f"({refused}): is the bot in the environment's channel? "
             f"`/deploy status {session.id}` works meanwhile; `/deploy abort {session.id}` frees it."
-        ) from None
+        )
+    channel = deps.config.environment(env).channel
     tell(call.respond, f"Opened deploy #{session.id} of {session.title} in <#{channel}>.")
 
 
@@ -101,11 +112,19 @@ def list_open(deps: Deps, call: Invocation) -> None:
 def probe(deps: Deps, call: Invocation) -> None:
     session = _session_arg(deps, call)
     assert session.id is not None
-    run_probes(deps, session.id, call.respond)
+    run_probes(deps, session.id, call.user_id, call.request, call.response_url, call.respond)
 
 
-def run_probes(deps: Deps, session_id: int, respond: Respond) -> None:
-    """Start a probe round in the background; say so now, and say how it went after."""
+def run_probes(
+    deps: Deps,
+    session_id: int,
+    user_id: str,
+    request: str | None,
+    response_url: str | None,
+    respond: Respond,
+) -> None:
+    """Ask for a probe round: the domain decides who may; the round runs as an effect, and
+    its verdict is sent to ``response_url``."""
     session = deps.service.get(session_id)
     if not any(item.probe for _, item in session.checklist.walk()):
         tell(
@@ -113,23 +132,11 @@ def run_probes(deps: Deps, session_id: int, respond: Respond) -> None:
             f"Deploy #{session_id} has no probes: none are configured for {session.environment}.",
         )
         return
-    if session.state.is_closed:
-        raise DeployError(
-            f"Deploy #{session_id} is {session.state.label}: its probes no longer run."
-        )
+    actor = deps.service.actor(user_id)
+    command = RequestProbes("a manual run")
+    deps.service.handle(session_id, [command], actor, request=request, reply_to=response_url)
+    deps.wake()
     tell(respond, f":hourglass_flowing_sand: Running the probes of deploy #{session_id}…")
-
-    def work() -> None:
-        outcome = deps.probes.run(session_id, why="a manual run")
-        failed = [r for r in outcome.results if not r.ok]
-        lines = [f"• *{r.name}* ({r.severity.value}): {r.summary}" for r in failed[:10]]
-        verdict = f"{len(outcome.results) - len(failed)}/{len(outcome.results)} probes passed"
-        tell(
-            respond,
-            f"Deploy #{session_id}: {verdict}." + ("\n" + "\n".join(lines) if lines else ""),
-        )
-
-    in_background(deps, respond, work)
 
 
 def abort(deps: Deps, call: Invocation) -> None:
@@ -137,8 +144,7 @@ def abort(deps: Deps, call: Invocation) -> None:
     reason = " ".join(rest)
     if not reason:
         raise UsageError("Say why: `/deploy abort [id] <reason>`.")
-    deps.service.act(session_id, Abort(reason), call.user_id)
-    deps.publisher.changed(session_id)
+    deps.service.act(session_id, Abort(reason), call.user_id, request=call.request)
     tell(call.respond, f"Aborted deploy #{session_id}: {reason}")
 
 
@@ -160,14 +166,16 @@ def lock(deps: Deps, call: Invocation) -> None:
     if not call.args:
         raise UsageError("`/deploy lock` takes an environment and optionally a reason.")
     env, reason = call.args[0], " ".join(call.args[1:])
-    held = deps.service.lock(environment=env, user_id=call.user_id, reason=reason)
+    held = deps.service.lock(
+        environment=env, user_id=call.user_id, reason=reason, request=call.request
+    )
     tell(call.respond, ":lock: " + describe_lock(held))
 
 
 def unlock(deps: Deps, call: Invocation) -> None:
     if len(call.args) != 1:
         raise UsageError("`/deploy unlock` takes one environment.")
-    deps.service.unlock(environment=call.args[0], user_id=call.user_id)
+    deps.service.unlock(environment=call.args[0], user_id=call.user_id, request=call.request)
     tell(call.respond, f":unlock: {call.args[0]} is unlocked.")
 
 
@@ -199,8 +207,8 @@ def _session_arg(deps: Deps, call: Invocation) -> DeploySession:
 
 def _id_and_rest(deps: Deps, call: Invocation) -> tuple[int, list[str]]:
     """The session id from ``#12`` or ``12``; without one, the only open session."""
-    if call.args and call.args[0].lstrip("#").isdigit():
-        return int(call.args[0].lstrip("#")), call.args[1:]
+    if call.args and call.args[0].lstrip("#")[:1].isdigit():
+        return parse_id(call.args[0]), call.args[1:]
     open_sessions = deps.service.list_open()
     if len(open_sessions) == 1 and open_sessions[0].id is not None:
         return open_sessions[0].id, call.args

@@ -1,15 +1,20 @@
-"""What the listeners need, built once at start-up and passed in (nothing at import time)."""
+"""What the listeners need, built once at start-up and handed to them through Bolt's context.
+
+One middleware puts :class:`Deps` into every request's context (``context["deps"]``), so
+listeners are plain module-level functions; nothing is built at import time.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from bot.app.incidents import Incidents
-from bot.app.probe_rounds import SessionProbes
+from slack_bolt import BoltContext, BoltResponse
+from slack_bolt.request import BoltRequest
+
 from bot.app.rollback import Rollbacks
 from bot.app.sessions import DeployService
 from bot.config.schema import Config
@@ -18,39 +23,81 @@ from bot.slack.publisher import SessionPublisher
 
 log = logging.getLogger("deploybot.commands")
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 @dataclass(frozen=True)
 class Deps:
     service: DeployService
     publisher: SessionPublisher
     config: Config
-    probes: SessionProbes
-    background: Executor  # slow work (probe rounds) that must not hold Bolt's listener threads
-    incidents: Incidents
     rollbacks: Rollbacks
-    kick_scheduler: Callable[[], None]
+    wake: Callable[[], None] = lambda: None  # deliver outbox rows now, not at the next poll
+
+    def middleware(self, req: BoltRequest, resp: BoltResponse, next: Callable[[], Any]) -> Any:
+        """Bolt middleware: every listener finds these in ``context["deps"]``."""
+        req.context["deps"] = self
+        return next()
 
 
-def tell(respond: Callable[..., Any], text: str) -> None:
+def deps_of(context: BoltContext) -> Deps:
+    deps = context["deps"]
+    assert isinstance(deps, Deps)
+    return deps
+
+
+def request_of(context: BoltContext) -> str | None:
+    """The Slack request's inbox key (see :mod:`bot.slack.inbox`)."""
+    key = context.get("request_key")
+    return key if isinstance(key, str) else None
+
+
+def finishing(listener: Callable[P, R]) -> Callable[P, R]:
+    """Mark the request done in the inbox once its listener has run, whatever happened.
+
+    Changes mark it in their own transaction (the bus); this covers what changes nothing
+    (a status, a refusal while parsing), so it is not processed again by another replica.
+    """
+
+    @functools.wraps(listener)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return listener(*args, **kwargs)
+        finally:
+            context = kwargs.get("context")
+            if isinstance(context, BoltContext) and "deps" in context:
+                deps_of(context).service.done(request_of(context))
+
+    return run
+
+
+def tell(respond: Callable[..., Any] | None, text: str) -> None:
     """An ephemeral reply to the person who asked, through the request's response_url."""
-    respond(text=text, response_type="ephemeral", replace_original=False)
+    if respond is not None:
+        respond(text=text, response_type="ephemeral", replace_original=False)
 
 
-def in_background(deps: Deps, respond: Callable[..., Any], work: Callable[[], None]) -> None:
-    """Run ``work`` on the background pool; its errors still reach the person who asked."""
-    deps.background.submit(replying_errors, respond, work)
-
-
-def replying_errors(respond: Callable[..., Any], work: Callable[[], None]) -> None:
-    """Run ``work``; errors written for people go back to them, privately."""
-    try:
-        work()
-    except DeployError as error:
+def answer_error(error: Exception, respond: Callable[..., Any] | None) -> None:
+    """The Bolt error handler: errors written for people go back to them, privately."""
+    if isinstance(error, DeployError):
         tell(respond, f":warning: {error}")
-    except Exception:
-        log.exception("listener failed")
-        tell(
-            respond,
-            ":x: Something went wrong inside deploybot (it is logged). "
-            "Check `/deploy status` and try again.",
-        )
+        return
+    log.error("listener failed", exc_info=error)
+    tell(
+        respond,
+        ":x: Something went wrong inside deploybot (it is logged). "
+        "Check `/deploy status` and try again.",
+    )
+
+
+def parse_id(text: str, what: str = "deploy id") -> int:
+    """A session id as people type it (``12``, ``#12``) or as a button carries it.
+
+    Raises:
+        DeployError: not a plain decimal number of a sane size.
+    """
+    digits = text.strip().lstrip("#")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:
+        raise DeployError(f"`{text[:40]}` is not a {what}: give a number such as `12`.")
+    return int(digits)

@@ -1,19 +1,19 @@
-"""Session buttons: sign off, start and finish the deployment, complete, abort."""
+"""Session buttons: sign off, start and finish the deployment, complete, run probes, abort."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.domain.commands import Abort, Command, Complete, FinishDeployment, SignOff, StartDeployment
+from bot.domain.commands import Abort, Complete, FinishDeployment, SignOff, StartDeployment
 from bot.domain.errors import DeployError
 from bot.rendering.ids import ActionId, InputId, ViewId, unpack
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import abort_modal
 from commands.deploy import run_probes
-from commands.deps import Deps, in_background, replying_errors
+from commands.deps import deps_of, finishing, parse_id, request_of
 
 SIMPLE: dict[str, type[StartDeployment] | type[FinishDeployment] | type[Complete]] = {
     ActionId.START_DEPLOYMENT: StartDeployment,
@@ -22,69 +22,70 @@ SIMPLE: dict[str, type[StartDeployment] | type[FinishDeployment] | type[Complete
 }
 
 
-def register(app: App, deps: Deps) -> None:
-    def act(session_id: str, command: Command, user: str) -> None:
-        try:
-            deps.service.act(int(session_id), command, user)
-        finally:
-            deps.publisher.changed(int(session_id))
+def sign_off(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
+    ack()
+    session_id, key = unpack(action["value"])
+    deps_of(context).service.act(
+        parse_id(session_id), SignOff(key), body["user"]["id"], request=request_of(context)
+    )
 
-    def handle_sign_off(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
-    ) -> None:
-        ack()
-        session_id, key = unpack(action["value"])
-        replying_errors(respond, lambda: act(session_id, SignOff(key), body["user"]["id"]))
 
-    def handle_simple(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
-    ) -> None:
-        ack()
-        command = SIMPLE[action["action_id"]]()
+def simple(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
+    """Start deployment, deployed (verification follows as an effect), complete."""
+    ack()
+    command = SIMPLE[action["action_id"]]()
+    deps = deps_of(context)
+    deps.service.act(
+        parse_id(action["value"]), command, body["user"]["id"], request=request_of(context)
+    )
+    deps.wake()
 
-        def work() -> None:
-            act(action["value"], command, body["user"]["id"])
-            if isinstance(command, FinishDeployment):  # deployed: verify with the probes now
-                session_id = int(action["value"])
-                in_background(deps, respond, lambda: verify(session_id))
 
-        replying_errors(respond, work)
+def probes(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, context: BoltContext
+) -> None:
+    ack()
+    run_probes(
+        deps_of(context),
+        parse_id(action["value"]),
+        body["user"]["id"],
+        request_of(context),
+        body.get("response_url"),
+        respond,
+    )
 
-    def verify(session_id: int) -> None:
-        if any(item.probe for _, item in deps.service.get(session_id).checklist.walk()):
-            deps.probes.run(session_id, why="verification")
 
-    def handle_run_probes(ack: Ack, action: dict[str, Any], respond: Respond) -> None:
-        ack()
-        replying_errors(respond, lambda: run_probes(deps, int(action["value"]), respond))
+def open_abort(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    ack()
+    view = abort_modal(deps_of(context).service.get(parse_id(action["value"])))
+    validate_view(view)
+    client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    def open_abort(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond
-    ) -> None:
-        ack()
 
-        def work() -> None:
-            view = abort_modal(deps.service.get(int(action["value"])))
-            validate_view(view)
-            client.views_open(trigger_id=body["trigger_id"], view=view)
+def submit_abort(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+) -> None:
+    values = view["state"]["values"]
+    reason = (values[InputId.ABORT_REASON][InputId.ABORT_REASON].get("value") or "").strip()
+    try:
+        deps_of(context).service.act(
+            parse_id(view["private_metadata"]),
+            Abort(reason),
+            body["user"]["id"],
+            request=request_of(context),
+        )
+    except DeployError as refused:
+        ack(response_action="errors", errors={InputId.ABORT_REASON: str(refused)[:150]})
+        return
+    ack()
 
-        replying_errors(respond, work)
 
-    def submit_abort(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
-        reason = (values[InputId.ABORT_REASON][InputId.ABORT_REASON].get("value") or "").strip()
-        session_id = view["private_metadata"]
-        try:
-            deps.service.act(int(session_id), Abort(reason), body["user"]["id"])
-        except DeployError as refused:
-            ack(response_action="errors", errors={InputId.ABORT_REASON: str(refused)[:150]})
-            return
-        ack()
-        deps.publisher.changed(int(session_id))
-
-    app.action(ActionId.SIGN_OFF)(handle_sign_off)
+def register(app: App) -> None:
+    app.action(ActionId.SIGN_OFF)(finishing(sign_off))
     for action_id in SIMPLE:
-        app.action(action_id)(handle_simple)
-    app.action(ActionId.RUN_PROBES)(handle_run_probes)
-    app.action(ActionId.ABORT)(open_abort)
-    app.view(ViewId.ABORT)(submit_abort)
+        app.action(action_id)(finishing(simple))
+    app.action(ActionId.RUN_PROBES)(finishing(probes))
+    app.action(ActionId.ABORT)(finishing(open_abort))
+    app.view(ViewId.ABORT)(finishing(submit_abort))

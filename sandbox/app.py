@@ -132,11 +132,10 @@ class Sandbox:
         self._set_routing_keys(config)
         self._start_bot(config_path)
         assert self.bot is not None
-        rollbacks = self.bot.scheduler.rollbacks
-        if self.options.config is not None and rollbacks is not None:
+        if self.options.config is not None:
             # A team's rollback targets act on real systems: the sandbox only says what it
             # would run. Probes are read-only and run for real.
-            rollbacks.run_step = _dry_run
+            self.bot.rollbacks.run_step = _dry_run
         self.workspace = Workspace(
             fake=self.fake,
             requests=SlackRequests(self._secret, self.bot_url + "/slack/events", fake=self.fake),

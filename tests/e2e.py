@@ -127,7 +127,7 @@ def running_bot(
     pagerduty: PagerDuty | None = None,
     background: bool = False,
 ) -> Iterator[RunningBot]:
-    """The bot on loopback; ``background`` also starts its outbox worker and scheduler."""
+    """The bot on loopback with its outbox workers; ``background`` also starts its scheduler."""
     with FakeSlack() as fake:
         fake.usergroups = {"S0RELEASE": ["U0DEPLOYER"]}
         fake.usergroup_handles = {"S0RELEASE": "release-managers"}
@@ -139,10 +139,10 @@ def running_bot(
             DEPLOYBOT_CONFIG=str(config),
             DEPLOYBOT_SCHEDULER_POLL=0.2,
             DEPLOYBOT_SCHEDULER_SYNC=0.5,
+            DEPLOYBOT_OUTBOX_POLL=0.2,
         )
         bot = create_bot(settings, publish_interval=interval, pagerduty=pagerduty)
-        if background:
-            bot.start()
+        bot.start(scheduler=background)
         server = serve_http(bot, host="127.0.0.1", port=0, threads=8)
         thread = threading.Thread(target=server.run, name="waitress", daemon=True)
         thread.start()

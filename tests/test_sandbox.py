@@ -371,9 +371,9 @@ def test_a_teams_config_runs_with_its_people_and_channels(tmp_path: Path) -> Non
     with Sandbox(options).start() as sandbox:
         assert sandbox.cluster is None and sandbox.services is None  # no demo parts
         # Rollbacks would act on the team's real systems: the sandbox only says what it would do.
-        assert sandbox.bot is not None and sandbox.bot.scheduler.rollbacks is not None
+        assert sandbox.bot is not None and sandbox.bot.rollbacks is not None
         target = load_config(config).environment("staging").rollback[0]
-        said = sandbox.bot.scheduler.rollbacks.run_step(target)
+        said = sandbox.bot.rollbacks.run_step(target)
         assert said.startswith("sandbox: would run command: echo rolled back staging")
         page = PageClient(sandbox.url)
         state = page.state("U0DEPLOYER")

@@ -52,6 +52,7 @@ def test_socket_mode_deploy_start_and_refused_sign_off(
             DEPLOYBOT_CONFIG=str(EXAMPLES / "minimal.yaml"),
         )
         bot = create_bot(settings, publish_interval=0.2)
+        bot.start(scheduler=False)
         handler = None
         try:
             handler = serve_socket_mode(

@@ -22,6 +22,7 @@ from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severi
 from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
 from bot.storage.db import alembic_config, make_engine, migrations_current, upgrade
 from bot.storage.models import Base, SessionRow
+from bot.storage.repositories import SlackMessage
 from bot.storage.uow import UnitOfWork, run_in_transaction
 
 CEST = timezone(timedelta(hours=2))
@@ -285,9 +286,26 @@ def test_slack_messages_are_remembered_by_purpose(session_factory: sessionmaker[
         assert uow.slack_messages.get(session_id, "summary") == ("C1", "3.0")
         assert uow.slack_messages.get(session_id, "incident") is None
         assert uow.slack_messages.for_session(session_id) == {
-            "summary": ("C1", "3.0"),
-            "section:pre-deployment": ("C1", "2.0"),
+            "summary": SlackMessage("C1", "3.0"),
+            "section:pre-deployment": SlackMessage("C1", "2.0"),
         }
+
+
+def test_a_message_record_never_goes_back_to_an_older_revision(
+    session_factory: sessionmaker[Session],
+) -> None:
+    session_id = add(session_factory, make_session())
+    at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    with UnitOfWork(session_factory) as uow:
+        uow.slack_messages.put(session_id, "summary", "C1", "1.0", version=5, digest="five")
+        uow.slack_messages.shown(session_id, "summary", version=3, digest="three", sent_at=at)
+        uow.slack_messages.shown(session_id, "summary", version=7, digest="seven", sent_at=at)
+        uow.slack_messages.shown(session_id, "summary", version=6, digest="six", sent_at=None)
+        uow.commit()
+    with UnitOfWork(session_factory) as uow:
+        assert uow.slack_messages.for_session(session_id)["summary"] == SlackMessage(
+            "C1", "1.0", 7, "seven", at
+        )
 
 
 # Concurrency
@@ -319,7 +337,7 @@ def test_save_needs_the_session_loaded_in_the_same_unit_of_work(
         uow.sessions.save(session)
 
 
-def test_run_in_transaction_gives_up_after_the_last_attempt(
+def test_run_in_transaction_gives_up_when_its_time_is_up(
     session_factory: sessionmaker[Session],
 ) -> None:
     calls = []
@@ -329,8 +347,8 @@ def test_run_in_transaction_gives_up_after_the_last_attempt(
         raise ConcurrencyConflict("again")
 
     with pytest.raises(ConcurrencyConflict):
-        run_in_transaction(session_factory, always_conflicts, attempts=3)
-    assert len(calls) == 3
+        run_in_transaction(session_factory, always_conflicts, within=0.05)
+    assert len(calls) >= 2  # it tried again, then gave up
 
 
 def test_racing_ticks_lose_no_update(
@@ -354,7 +372,7 @@ def test_racing_ticks_lose_no_update(
                 uow.audit.append(outcome.events, session_id=session_id, environment="prod")
                 uow.commit()
 
-            run_in_transaction(session_factory, attempt, attempts=200)
+            run_in_transaction(session_factory, attempt)
             written += 1
         return written
 

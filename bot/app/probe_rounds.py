@@ -1,7 +1,9 @@
 """Runs a session's probes and turns their results into checklist changes.
 
-Each result ticks or fails the items linked to its probe, is stored as a probe run, and
-nudges the Slack publisher; after deployment a failed critical probe fails the session.
+Each result ticks or fails the items linked to its probe and is stored as a probe run, in
+one transaction through the bus (which also writes the pages and Slack updates that follow);
+after deployment a failed critical probe fails the session. A round runs as an outbox
+effect (topic ``probes``), so any replica may run it and none is lost to a crash.
 """
 
 from __future__ import annotations
@@ -10,13 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from bot.app.incidents import Incidents
 from bot.app.sessions import DeployService
 from bot.config.probe_specs import ProbeSpec
 from bot.config.schema import Config
-from bot.domain import SYSTEM, DeploySession, ItemStatus, SessionState
+from bot.domain import SYSTEM, DeploySession, SessionState
 from bot.domain.checklist import Severity
 from bot.domain.commands import Fail, RecordProbeResult, StartMonitoring, StartProbe
 from bot.domain.errors import DomainError
@@ -63,30 +62,27 @@ class ProbeRound:
 
 
 class SessionProbes:
-    """Runs the probes of a session and records what they found."""
+    """Runs the probes of a session and records what they found, through the bus."""
 
     def __init__(
         self,
         *,
         config: Config,
         service: DeployService,
-        session_factory: sessionmaker[Session],
-        changed: Callable[[int], None] = lambda session_id: None,
         context: Callable[[], ProbeContext] = ProbeContext,
         concurrency: int = 32,
-        incidents: Incidents | None = None,
     ) -> None:
         self.config = config
         self.service = service
-        self.session_factory = session_factory
-        self.changed = changed
         self.context = context
         self.concurrency = concurrency
-        self.incidents = incidents
 
     @session_scoped
     def run(self, session_id: int, *, why: str = "requested") -> ProbeRound:
         """Run every probe the session's items link to; returns the results.
+
+        Each result is one transaction: its stored runs, the items it ticks or fails, and
+        the effects that follow (pages, incident notes, the Slack refresh).
 
         Raises:
             NotFound: unknown session.
@@ -99,18 +95,17 @@ class SessionProbes:
             )
         links = probe_links(session)
         specs: dict[str, ProbeSpec] = {name: self.config.probes[name] for name in links}
-        for item_ids in links.values():
-            for item_id in item_ids:
-                self.service.act_as(session_id, StartProbe(item_id), SYSTEM)
-        self.changed(session_id)
-
+        starts = [StartProbe(item_id) for item_ids in links.values() for item_id in item_ids]
+        if starts:
+            self.service.handle(session_id, starts, SYSTEM)
         severity = effective_severities(session, specs)
         recorded: dict[str, ProbeResult] = {}
 
         def record(result: ProbeResult) -> None:
             result = replace(result, severity=severity[result.name])
             recorded[result.name] = result
-            with UnitOfWork(self.session_factory) as uow:
+
+            def store(uow: UnitOfWork, now: DeploySession) -> None:
                 for item_id in links[result.name]:
                     uow.probe_runs.record(
                         result,
@@ -118,20 +113,12 @@ class SessionProbes:
                         session_id=session_id,
                         item_id=item_id,
                     )
-                uow.commit()
-            for item_id in links[result.name]:
-                command = RecordProbeResult(item_id, result.ok, result.summary, result.severity)
-                self.service.act_as(session_id, command, SYSTEM)
-            self.changed(session_id)
-            if self.incidents is not None:
-                # ``session`` was loaded before this round: it holds the previous results.
-                failed_before = any(
-                    session.progress(i).status is ItemStatus.FAILED for i in links[result.name]
-                )
-                if not result.ok:
-                    self.incidents.probe_failed(session, result, again=failed_before)
-                elif failed_before:
-                    self.incidents.probe_recovered(session, result)
+
+            commands = [
+                RecordProbeResult(item_id, result.ok, result.summary, result.severity)
+                for item_id in links[result.name]
+            ]
+            self.service.handle(session_id, commands, SYSTEM, also=store)
 
         ran = run_probes(specs, ctx=self.context(), concurrency=self.concurrency, on_result=record)
         outcome = ProbeRound(session_id, [recorded.get(r.name, r) for r in ran])
@@ -144,8 +131,8 @@ class SessionProbes:
 
     def _advance(self, session_id: int, outcome: ProbeRound, why: str) -> None:
         """After deployment, a critical failure fails the session; a clean verify moves on."""
-        state = self.service.get(session_id).state
-        if state not in DEPLOYED:
+        session = self.service.get(session_id)
+        if session.state not in DEPLOYED:
             return
         failed = outcome.critical_failures
         if failed:
@@ -154,8 +141,15 @@ class SessionProbes:
                 session_id, Fail(f"critical probe failed during {why}: {names}"[:500]), SYSTEM
             )
         elif (
-            state is SessionState.VERIFYING
-            and self.config.environment(self.service.get(session_id).environment).monitoring
+            session.state is SessionState.VERIFYING
+            and self.config.environment(session.environment).monitoring
         ):
             self.service.act_as(session_id, StartMonitoring(), SYSTEM)
-        self.changed(session_id)
+
+
+def verdict(outcome: ProbeRound) -> str:
+    """One line (and the failures) saying how a round went, for the person who asked."""
+    failed = [r for r in outcome.results if not r.ok]
+    lines = [f"• *{r.name}* ({r.severity.value}): {r.summary}" for r in failed[:10]]
+    passed = f"{len(outcome.results) - len(failed)}/{len(outcome.results)} probes passed"
+    return f"Deploy #{outcome.session_id}: {passed}." + ("\n" + "\n".join(lines) if lines else "")

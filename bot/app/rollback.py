@@ -1,20 +1,20 @@
 """Rolling a deploy back, exactly once, and saying at every step what was done.
 
 A click only changes the session's state (``StartRollback``): the state machine and the
-session's revision make that happen once however many people click. The steps run on the
-scheduler leader (one replica), each claimed in ``schedule_slots`` before it runs, so a
+session's row lock make that happen once however many people click. The steps run as an
+outbox effect on any replica, each claimed in ``schedule_slots`` before it runs, so a
 restart never re-runs a finished step; a step that was under way when the process died is
-reported as interrupted rather than repeated blindly.
+reported as interrupted rather than repeated blindly. What each step did reaches the
+incident thread through the effects of its audit events.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import Executor
+from typing import Any
 
-from bot.app.incidents import Incidents, describe_target
+from bot.app.incidents import describe_target
 from bot.app.probe_rounds import SessionProbes
 from bot.app.sessions import DeployService
 from bot.config.schema import Config
@@ -31,65 +31,44 @@ log = logging.getLogger(__name__)
 
 
 class Rollbacks:
+    """Requests rollbacks and runs their steps (the outbox handler of topic ``rollback``)."""
+
     def __init__(
         self,
         *,
         config: Config,
         service: DeployService,
         probes: SessionProbes,
-        incidents: Incidents,
-        executor: Executor,
-        changed: Callable[[int], None] = lambda session_id: None,
         run: Callable[[RollbackTarget], str] = run_target,
     ) -> None:
         self.config = config
         self.service = service
         self.probes = probes
-        self.incidents = incidents
-        self.executor = executor
-        self.changed = changed
         self.run_step = run
-        self._running: set[int] = set()
-        self._lock = threading.Lock()
 
-    def request(self, session_id: int, user_id: str) -> DeploySession:
+    def request(
+        self, session_id: int, user_id: str, *, request: str | None = None
+    ) -> DeploySession:
         """A responder asked for a rollback; only the first of racing clicks gets one.
+
+        The steps follow as an outbox effect of the ``rollback_started`` event.
 
         Raises:
             DomainError: not allowed (role, state), or a rollback is already under way.
         """
         try:
-            outcome = self.service.act(session_id, StartRollback(), user_id)
+            outcome = self.service.act(session_id, StartRollback(), user_id, request=request)
         except DomainError:
             if self.service.get(session_id).state is SessionState.ROLLING_BACK:
                 raise DomainError(
                     f"A rollback of deploy #{session_id} is already under way."
                 ) from None
             raise
-        session = outcome.session
-        targets = self.config.environment(session.environment).rollback
-        lines = "\n".join(f"• {describe_target(t)}" for t in targets) or "• (no targets)"
-        self.incidents.rollback_note(session, f":rewind: <@{user_id}> started a rollback:\n{lines}")
-        self.changed(session_id)
-        return session
+        return outcome.session
 
-    def resume(self, session_ids: list[int]) -> None:
-        """Run (or go on with) the rollbacks of these sessions, each once in this process."""
-        for sid in session_ids:
-            with self._lock:
-                if sid in self._running:
-                    continue
-                self._running.add(sid)
-            self.executor.submit(self._execute, sid)
-
-    def _execute(self, session_id: int) -> None:
-        try:
-            self.execute(session_id)
-        except Exception:
-            log.exception("rollback crashed", extra={"session_id": session_id})
-        finally:
-            with self._lock:
-                self._running.discard(session_id)
+    def deliver(self, payload: dict[str, Any]) -> None:
+        """The outbox handler: run the rollback of ``payload["session_id"]``."""
+        self.execute(int(payload["session_id"]))
 
     @session_scoped
     def execute(self, session_id: int) -> None:
@@ -131,7 +110,6 @@ class Rollbacks:
                 self._fail(session, f"step {step} failed: {detail}")
                 return
             self._note(session, "rollback_step_done", attempt, step, result)
-            self.incidents.rollback_note(session, f":white_check_mark: Step {step}: {result}")
         self._verify(session)
 
     def _verify(self, session: DeploySession) -> None:
@@ -146,17 +124,11 @@ class Rollbacks:
             return
         self.service.act_as(session.id, RollbackSucceeded(), SYSTEM)
         metrics.rollback_settled(ok=True)
-        self.incidents.rollback_note(
-            session, ":white_check_mark: Rolled back, and the probes pass."
-        )
-        self.changed(session.id)
 
     def _fail(self, session: DeploySession, detail: str) -> None:
         assert session.id is not None
         self.service.act_as(session.id, RollbackFailed(detail[:500]), SYSTEM)
         metrics.rollback_settled(ok=False)
-        self.incidents.rollback_note(session, f":fire: Rollback failed: {detail}")
-        self.changed(session.id)
 
     def _note(self, session: DeploySession, kind: str, attempt: int, step: int, text: str) -> None:
         assert session.id is not None

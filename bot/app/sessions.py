@@ -6,19 +6,21 @@ domain never sees a database.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.app.effects import Change, Effects, record_effects
+from bot.app.incidents import Incidents
 from bot.config.schema import Config, Environment
 from bot.domain import Actor, DeploySession, Event, Outcome, SessionPolicy, SignOffRule, apply
 from bot.domain.checklist import Checklist, ChecklistItem, Section
 from bot.domain.commands import Command
 from bot.domain.errors import DomainError, PermissionDenied
-from bot.ops.logs import session_scoped
+from bot.ops.logs import session_context
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry, EnvironmentLock
 from bot.storage.uow import UnitOfWork, run_in_transaction
@@ -77,7 +79,13 @@ def policy_for(env: Environment) -> SessionPolicy:
 
 
 class DeployService:
-    """Opens, changes and reads deploy sessions, one transaction per change."""
+    """The bus: every change to a session goes through :meth:`handle`, in one transaction.
+
+    A unit of work loads the session once (row-locked on PostgreSQL, so changes queue up
+    instead of conflicting), applies the commands, saves it, appends the events to the audit
+    log, marks the Slack request that asked for it as done, and writes the effects the
+    events call for (:mod:`bot.app.effects`) as outbox rows: all of it or none.
+    """
 
     def __init__(
         self,
@@ -86,17 +94,25 @@ class DeployService:
         session_factory: sessionmaker[Session],
         roles: RoleResolver | None = None,
         clock: Callable[[], datetime] = utcnow,
+        effects: Effects | None = None,
     ) -> None:
         self.config = config
         self.session_factory = session_factory
         self.roles = roles or ConfigRoles(config)
         self.clock = clock
+        self.effects = effects or Effects(config, Incidents(config))
 
     def actor(self, user_id: str) -> Actor:
         return Actor(user_id, self.roles.roles_of(user_id))
 
     def open(
-        self, *, environment: str, user_id: str, service: str = "", version: str = ""
+        self,
+        *,
+        environment: str,
+        user_id: str,
+        service: str = "",
+        version: str = "",
+        request: str | None = None,
     ) -> DeploySession:
         """Open a deploy session and take the environment's slot for that service.
 
@@ -108,7 +124,7 @@ class DeployService:
         env = self.config.environment(environment)
         actor = self.actor(user_id)
         if not actor.has_any(tuple(env.starters)):
-            self._refuse(None, environment, user_id, "start", "no permission")
+            self._refuse(None, environment, user_id, "start", "no permission", request)
             roles = ", ".join(f"`{r}`" for r in env.starters)
             raise PermissionDenied(
                 f"You can't start a deploy of {environment}: that needs one of the roles {roles}."
@@ -124,6 +140,8 @@ class DeployService:
             version=version,
         )
         with UnitOfWork(self.session_factory) as uow:
+            if request is not None and not uow.inbox.finish(request, at=now):
+                raise DomainError("This request was already handled.")
             lock = uow.locks.get(environment)
             if lock is not None:
                 raise DomainError(
@@ -131,63 +149,119 @@ class DeployService:
                 )
             session.id = uow.sessions.add(session)
             details = {"service": service, "version": version}
-            uow.audit.append(
-                [Event("session_opened", user_id, now, details)],
-                session_id=session.id,
-                environment=environment,
-            )
+            self._save(uow, None, session, [Event("session_opened", user_id, now, details)])
             uow.commit()
         return session
 
-    def act(self, session_id: int, command: Command, user_id: str) -> Outcome:
-        """Apply a person's command; retried on a concurrent change so no click is lost.
+    def handle(
+        self,
+        session_id: int,
+        commands: Sequence[Command],
+        actor: Actor,
+        *,
+        request: str | None = None,
+        reply_to: str | None = None,
+        also: Callable[[UnitOfWork, DeploySession], None] | None = None,
+    ) -> Outcome:
+        """Apply ``commands`` by ``actor`` to a session, all or none, in one transaction.
+
+        Args:
+            request: the Slack request asking for it; marked done in the same transaction,
+                so that the same request reaching another replica changes nothing.
+            reply_to: a response URL that effects answering the person may use.
+            also: more writes for the same transaction (a probe round's stored results).
 
         Raises:
             NotFound: unknown session.
             DomainError: refused by state, gate or policy (and audited as a refusal).
         """
-        return self._act(session_id, command, self.actor(user_id))
+
+        def attempt(uow: UnitOfWork) -> Outcome:
+            now = self.clock()
+            if request is not None and not uow.inbox.finish(request, at=now):
+                return Outcome(uow.sessions.get(session_id), ())  # applied before
+            before = uow.sessions.get(session_id, for_update=True)
+            session, events = before, list[Event]()
+            for command in commands:
+                outcome = apply(session, command, actor, now)
+                session, events = outcome.session, [*events, *outcome.events]
+            if also is not None:
+                also(uow, session)
+            self._save(uow, before, session, events, reply_to=reply_to)
+            uow.commit()
+            return Outcome(session, tuple(events))
+
+        with session_context(session_id):
+            try:
+                return run_in_transaction(self.session_factory, attempt)
+            except DomainError as refused:
+                what = ", ".join(dict.fromkeys(type(c).__name__ for c in commands))
+                self._refuse(session_id, None, actor.user_id, what, str(refused), request)
+                raise
+
+    def act(
+        self, session_id: int, command: Command, user_id: str, *, request: str | None = None
+    ) -> Outcome:
+        """Apply one person's command (see :meth:`handle`)."""
+        return self.handle(session_id, [command], self.actor(user_id), request=request)
 
     def act_as(self, session_id: int, command: Command, actor: Actor) -> Outcome:
         """Apply a command from a given actor (the bot itself, for probes and schedules)."""
-        return self._act(session_id, command, actor)
-
-    @session_scoped
-    def _act(self, session_id: int, command: Command, actor: Actor) -> Outcome:
-        def attempt(uow: UnitOfWork) -> Outcome:
-            session = uow.sessions.get(session_id)
-            outcome = apply(session, command, actor, self.clock())
-            if outcome.changed:
-                uow.sessions.save(outcome.session)
-                uow.audit.append(
-                    outcome.events, session_id=session_id, environment=session.environment
-                )
-                uow.commit()
-            return outcome
-
-        try:
-            return run_in_transaction(self.session_factory, attempt)
-        except DomainError as refused:
-            what = type(command).__name__
-            self._refuse(session_id, None, actor.user_id, what, str(refused))
-            raise
+        return self.handle(session_id, [command], actor)
 
     def record(self, session_id: int, event: Event) -> None:
-        """Audit a fact about a session that is not a state change (a rollback step)."""
+        """Audit a fact about a session that is not a state change (a rollback step), with
+        the effects it calls for."""
         with UnitOfWork(self.session_factory) as uow:
-            environment = uow.sessions.environment_of(session_id)
-            uow.audit.append([event], session_id=session_id, environment=environment)
+            session = uow.sessions.get(session_id)
+            self._save(uow, session, session, [event])
             uow.commit()
 
+    def _save(
+        self,
+        uow: UnitOfWork,
+        before: DeploySession | None,
+        after: DeploySession,
+        events: list[Event],
+        *,
+        reply_to: str | None = None,
+    ) -> None:
+        if not events:
+            return
+        assert after.id is not None
+        if before is not None and before is not after:
+            uow.sessions.save(after)
+        uow.audit.append(events, session_id=after.id, environment=after.environment)
+        revision = uow.sessions.revision(after.id)
+        change = Change(before, after, tuple(events), revision, reply_to)
+        record_effects(self.effects, uow, change)
+
     def _refuse(
-        self, session_id: int | None, environment: str | None, user_id: str, what: str, why: str
+        self,
+        session_id: int | None,
+        environment: str | None,
+        user_id: str,
+        what: str,
+        why: str,
+        request: str | None = None,
     ) -> None:
         """Refusals are audited too: who tried what, and why it was refused."""
         with UnitOfWork(self.session_factory) as uow:
+            now = self.clock()
+            if request is not None:
+                uow.inbox.finish(request, at=now)
             if environment is None and session_id is not None:
                 environment = uow.sessions.environment_of(session_id)
-            event = Event("refused", user_id, self.clock(), {"command": what, "reason": why})
+            event = Event("refused", user_id, now, {"command": what, "reason": why})
             uow.audit.append([event], session_id=session_id, environment=environment)
+            uow.commit()
+
+    def done(self, request: str | None) -> None:
+        """Mark a Slack request done that changed nothing (a status, a refusal in parsing)."""
+        if request is None:
+            return
+        with UnitOfWork(self.session_factory) as uow:
+            uow.inbox.finish(request, at=self.clock())
             uow.commit()
 
     def get(self, session_id: int) -> DeploySession:
@@ -206,11 +280,15 @@ class DeployService:
         with UnitOfWork(self.session_factory) as uow:
             return uow.probe_runs.for_session(session_id)
 
-    def lock(self, *, environment: str, user_id: str, reason: str) -> EnvironmentLock:
+    def lock(
+        self, *, environment: str, user_id: str, reason: str, request: str | None = None
+    ) -> EnvironmentLock:
         """Hold an environment: no new deploys start until it is unlocked."""
         self._require_starter(environment, user_id, "lock")
         now = self.clock()
         with UnitOfWork(self.session_factory) as uow:
+            if request is not None and not uow.inbox.finish(request, at=now):
+                raise DomainError("This request was already handled.")
             lock = uow.locks.lock(environment=environment, reason=reason, by=user_id, at=now)
             uow.audit.append(
                 [Event("environment_locked", user_id, now, {"reason": reason})],
@@ -220,10 +298,14 @@ class DeployService:
             uow.commit()
             return lock
 
-    def unlock(self, *, environment: str, user_id: str) -> EnvironmentLock:
+    def unlock(
+        self, *, environment: str, user_id: str, request: str | None = None
+    ) -> EnvironmentLock:
         self._require_starter(environment, user_id, "unlock")
         now = self.clock()
         with UnitOfWork(self.session_factory) as uow:
+            if request is not None and not uow.inbox.finish(request, at=now):
+                raise DomainError("This request was already handled.")
             lock = uow.locks.unlock(environment)
             uow.audit.append(
                 [Event("environment_unlocked", user_id, now)],

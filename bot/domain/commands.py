@@ -31,6 +31,13 @@ class StartProbe:
 
 
 @dataclass(frozen=True)
+class RequestProbes:
+    """Someone asked for a probe round now (the round itself follows as an effect)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class RecordProbeResult:
     item_id: str
     ok: bool
@@ -112,6 +119,7 @@ Command = (
     | UntickItem
     | SkipItem
     | StartProbe
+    | RequestProbes
     | RecordProbeResult
     | SignOff
     | StartDeployment

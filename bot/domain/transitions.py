@@ -45,6 +45,7 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(ACTIVE + (S.FAILED,), c.UntickItem),
     **_rows(ACTIVE + (S.FAILED,), c.SkipItem),
     **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.StartProbe),
+    **_rows(ACTIVE + NEEDS_ATTENTION, c.RequestProbes),
     **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.RecordProbeResult),
     **_rows(ACTIVE, c.SignOff),
     **_rows((S.OPEN,), c.StartDeployment, S.DEPLOYING),
@@ -67,6 +68,7 @@ VERBS: dict[type[Any], str] = {
     c.UntickItem: "untick items on",
     c.SkipItem: "skip items on",
     c.StartProbe: "run probes on",
+    c.RequestProbes: "run probes on",
     c.RecordProbeResult: "record probe results on",
     c.SignOff: "sign off",
     c.StartDeployment: "start deploying",
@@ -155,6 +157,13 @@ def _start_probe(s: DeploySession, cmd: c.StartProbe, actor: Actor, at: datetime
     _item(s, cmd.item_id)
     s.items[cmd.item_id] = ItemProgress(ItemStatus.RUNNING, actor.user_id, at)
     return [Event("probe_started", actor.user_id, at, {"item": cmd.item_id})]
+
+
+def _request_probes(
+    s: DeploySession, cmd: c.RequestProbes, actor: Actor, at: datetime
+) -> list[Event]:
+    _require_operator(s, actor, "run probes")
+    return [Event("probes_requested", actor.user_id, at, {"why": cmd.why})]
 
 
 def _probe_result(
@@ -283,6 +292,7 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.UntickItem: _untick,
     c.SkipItem: _skip,
     c.StartProbe: _start_probe,
+    c.RequestProbes: _request_probes,
     c.RecordProbeResult: _probe_result,
     c.SignOff: _sign_off,
     c.StartDeployment: _start_deployment,

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # reconciles jobs with sessions (seconds).
     scheduler_poll: float = Field(2.0, alias="DEPLOYBOT_SCHEDULER_POLL")
     scheduler_sync: float = Field(5.0, alias="DEPLOYBOT_SCHEDULER_SYNC")
+    # How often the outbox workers look for effects other replicas wrote (their own they
+    # deliver at once), and the inbox for requests a stopped replica left unfinished.
+    outbox_poll: float = Field(2.0, alias="DEPLOYBOT_OUTBOX_POLL")
 
 
 @lru_cache(maxsize=1)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.rendering.limits import validate_message
 from bot.storage.outbox import PermanentFailure, RetryAfter
 from bot.storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 # Errors that no retry will fix; anything else (timeouts, 5xx) is tried again later.
 PERMANENT = frozenset(
@@ -22,16 +26,9 @@ PERMANENT = frozenset(
 class SlackDelivery:
     """The outbox handler for topic ``slack``."""
 
-    def __init__(
-        self,
-        *,
-        client: WebClient,
-        session_factory: sessionmaker[Session],
-        changed: Callable[[int], None] = lambda session_id: None,
-    ) -> None:
+    def __init__(self, *, client: WebClient, session_factory: sessionmaker[Session]) -> None:
         self.client = client
         self.session_factory = session_factory
-        self.changed = changed
 
     def deliver(self, payload: dict[str, Any]) -> None:
         try:
@@ -56,8 +53,17 @@ class SlackDelivery:
         )
         with UnitOfWork(self.session_factory) as uow:
             uow.slack_messages.put(sid, purpose, str(posted["channel"]), str(posted["ts"]))
+            # The summary links to the incident now: show it again, whatever its revision.
+            uow.slack_messages.stale(sid, "summary")
+            uow.enqueue(
+                topic="publish",
+                key=f"{sid}:{purpose}-link",
+                payload={"session_id": sid, "revision": 0},
+                session_id=sid,
+                at=datetime.now(UTC),
+                ordering_key=f"publish:{sid}",
+            )
             uow.commit()
-        self.changed(sid)  # the summary now links to the incident
 
     def _reply(self, payload: dict[str, Any]) -> None:
         sid, purpose = int(payload["session_id"]), str(payload["purpose"])
@@ -69,3 +75,19 @@ class SlackDelivery:
             raise RetryAfter(2.0)  # the thread's first message is still on its way
         channel, ts = thread
         self.client.chat_postMessage(channel=channel, thread_ts=ts, text=payload["text"])
+
+
+def reply(response_url: Any, text: str) -> None:
+    """An ephemeral answer through a request's response URL (valid 30 minutes, 5 uses).
+
+    Best effort: the answer is a courtesy to the person who asked; what happened is in the
+    session's messages and the audit log either way.
+    """
+    if not isinstance(response_url, str) or not response_url:
+        return
+    try:
+        WebhookClient(response_url, timeout=10).send(
+            text=text, response_type="ephemeral", replace_original=False
+        )
+    except Exception:  # an expired URL, Slack away: nobody else is waiting for this answer
+        log.warning("could not answer through the response URL", exc_info=True)

@@ -1,9 +1,17 @@
-"""Keeps a session's Slack messages in step with its state, coalescing bursts of changes.
+"""Keeps a session's Slack messages in step with its stored state: the outbox handler of
+topic ``publish``, which any replica may run.
 
-A burst of changes to one session (forty ticks in a second, fifty probe results) costs about
-one ``chat.update`` per changed message per ``interval``: changes only mark the session dirty,
-and a single flusher thread renders the *current* state from the database when it is due, so
-the final state always wins.
+Every saved change writes a ``publish`` row for the session's new revision (see
+:mod:`bot.app.effects`). Rows of one session share an ordering key, so the outbox hands
+them out one at a time, oldest first, across all replicas: at most one replica publishes a
+session at a time. The handler renders the session's *current* state, and each message
+record keeps the revision and digest it shows, so an update is sent only for a newer
+revision whose render differs, never an older one; rows for revisions already shown are
+no-ops. A burst is coalesced to about one ``chat.update`` per changed message per
+``interval``: a row due sooner is deferred (:class:`Defer`) until the interval has passed
+since the session's last update. A failed call raises, and the outbox retries it with
+backoff (Retry-After on 429) until it lands; a dead replica's rows are taken over when
+their lease runs out.
 """
 
 from __future__ import annotations
@@ -11,26 +19,40 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config.schema import Config
 from bot.domain import DeploySession
 from bot.rendering.checklist import checklist_messages
-from bot.rendering.limits import validate_message
+from bot.rendering.limits import JsonBlock, validate_message
 from bot.rendering.session import summary_blocks, summary_text
 from bot.slack.links import SlackLinks
+from bot.storage.models import OutboxRow
+from bot.storage.outbox import Defer, PermanentFailure, RetryAfter
+from bot.storage.repositories import SlackMessage
 from bot.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary"
+INCIDENT = "incident"  # posted by bot.slack.delivery; not one of the session's own messages
+
+# Errors that no retry will fix; anything else (timeouts, 5xx) is tried again later.
+PERMANENT = frozenset(
+    {"channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "msg_too_long"}
+)
+
+
+def digest(blocks: list[JsonBlock]) -> str:
+    return hashlib.sha256(json.dumps(blocks, sort_keys=True).encode()).hexdigest()
 
 
 class SessionPublisher:
@@ -43,132 +65,142 @@ class SessionPublisher:
         config: Config,
         session_factory: sessionmaker[Session],
         interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         links: SlackLinks | None = None,
     ) -> None:
         self.client = client
         self.config = config
         self.session_factory = session_factory
-        self.interval = interval
+        self.interval = timedelta(seconds=interval)
         self.clock = clock
         self.links = links
-        self._dirty: dict[int, float] = {}  # session id -> when it may next be published
-        self._last_published: dict[int, float] = {}
-        self._sent: dict[tuple[int, str], str] = {}  # (session, purpose) -> hash of blocks
-        self._cond = threading.Condition()
-        self._closed = False
-        self._publishing = 0  # sessions taken off ``_dirty`` whose update is under way
-        self._thread = threading.Thread(target=self._run, name="slack-publisher", daemon=True)
-        self._thread.start()
 
-    def post(self, session: DeploySession) -> tuple[str, str]:
-        """Post a new session: the summary in the channel, the checklist in its thread.
+    def deliver(self, payload: dict[str, Any]) -> None:
+        """Bring the session's messages up to its current revision (the outbox handler).
 
-        Returns:
-            The summary message's (channel ID, ts).
+        Raises:
+            Defer: the session's messages were updated less than ``interval`` ago.
+            RetryAfter: Slack is rate limiting.
+            PermanentFailure: Slack refused in a way no retry fixes (not in channel).
         """
-        assert session.id is not None
-        env = self.config.environment(session.environment)
-        blocks = summary_blocks(session, now=datetime.now(UTC))
-        text = summary_text(session)
-        validate_message(blocks, text=text)
-        posted = self.client.chat_postMessage(channel=env.channel, text=text, blocks=blocks)
-        channel, ts = str(posted["channel"]), str(posted["ts"])
-        self._remember(session.id, SUMMARY, channel, ts, blocks)
-        for message in checklist_messages(session):
-            validate_message(message.blocks, text=message.text)
-            reply = self.client.chat_postMessage(
-                channel=channel, thread_ts=ts, text=message.text, blocks=message.blocks
-            )
-            self._remember(session.id, message.purpose, channel, str(reply["ts"]), message.blocks)
-        return channel, ts
-
-    def changed(self, session_id: int) -> None:
-        """Note that a session changed; its messages are updated when next due."""
-        with self._cond:
-            due = self._last_published.get(session_id, 0.0) + self.interval
-            self._dirty.setdefault(session_id, due)
-            self._cond.notify()
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every pending change is published (tests, shutdown)."""
-        deadline = self.clock() + timeout
-        with self._cond:
-            while (self._dirty or self._publishing) and self.clock() < deadline:
-                self._cond.wait(0.05)
-
-    def close(self) -> None:
-        self.flush()
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._closed and not self._due():
-                    wait = min(self._dirty.values(), default=self.clock() + 1) - self.clock()
-                    self._cond.wait(max(wait, 0.01))
-                if self._closed and not self._dirty:
-                    return
-                due = [sid for sid, at in self._dirty.items() if at <= self.clock()]
-                for sid in due:
-                    del self._dirty[sid]
-                    self._last_published[sid] = self.clock()
-                self._publishing = len(due)
-            for sid in due:
-                try:
-                    self.publish(sid)
-                except Exception:  # one session's failure must not stop the others
-                    log.exception("could not update Slack messages", extra={"session_id": sid})
-            with self._cond:
-                self._publishing = 0
-                self._cond.notify_all()
-
-    def _due(self) -> bool:
-        now = self.clock()
-        return any(at <= now for at in self._dirty.values())
-
-    def publish(self, session_id: int) -> int:
-        """Update every message of the session whose content changed; returns how many."""
+        session_id, wanted = int(payload["session_id"]), int(payload.get("revision", 0))
         with UnitOfWork(self.session_factory) as uow:
             session = uow.sessions.get(session_id)
+            revision = uow.sessions.revision(session_id)
             messages = uow.slack_messages.for_session(session_id)
-        if SUMMARY not in messages:
-            return 0  # not posted yet (or posting failed); nothing to update
-        channel, summary_ts = messages[SUMMARY]
-        incident = messages.get("incident")
-        incident_link = self.links.message(*incident) if incident and self.links else None
-        summary = summary_blocks(session, now=datetime.now(UTC), incident_link=incident_link)
-        wanted = [(SUMMARY, summary_text(session), summary)]
+        own = {p: m for p, m in messages.items() if p != INCIDENT}
+        if SUMMARY in own and min(m.version for m in own.values()) >= wanted:
+            return  # a newer render is already shown
+        last = max((m.sent_at for m in own.values() if m.sent_at), default=None)
+        if last is not None and self.clock() - last < self.interval:
+            raise Defer((self.interval - (self.clock() - last)).total_seconds())
+        try:
+            self._publish(session, revision, messages)
+        except SlackApiError as error:
+            code = str(error.response.get("error"))
+            if code in PERMANENT:
+                raise PermanentFailure(code) from error  # /deploy start shows it as it is
+            if error.response.status_code == 429:
+                retry = float(error.response.headers.get("Retry-After", 1) or 1)
+                raise RetryAfter(retry, f"Slack rate limit on {error.response.api_url}") from error
+            raise
+
+    def _publish(
+        self, session: DeploySession, revision: int, messages: dict[str, SlackMessage]
+    ) -> None:
+        assert session.id is not None
+        incident = messages.get(INCIDENT)
+        link = (
+            self.links.message(incident.channel, incident.ts) if incident and self.links else None
+        )
+        now = self.clock()
+        wanted = [
+            (SUMMARY, summary_text(session), summary_blocks(session, now=now, incident_link=link))
+        ]
         wanted += [(m.purpose, m.text, m.blocks) for m in checklist_messages(session)]
-        updated = 0
+        summary = messages.get(SUMMARY)
         for purpose, text, blocks in wanted:
-            digest = _digest(blocks)
-            if self._sent.get((session_id, purpose)) == digest:
+            shown = messages.get(purpose)
+            if shown is not None and shown.version >= revision:
+                continue
+            hashed = digest(blocks)
+            if shown is not None and shown.digest == hashed:
+                self._shown(session.id, purpose, revision, hashed, sent=False)
                 continue
             validate_message(blocks, text=text)
-            if purpose in messages:
-                ch, ts = messages[purpose]
-                self.client.chat_update(channel=ch, ts=ts, text=text, blocks=blocks)
-                self._sent[(session_id, purpose)] = digest
-            else:  # a section grew a part: post it in the thread
-                reply = self.client.chat_postMessage(
-                    channel=channel, thread_ts=summary_ts, text=text, blocks=blocks
+            if shown is not None:
+                self.client.chat_update(
+                    channel=shown.channel, ts=shown.ts, text=text, blocks=blocks
                 )
-                self._remember(session_id, purpose, channel, str(reply["ts"]), blocks)
-            updated += 1
-        return updated
+                self._shown(session.id, purpose, revision, hashed, sent=True)
+                continue
+            if summary is None:  # the session's first message, in the environment's channel
+                channel = self.config.environment(session.environment).channel
+                posted = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            else:  # the checklist thread, or a part a section grew
+                posted = self.client.chat_postMessage(
+                    channel=summary.channel, thread_ts=summary.ts, text=text, blocks=blocks
+                )
+            record = SlackMessage(str(posted["channel"]), str(posted["ts"]), revision, hashed, now)
+            self._posted(session.id, purpose, record)
+            if purpose == SUMMARY:
+                summary = record
 
-    def _remember(
-        self, session_id: int, purpose: str, channel: str, ts: str, blocks: list[dict[str, Any]]
+    def _shown(
+        self, session_id: int, purpose: str, revision: int, hashed: str, *, sent: bool
     ) -> None:
         with UnitOfWork(self.session_factory) as uow:
-            uow.slack_messages.put(session_id, purpose, channel, ts)
+            at = self.clock() if sent else None
+            uow.slack_messages.shown(
+                session_id, purpose, version=revision, digest=hashed, sent_at=at
+            )
             uow.commit()
-        self._sent[(session_id, purpose)] = _digest(blocks)
 
+    def _posted(self, session_id: int, purpose: str, message: SlackMessage) -> None:
+        with UnitOfWork(self.session_factory) as uow:
+            uow.slack_messages.put(
+                session_id,
+                purpose,
+                message.channel,
+                message.ts,
+                version=message.version,
+                digest=message.digest,
+                sent_at=message.sent_at,
+            )
+            uow.commit()
 
-def _digest(blocks: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(blocks, sort_keys=True).encode()).hexdigest()
+    def pending(self, session_id: int | None = None) -> int:
+        """How many publications are still to do (for tests and shutdown)."""
+        query = select(OutboxRow.id).where(
+            OutboxRow.topic == "publish",
+            OutboxRow.delivered_at.is_(None),
+            OutboxRow.failed_at.is_(None),
+        )
+        if session_id is not None:
+            query = query.where(OutboxRow.session_id == session_id)
+        with self.session_factory() as db:
+            return len(db.scalars(query).all())
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every pending publication is done (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def failure(self, session_id: int, timeout: float) -> str | None:
+        """Wait up to ``timeout`` for the session's first post; why it failed, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.session_factory() as db:
+                rows = db.execute(
+                    select(OutboxRow.failed_at, OutboxRow.last_error, OutboxRow.delivered_at)
+                    .where(OutboxRow.topic == "publish", OutboxRow.session_id == session_id)
+                    .order_by(OutboxRow.id)
+                    .limit(1)
+                ).all()
+            if rows and rows[0].failed_at is not None:
+                return str(rows[0].last_error)
+            if rows and rows[0].delivered_at is not None:
+                return None
+            time.sleep(0.02)
+        return None

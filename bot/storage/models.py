@@ -128,7 +128,11 @@ class EnvironmentLockRow(Base):
 
 
 class SlackMessageRow(Base):
-    """Which Slack message shows what part of a session (summary, a section, the incident)."""
+    """Which Slack message shows what part of a session (summary, a section, the incident).
+
+    ``version`` is the session revision the message shows and ``digest`` a hash of its
+    blocks: an update is sent only for a newer revision whose render differs.
+    """
 
     __tablename__ = "slack_messages"
 
@@ -137,17 +141,32 @@ class SlackMessageRow(Base):
     purpose: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(64))
     ts: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    digest: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("session_id", "purpose", name="uq_slack_messages_purpose"),)
 
 
-class SlackRequest(Base):
-    """A Slack request already handled; the primary key makes "first time?" atomic."""
+class InboxRow(Base):
+    """A Slack request, recorded before it is acknowledged; the key makes "first time?" atomic.
 
-    __tablename__ = "slack_requests"
+    ``done_at`` is set in the transaction that applies it; until then the receiving replica
+    owns it up to ``claimed_until``, after which any replica may process it.
+    """
+
+    __tablename__ = "slack_inbox"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(index=True)
+    body: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column()
+    claimed_until: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_slack_inbox_pending", "done_at", "claimed_until"),
+        Index("ix_slack_inbox_received", "received_at"),
+    )
 
 
 class ProbeRunRow(Base):

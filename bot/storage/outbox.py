@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 
 from bot.storage.models import OutboxRow
 
-TOPICS = frozenset({"pagerduty", "slack"})
+TOPICS = frozenset({"pagerduty", "slack", "publish", "probes", "rollback"})
+"""pagerduty: events; slack: incident and thread messages; publish: refresh a session's
+messages; probes: a probe round; rollback: a rollback's steps."""
 OUTBOX_ID = "outbox_id"
 """The key under which a handler finds the row's id in the payload it is given."""
 
@@ -33,6 +35,15 @@ class RetryAfter(Exception):
     def __init__(self, seconds: float, message: str = "") -> None:
         self.seconds = max(0.0, float(seconds))
         super().__init__(message or f"asked to retry after {self.seconds:g} s")
+
+
+class Defer(Exception):
+    """Raised by a handler when the effect is not due yet (coalescing): try again after
+    ``seconds``. Unlike :class:`RetryAfter` it is not a failed attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(0.0, float(seconds))
+        super().__init__(f"deferred by {self.seconds:g} s")
 
 
 class PermanentFailure(Exception):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -114,16 +114,24 @@ class SessionRepository:
         self._loaded[row.id] = row
         return row.id
 
-    def get(self, session_id: int) -> DeploySession:
+    def get(self, session_id: int, *, for_update: bool = False) -> DeploySession:
         """The session with this id.
+
+        Args:
+            for_update: lock its row until the transaction ends (PostgreSQL), so that changes
+                to one session queue up instead of conflicting. SQLite has one writer anyway.
 
         Raises:
             NotFound: there is none.
         """
-        row = self._db.get(SessionRow, session_id)
+        row = self._db.get(SessionRow, session_id, with_for_update=for_update or None)
         if row is None:
             raise NotFound(f"No deploy session #{session_id}. Try /deploy list.")
         return self._remember(row)
+
+    def revision(self, session_id: int) -> int:
+        """The revision of a session loaded or saved in this unit of work."""
+        return self._loaded[session_id].revision
 
     def save(self, session: DeploySession) -> None:
         """Write a changed session back, only if nobody else changed it since it was loaded.
@@ -287,8 +295,21 @@ def _lock(row: EnvironmentLockRow) -> EnvironmentLock:
     return EnvironmentLock(row.environment, row.reason, row.locked_by, row.locked_at)
 
 
+@dataclass(frozen=True)
+class SlackMessage:
+    """A posted message: where it is, and which session revision and render it shows."""
+
+    channel: str
+    ts: str
+    version: int = 0
+    digest: str | None = None
+    sent_at: datetime | None = None
+
+
 class SlackMessageRepository:
     """Which Slack message (channel, ts) shows which part of a session."""
+
+    KEY = ("session_id", "purpose")
 
     def __init__(self, db: Session) -> None:
         self._db = db
@@ -302,16 +323,34 @@ class SlackMessageRepository:
         ).first()
         return (found.channel, found.ts) if found is not None else None
 
-    def put(self, session_id: int, purpose: str, channel: str, ts: str) -> None:
+    def put(
+        self,
+        session_id: int,
+        purpose: str,
+        channel: str,
+        ts: str,
+        *,
+        version: int = 0,
+        digest: str | None = None,
+        sent_at: datetime | None = None,
+    ) -> None:
         """Remember (or replace) the message for this purpose; safe when two workers race."""
-        values = {"session_id": session_id, "purpose": purpose, "channel": channel, "ts": ts}
+        values = {
+            "session_id": session_id,
+            "purpose": purpose,
+            "channel": channel,
+            "ts": ts,
+            "version": version,
+            "digest": digest,
+            "sent_at": sent_at,
+        }
         dialect = self._db.get_bind().dialect.name
         if dialect == "postgresql":
             pg = postgresql.insert(SlackMessageRow).values(values)
             self._db.execute(
                 pg.on_conflict_do_update(
                     index_elements=["session_id", "purpose"],
-                    set_={"channel": pg.excluded.channel, "ts": pg.excluded.ts},
+                    set_={k: pg.excluded[k] for k in values if k not in self.KEY},
                 )
             )
         elif dialect == "sqlite":
@@ -319,17 +358,42 @@ class SlackMessageRepository:
             self._db.execute(
                 lite.on_conflict_do_update(
                     index_elements=["session_id", "purpose"],
-                    set_={"channel": lite.excluded.channel, "ts": lite.excluded.ts},
+                    set_={k: lite.excluded[k] for k in values if k not in self.KEY},
                 )
             )
         else:
             raise NotImplementedError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
 
-    def for_session(self, session_id: int) -> dict[str, tuple[str, str]]:
+    def for_session(self, session_id: int) -> dict[str, SlackMessage]:
         """Every message of a session, by purpose."""
-        rows = self._db.execute(
-            select(SlackMessageRow.purpose, SlackMessageRow.channel, SlackMessageRow.ts).where(
-                SlackMessageRow.session_id == session_id
-            )
+        rows = self._db.scalars(
+            select(SlackMessageRow).where(SlackMessageRow.session_id == session_id)
         )
-        return {row.purpose: (row.channel, row.ts) for row in rows}
+        return {
+            r.purpose: SlackMessage(r.channel, r.ts, r.version, r.digest, r.sent_at) for r in rows
+        }
+
+    def stale(self, session_id: int, purpose: str) -> None:
+        """Forget which revision a message shows, so the next publication renders it again."""
+        self._db.execute(
+            update(SlackMessageRow)
+            .where(SlackMessageRow.session_id == session_id, SlackMessageRow.purpose == purpose)
+            .values(version=-1, digest=None)
+        )
+
+    def shown(
+        self, session_id: int, purpose: str, *, version: int, digest: str, sent_at: datetime | None
+    ) -> None:
+        """Record that a message now shows ``version`` (never moves a message back in time)."""
+        values: dict[str, Any] = {"version": version, "digest": digest}
+        if sent_at is not None:
+            values["sent_at"] = sent_at
+        self._db.execute(
+            update(SlackMessageRow)
+            .where(
+                SlackMessageRow.session_id == session_id,
+                SlackMessageRow.purpose == purpose,
+                SlackMessageRow.version < version,
+            )
+            .values(**values)
+        )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.errors import ConcurrencyConflict
+from bot.storage.inbox import Inbox
+from bot.storage.outbox import Outbox
 from bot.storage.probe_runs import ProbeRunRepository
 from bot.storage.repositories import (
     AuditLog,
@@ -21,6 +24,7 @@ from bot.storage.repositories import (
 )
 
 T = TypeVar("T")
+OUTBOX = Outbox()
 
 
 class UnitOfWork:
@@ -35,6 +39,7 @@ class UnitOfWork:
     locks: LockRepository
     slack_messages: SlackMessageRepository
     probe_runs: ProbeRunRepository
+    inbox: Inbox
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -47,6 +52,7 @@ class UnitOfWork:
         self.locks = LockRepository(db)
         self.slack_messages = SlackMessageRepository(db)
         self.probe_runs = ProbeRunRepository(db)
+        self.inbox = Inbox(db)
         return self
 
     def __exit__(
@@ -69,6 +75,27 @@ class UnitOfWork:
         with conflicts_translated(db):
             db.commit()
 
+    def enqueue(
+        self,
+        *,
+        topic: str,
+        key: str,
+        payload: dict[str, Any],
+        at: datetime,
+        session_id: int | None = None,
+        ordering_key: str | None = None,
+    ) -> bool:
+        """Record an effect in this transaction (see :meth:`Outbox.enqueue`)."""
+        return OUTBOX.enqueue(
+            self._active(),
+            topic=topic,
+            key=key,
+            payload=payload,
+            session_id=session_id,
+            at=at,
+            ordering_key=ordering_key,
+        )
+
     @property
     def db(self) -> Session:
         """The transaction's session, for writers outside the repositories (the outbox)."""
@@ -85,24 +112,26 @@ class UnitOfWork:
 
 
 def run_in_transaction(
-    factory: sessionmaker[Session], fn: Callable[[UnitOfWork], T], *, attempts: int = 5
+    factory: sessionmaker[Session], fn: Callable[[UnitOfWork], T], *, within: float = 20.0
 ) -> T:
     """Run ``fn`` in a fresh unit of work, again if a concurrent change made it conflict.
 
-    ``fn`` commits itself (or not, when it has nothing to write). Between attempts it
-    sleeps a short, random, growing time so that racing writers spread out.
+    ``fn`` commits itself (or not, when it has nothing to write). Sessions are loaded with a
+    row lock on PostgreSQL, so conflicts are rare there; on SQLite (one writer) a burst of
+    clicks retries, with a short, random, growing sleep, until ``within`` seconds have passed:
+    a click is queued, never refused, for a concurrent change.
 
     Raises:
-        ConcurrencyConflict: still conflicting after ``attempts`` tries.
+        ConcurrencyConflict: still conflicting after ``within`` seconds.
     """
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    for attempt in range(1, attempts + 1):
+    deadline = time.monotonic() + within
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             with UnitOfWork(factory) as uow:
                 return fn(uow)
         except ConcurrencyConflict:
-            if attempt == attempts:
+            if time.monotonic() >= deadline:
                 raise
-            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # full jitter
-    raise AssertionError("unreachable")  # pragma: no cover
+            time.sleep(random.uniform(0, min(0.1, 0.002 * 2 ** min(attempt, 10))))  # full jitter

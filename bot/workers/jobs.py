@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from slack_sdk import WebClient
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,13 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.app.probe_rounds import SessionProbes
 from bot.app.sessions import DeployService
 from bot.config.schema import Config
-from bot.domain import SYSTEM, SessionState
+from bot.domain import SYSTEM, Event, SessionState
 from bot.domain.commands import Complete, Expire
 from bot.domain.errors import DeployError
 from bot.ops.logs import session_scoped
 from bot.rendering.incident import notify
-from bot.storage.models import OutboxRow, ScheduleSlotRow, SlackRequest
-from bot.storage.uow import UnitOfWork
+from bot.storage.models import InboxRow, OutboxRow, ScheduleSlotRow
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +36,6 @@ class JobContext:
     service: DeployService
     probes: SessionProbes
     session_factory: sessionmaker[Session]
-    changed: Callable[[int], None]
-    client: WebClient | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -85,8 +81,10 @@ def monitor(session_id: int, since: str, every: float, window: float) -> None:
         try:
             ctx.service.act_as(session_id, Complete(), SYSTEM)
         except DeployError as waiting:
-            _post_in_thread(session_id, f"Monitoring finished with every probe passing. {waiting}")
-        ctx.changed(session_id)
+            text = f"Monitoring finished with every probe passing. {waiting}"
+            ctx.service.record(
+                session_id, Event("monitoring_unfinished", "deploybot", ctx.clock(), {"text": text})
+            )
 
 
 @session_scoped
@@ -106,10 +104,8 @@ def remind(session_id: int, opened: str, after: float) -> None:
     for rule in missing:
         people = sorted({m for role in rule.by for m in ctx.config.roles.get(role, ())})
         lines.append(f"• *{rule.role}*: " + (" ".join(notify(p) for p in people) or "nobody"))
-    _post_in_thread(
-        session_id,
-        f":bell: Deploy #{session_id} has waited {waited} for sign-offs:\n" + "\n".join(lines),
-    )
+    text = f":bell: Deploy #{session_id} has waited {waited} for sign-offs:\n" + "\n".join(lines)
+    ctx.service.record(session_id, Event("reminder", "deploybot", ctx.clock(), {"text": text}))
 
 
 @session_scoped
@@ -126,8 +122,6 @@ def expire(session_id: int, after: float) -> None:
         ctx.service.act_as(session_id, Expire(reason), SYSTEM)
     except DeployError as refused:  # e.g. failed or rolling back: people must decide
         log.info("not expired", extra={"session_id": session_id, "reason": str(refused)})
-        return
-    ctx.changed(session_id)
 
 
 # What housekeeping keeps: Slack retries within minutes; delivered effects are history that
@@ -141,9 +135,7 @@ def housekeeping() -> tuple[int, int]:
     ctx = _ctx()
     now = ctx.clock()
     with ctx.session_factory() as db:
-        keys = db.execute(
-            delete(SlackRequest).where(SlackRequest.received_at < now - KEEP_REQUEST_KEYS)
-        )
+        keys = db.execute(delete(InboxRow).where(InboxRow.received_at < now - KEEP_REQUEST_KEYS))
         rows = db.execute(
             delete(OutboxRow).where(
                 OutboxRow.delivered_at.is_not(None),
@@ -154,15 +146,3 @@ def housekeeping() -> tuple[int, int]:
     removed = int(getattr(keys, "rowcount", 0) or 0), int(getattr(rows, "rowcount", 0) or 0)
     log.info("housekeeping", extra={"request_keys": removed[0], "outbox_rows": removed[1]})
     return removed
-
-
-def _post_in_thread(session_id: int, text: str) -> None:
-    ctx = _ctx()
-    if ctx.client is None:
-        return
-    with UnitOfWork(ctx.session_factory) as uow:
-        summary = uow.slack_messages.get(session_id, "summary")
-    if summary is None:
-        return
-    channel, ts = summary
-    ctx.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)

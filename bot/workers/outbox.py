@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.storage.models import OutboxRow
-from bot.storage.outbox import OUTBOX_ID, PermanentFailure, RetryAfter, utcnow
+from bot.storage.outbox import OUTBOX_ID, Defer, PermanentFailure, RetryAfter, utcnow
 
 _MIN_DELAY = timedelta(milliseconds=1)
 _MAX_ERROR_CHARS = 2000
@@ -65,8 +66,8 @@ class OutboxWorker:
         max_attempts: attempts before giving up on a row.
         backoff_base: seconds before the first retry.
         backoff_cap: longest wait between attempts, in seconds.
-        lease: seconds a claimed row stays invisible to other workers; longer than any
-            handler may take.
+        lease: seconds a claimed row stays invisible to other workers; renewed every third
+            of it while the row is in hand, so it bounds how long a dead replica's rows wait.
         batch_size: rows claimed per statement.
         poll_interval: longest sleep between passes of the thread (other replicas' rows
             are noticed within it; :meth:`wake` skips the wait).
@@ -82,7 +83,7 @@ class OutboxWorker:
         max_attempts: int = 20,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
-        lease: float = 60.0,
+        lease: float = 15.0,
         batch_size: int = 10,
         poll_interval: float = 2.0,
         clock: Callable[[], datetime] = utcnow,
@@ -104,6 +105,7 @@ class OutboxWorker:
         self.poll_interval = poll_interval
         self._clock = clock
         self._rng = rng or random.Random()
+        self._hand_lock = threading.Lock()
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,9 +172,51 @@ class OutboxWorker:
         started = self._clock()
         delivered = 0
         while claimed := self._claim(started):
-            for row in claimed:
-                delivered += self._deliver(row)
+            in_hand = {row.id for row in claimed}
+            with self._renewing(in_hand):
+                for row in claimed:
+                    delivered += self._deliver(row)
+                    with self._hand_lock:
+                        in_hand.discard(row.id)
         return delivered
+
+    @contextmanager
+    def _renewing(self, in_hand: set[int]) -> Iterator[None]:
+        """Renew the lease of the rows in hand while a batch is delivered.
+
+        A long effect (a rollback step waiting on a rollout) keeps its row; a replica that
+        dies stops renewing, and its rows come due for another replica one lease later.
+        """
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.lease.total_seconds() / 3):
+                with self._hand_lock:
+                    held = sorted(in_hand)
+                if not held:
+                    continue
+                try:
+                    with self._factory() as db, db.begin():
+                        db.execute(
+                            update(OutboxRow)
+                            .where(
+                                OutboxRow.id.in_(held),
+                                OutboxRow.delivered_at.is_(None),
+                                OutboxRow.failed_at.is_(None),
+                            )
+                            .values(next_attempt_at=self._clock() + self.lease)
+                            .execution_options(synchronize_session=False)
+                        )
+                except Exception:  # the next renewal tries again; the lease has slack
+                    log.warning("could not renew the outbox lease", exc_info=True)
+
+        renewer = threading.Thread(target=renew, name="outbox-lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
 
     def _claim(self, due_by: datetime) -> list[_Claimed]:
         """Lease up to ``batch_size`` due rows in one short transaction."""
@@ -223,6 +267,9 @@ class OutboxWorker:
         attempt = row.attempts + 1
         try:
             self._handlers[row.topic]({**row.payload, OUTBOX_ID: row.id})
+        except Defer as wait:
+            later = self._clock() + max(timedelta(seconds=wait.seconds), _MIN_DELAY)
+            self._record(row.id, next_attempt_at=later)
         except RetryAfter as error:
             delay = timedelta(seconds=error.seconds)
             self._failed(row, attempt, str(error), delay)

@@ -20,7 +20,6 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
-from bot.app.rollback import Rollbacks
 from bot.domain import DeploySession, SessionState
 from bot.workers import jobs
 from bot.workers.leader import LeaderLock, describe
@@ -42,14 +41,12 @@ class ScheduleRunner:
         lock: LeaderLock,
         poll: float = 2.0,
         sync_every: float = 5.0,
-        rollbacks: Rollbacks | None = None,
     ) -> None:
         self.context = context
         self.engine = engine
         self.lock = lock
         self.poll = poll
         self.sync_every = sync_every
-        self.rollbacks = rollbacks
         self.scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="schedule-leader", daemon=True)
@@ -102,12 +99,6 @@ class ScheduleRunner:
         self.scheduler = scheduler
         log.warning("became the scheduler leader (%s)", describe(self.lock))
 
-    def kick(self) -> None:
-        """Sync now rather than at the next interval (after a rollback was requested)."""
-        scheduler = self.scheduler
-        if scheduler is not None:
-            scheduler.modify_job("sync", jobstore=LOCAL, next_run_time=datetime.now(UTC))
-
     def _step_down(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
@@ -123,10 +114,6 @@ class ScheduleRunner:
         sessions = self.context.service.list_open()
         for session in sessions:
             wanted.update(self._jobs_for(session))
-        if self.rollbacks is not None:  # rollbacks run here, on the leader, once
-            self.rollbacks.resume(
-                [s.id for s in sessions if s.state is SessionState.ROLLING_BACK and s.id]
-            )
         for job in scheduler.get_jobs(jobstore=PERSISTENT):
             if job.id not in wanted:
                 job.remove()

@@ -1,0 +1,183 @@
+"""The one table that maps what happened (a domain event) to what must follow (effects).
+
+The bus calls :func:`record_effects` inside the unit of work that saved the change, so each
+effect is an outbox row committed with the change and its audit entries: a crash loses
+nothing, and any replica's worker may carry it out. Every change also refreshes the
+session's Slack messages (one ``publish`` row per session revision; the publisher
+coalesces them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.app.incidents import INCIDENT, SUMMARY, Incidents, describe_target
+from bot.config.schema import Config
+from bot.domain import DeploySession, Event
+from bot.domain.checklist import Severity
+from bot.rendering.incident import Failure
+from bot.storage.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one unit of work did to a session, as the effect rules see it.
+
+    ``reply_to`` is the response URL of the person who asked, when a rule's effect should
+    answer them (a probe round's verdict).
+    """
+
+    before: DeploySession | None
+    after: DeploySession
+    events: tuple[Event, ...]
+    revision: int
+    reply_to: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def session_id(self) -> int:
+        assert self.after.id is not None
+        return self.after.id
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What the rules need: the config and the incident effect builders."""
+
+    config: Config
+    incidents: Incidents
+
+    def probe_round(self, uow: UnitOfWork, change: Change, why: str, at: datetime) -> None:
+        if not any(item.probe for _, item in change.after.checklist.walk()):
+            return
+        payload: dict[str, Any] = {"session_id": change.session_id, "why": why}
+        if change.reply_to:
+            payload["reply_to"] = change.reply_to
+        uow.enqueue(
+            topic="probes",
+            key=f"{change.session_id}:{change.revision}:{why}",
+            payload=payload,
+            session_id=change.session_id,
+            at=at,
+        )
+
+
+Rule = Callable[[Effects, UnitOfWork, Change, Event], None]
+
+
+def _probes_requested(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    fx.probe_round(uow, change, str(event.data.get("why") or "a manual run"), event.at)
+
+
+def _verify(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    fx.probe_round(uow, change, "verification", event.at)
+
+
+def _probe_failed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    session, item_id = change.after, str(event.data["item"])
+    found = session.find_item(item_id)
+    if found is None or found[1].probe is None:
+        return
+    probe = found[1].probe
+    severity = str(event.data.get("severity") or Severity.CRITICAL.value)
+    failure = Failure(probe, str(event.data.get("summary", "")), severity, event.at)
+    if severity == Severity.WARNING.value:
+        if not _failed_before(uow, change, probe):
+            fx.incidents.probe_warned(uow, session, failure)
+        return
+    if fx.incidents.probe_failed(uow, session, failure, again=_failed_before(uow, change, probe)):
+        data = {"probe": probe, "summary": failure.summary}
+        uow.audit.append(
+            [Event("incident_opened", "deploybot", event.at, data)],
+            session_id=change.session_id,
+            environment=session.environment,
+        )
+
+
+def _probe_passed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    found = change.after.find_item(str(event.data["item"]))
+    if found is None or found[1].probe is None:
+        return
+    probe = found[1].probe
+    if _failed_before(uow, change, probe):
+        summary = str(event.data.get("summary", ""))
+        fx.incidents.probe_recovered(uow, change.after, probe, summary, event.at)
+
+
+def _failed_before(uow: UnitOfWork, change: Change, probe: str) -> bool:
+    """Did this probe's previous run for the session fail? Its runs are stored in order, and
+    the current one is written in this unit of work before the effects."""
+    runs = [r for r in uow.probe_runs.for_session(change.session_id) if r.probe == probe]
+    earlier = [r for r in runs if r.at < runs[-1].at] if runs else []
+    return bool(earlier) and not earlier[-1].ok
+
+
+def _acknowledged(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    fx.incidents.responder(uow, change.after, "acknowledge", event.actor, event.at)
+
+
+def _resolved(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    fx.incidents.responder(uow, change.after, "resolve", event.actor, event.at)
+    fx.probe_round(uow, change, "verification", event.at)
+
+
+def _rollback_started(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    targets = fx.config.environment(change.after.environment).rollback
+    lines = "\n".join(f"• {describe_target(t)}" for t in targets) or "• (no targets)"
+    text = f":rewind: <@{event.actor}> started a rollback:\n{lines}"
+    fx.incidents.thread(uow, change.after, text, at=event.at)
+    uow.enqueue(
+        topic="rollback",
+        key=f"{change.session_id}:{change.revision}",
+        payload={"session_id": change.session_id},
+        session_id=change.session_id,
+        at=event.at,
+    )
+
+
+def _note(text: Callable[[Event], str], purpose: str = INCIDENT) -> Rule:
+    """A line in the incident thread (or, by ``purpose``, the session's own thread)."""
+
+    def rule(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+        fx.incidents.thread(uow, change.after, text(event), at=event.at, purpose=purpose)
+
+    return rule
+
+
+ROLLED_BACK = ":white_check_mark: Rolled back, and the probes pass."
+
+EFFECTS: dict[str, tuple[Rule, ...]] = {
+    "probes_requested": (_probes_requested,),
+    "deployment_finished": (_verify,),
+    "probe_failed": (_probe_failed,),
+    "probe_passed": (_probe_passed,),
+    "incident_acknowledged": (_acknowledged,),
+    "incident_resolved": (_resolved,),
+    "rollback_started": (_rollback_started,),
+    "rollback_step_done": (
+        _note(lambda e: f":white_check_mark: Step {e.data['step']}: {e.data['detail']}"),
+    ),
+    "rollback_succeeded": (_note(lambda e: ROLLED_BACK),),
+    "rollback_failed": (_note(lambda e: f":fire: Rollback failed: {e.data['detail']}"),),
+    "monitoring_unfinished": (_note(lambda e: str(e.data["text"]), SUMMARY),),
+    "reminder": (_note(lambda e: str(e.data["text"]), SUMMARY),),
+}
+
+
+def record_effects(fx: Effects, uow: UnitOfWork, change: Change) -> None:
+    """Write the outbox rows ``change`` calls for, in ``uow``'s transaction."""
+    for event in change.events:
+        for rule in EFFECTS.get(event.kind, ()):
+            rule(fx, uow, change, event)
+    if change.events:
+        uow.enqueue(
+            topic="publish",
+            key=f"{change.session_id}:{change.revision}",
+            payload={"session_id": change.session_id, "revision": change.revision},
+            session_id=change.session_id,
+            at=change.events[-1].at,
+            ordering_key=f"publish:{change.session_id}",
+        )

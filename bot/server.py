@@ -159,13 +159,16 @@ def _assemble(
     outbox = OutboxWorker(
         factory,
         {"publish": publisher.deliver, "slack": delivery.deliver, "pagerduty": pagerduty.deliver},
-        backoff_cap=15.0,
+        backoff_base=settings.outbox_backoff,
+        backoff_cap=settings.outbox_backoff_cap,
         max_attempts=200,
         poll_interval=settings.outbox_poll,
     )
     work = OutboxWorker(
         factory,
         {"probes": probe_round, "rollback": rollbacks.deliver},
+        backoff_base=settings.outbox_backoff,
+        backoff_cap=settings.outbox_backoff_cap,
         max_attempts=5,
         poll_interval=settings.outbox_poll,
     )

@@ -109,9 +109,10 @@ class Ephemeral:
 
 @dataclass(frozen=True)
 class _Fault:
-    kind: Literal["ratelimited", "error"]
+    kind: Literal["ratelimited", "error", "http"]
     error: str
     retry_after: int = 0
+    status: int = 500
 
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -210,6 +211,11 @@ class FakeSlack(ServedInBackground):
         """
         with self._lock:
             self._faults[method].extend([_Fault("error", error)] * times)
+
+    def outage(self, method: str, *, status: int = 503, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with a bare HTTP ``status`` (a 5xx)."""
+        with self._lock:
+            self._faults[method].extend([_Fault("http", "outage", status=status)] * times)
 
     # -- what happened -----------------------------------------------------------------------
 
@@ -318,6 +324,9 @@ class FakeSlack(ServedInBackground):
         with self._changed:
             self._calls.append(Call(method, params, headers, time.monotonic(), path))
             fault = self._take_fault(method)
+            if fault is not None and fault.kind == "http":
+                self._changed.notify_all()
+                return fault.status, {"Content-Type": "text/plain"}, b"upstream unavailable"
             if fault is not None and fault.kind == "ratelimited":
                 self._changed.notify_all()
                 return (

@@ -15,6 +15,7 @@ from bot.integrations.pagerduty import PagerDuty
 from bot.ops.settings import Settings
 from bot.rendering.ids import ActionId
 from bot.server import Bot, create_bot, serve_http
+from bot.storage.repositories import AuditEntry
 from tests.support.slack import FakeSlack, Message, Response, SlackRequests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -46,6 +47,9 @@ class RunningBot:
 
     def session(self, session_id: int) -> DeploySession:
         return self.bot.runtime.service.get(session_id)
+
+    def session_history(self, session_id: int) -> list[AuditEntry]:
+        return self.bot.runtime.service.history(session_id)
 
     def wait_state(self, session_id: int, state: SessionState, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -113,6 +117,7 @@ class RunningBot:
                     selected_options=[o for o in element["options"] if o["value"] in selected],
                     channel_id=message.channel,
                     message_ts=message.ts,
+                    message=message,
                     response_url=self.fake.response_url(reply),
                 )
         raise AssertionError(f"no checkbox shows item {item_ids[0]}")
@@ -140,6 +145,8 @@ def running_bot(
             DEPLOYBOT_SCHEDULER_POLL=0.2,
             DEPLOYBOT_SCHEDULER_SYNC=0.5,
             DEPLOYBOT_OUTBOX_POLL=0.2,
+            DEPLOYBOT_OUTBOX_BACKOFF=0.05,
+            DEPLOYBOT_OUTBOX_BACKOFF_CAP=0.5,
         )
         bot = create_bot(settings, publish_interval=interval, pagerduty=pagerduty)
         bot.start(scheduler=background)

@@ -141,7 +141,7 @@ def test_session_scoped_reads_the_session_id_argument(
 @pytest.mark.parametrize(
     "target",
     [
-        "bot.app.sessions:DeployService._act",
+        "bot.app.sessions:DeployService.handle",
         "bot.app.probe_rounds:SessionProbes.run",
         "bot.app.rollback:Rollbacks.execute",
         "bot.workers.jobs:monitor",

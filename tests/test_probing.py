@@ -61,7 +61,7 @@ def test_failure_severity_comes_from_the_item_or_the_probe(
 ) -> None:
     config = load_config(config_with(tmp_path, item_severity))
     service = DeployService(config=config, session_factory=session_factory)
-    probes = SessionProbes(config=config, service=service, session_factory=session_factory)
+    probes = SessionProbes(config=config, service=service)
     session = service.open(environment="prod", user_id="U0DEPLOYER")
     assert session.id is not None
     service.act(session.id, SignOff("qa-lead"), "U0APPROVER")

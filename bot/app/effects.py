@@ -167,6 +167,22 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
 }
 
 
+def redraw_checklist(uow: UnitOfWork, session_id: int, *, at: datetime) -> None:
+    """Send the checklist messages again though nothing changed: a refused click left its
+    checkbox toggled in the clicker's Slack client, which only a new render puts right."""
+    for purpose in uow.slack_messages.for_session(session_id):
+        if purpose.startswith("section:"):
+            uow.slack_messages.stale(session_id, purpose)
+    uow.enqueue(
+        topic="publish",
+        key=f"{session_id}:redraw:{at.isoformat()}",
+        payload={"session_id": session_id, "revision": 0},
+        session_id=session_id,
+        at=at,
+        ordering_key=f"publish:{session_id}",
+    )
+
+
 def record_effects(fx: Effects, uow: UnitOfWork, change: Change) -> None:
     """Write the outbox rows ``change`` calls for, in ``uow``'s transaction."""
     for event in change.events:

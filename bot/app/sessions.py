@@ -13,14 +13,14 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.app.effects import Change, Effects, record_effects
+from bot.app.effects import Change, Effects, record_effects, redraw_checklist
 from bot.app.incidents import Incidents
 from bot.config.schema import Config, Environment
 from bot.domain import Actor, DeploySession, Event, Outcome, SessionPolicy, SignOffRule, apply
 from bot.domain.checklist import Checklist, ChecklistItem, Section
 from bot.domain.commands import Command
 from bot.domain.errors import DomainError, PermissionDenied
-from bot.ops.logs import session_context
+from bot.ops.logs import session_scoped
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry, EnvironmentLock
 from bot.storage.uow import UnitOfWork, run_in_transaction
@@ -153,6 +153,7 @@ class DeployService:
             uow.commit()
         return session
 
+    @session_scoped
     def handle(
         self,
         session_id: int,
@@ -191,13 +192,12 @@ class DeployService:
             uow.commit()
             return Outcome(session, tuple(events))
 
-        with session_context(session_id):
-            try:
-                return run_in_transaction(self.session_factory, attempt)
-            except DomainError as refused:
-                what = ", ".join(dict.fromkeys(type(c).__name__ for c in commands))
-                self._refuse(session_id, None, actor.user_id, what, str(refused), request)
-                raise
+        try:
+            return run_in_transaction(self.session_factory, attempt)
+        except DomainError as refused:
+            what = ", ".join(dict.fromkeys(type(c).__name__ for c in commands))
+            self._refuse(session_id, None, actor.user_id, what, str(refused), request)
+            raise
 
     def act(
         self, session_id: int, command: Command, user_id: str, *, request: str | None = None
@@ -254,6 +254,8 @@ class DeployService:
                 environment = uow.sessions.environment_of(session_id)
             event = Event("refused", user_id, now, {"command": what, "reason": why})
             uow.audit.append([event], session_id=session_id, environment=environment)
+            if session_id is not None and environment is not None:
+                redraw_checklist(uow, session_id, at=now)
             uow.commit()
 
     def done(self, request: str | None) -> None:
@@ -275,6 +277,11 @@ class DeployService:
     def history(self, session_id: int) -> list[AuditEntry]:
         with UnitOfWork(self.session_factory) as uow:
             return uow.audit.for_session(session_id)
+
+    def environment_history(self, environment: str) -> list[AuditEntry]:
+        """Locks and unlocks of an environment, in order."""
+        with UnitOfWork(self.session_factory) as uow:
+            return uow.audit.for_environment(environment)
 
     def probe_runs(self, session_id: int) -> list[ProbeRun]:
         with UnitOfWork(self.session_factory) as uow:

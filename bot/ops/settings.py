@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     # How often the outbox workers look for effects other replicas wrote (their own they
     # deliver at once), and the inbox for requests a stopped replica left unfinished.
     outbox_poll: float = Field(2.0, alias="DEPLOYBOT_OUTBOX_POLL")
+    # Backoff between failed attempts of an effect: the first wait, and the longest. Kept
+    # short so that Slack and PagerDuty catch up within seconds of an outage's end.
+    outbox_backoff: float = Field(1.0, alias="DEPLOYBOT_OUTBOX_BACKOFF")
+    outbox_backoff_cap: float = Field(15.0, alias="DEPLOYBOT_OUTBOX_BACKOFF_CAP")
 
 
 @lru_cache(maxsize=1)

@@ -225,6 +225,18 @@ class AuditLog:
             for r in rows
         ]
 
+    def for_environment(self, environment: str) -> list[AuditEntry]:
+        """Every entry about an environment that belongs to no session (locks)."""
+        rows = self._db.scalars(
+            select(AuditEventRow)
+            .where(AuditEventRow.environment == environment, AuditEventRow.session_id.is_(None))
+            .order_by(AuditEventRow.id)
+        )
+        return [
+            AuditEntry(r.id, r.session_id, r.environment, r.actor, r.kind, r.data, r.at)
+            for r in rows
+        ]
+
 
 @dataclass(frozen=True)
 class EnvironmentLock:

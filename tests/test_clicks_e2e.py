@@ -1,0 +1,199 @@
+"""A click acknowledged is a click kept: checkbox semantics, the inbox, repaired messages.
+
+Every test drives the real Bolt app over signed HTTP on SQLite and PostgreSQL, with Slack's
+Web API answered by the recording stand-in.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from slack_bolt import BoltResponse
+from slack_bolt.request import BoltRequest
+
+from bot.domain import ItemStatus
+from bot.rendering.checklist import checklist_messages
+from bot.rendering.ids import ActionId
+from bot.slack.inbox import SlackInbox
+from bot.storage.db import upgrade
+from tests.e2e import RunningBot, running_bot
+from tests.support.slack import Message
+
+
+def ticks_in(message: Message) -> set[str]:
+    return {
+        o["value"]
+        for b in message.blocks
+        for e in b.get("elements") or []
+        if e.get("type") == "checkboxes"
+        for o in e.get("initial_options") or []
+    }
+
+
+def click(bot: RunningBot, user: str, message: Message, selected: set[str], reply: str) -> Any:
+    """Click the first checkboxes element of ``message`` as it was shown, leaving
+    ``selected`` ticked (Slack sends the element's whole selection)."""
+    block = next(
+        b for b in message.blocks if (b.get("elements") or [{}])[0].get("type") == "checkboxes"
+    )
+    element = block["elements"][0]
+    return bot.slack.block_action(
+        user_id=user,
+        action_id=ActionId.TICK,
+        block_id=block["block_id"],
+        selected_options=[o for o in element["options"] if o["value"] in selected],
+        channel_id=message.channel,
+        message_ts=message.ts,
+        message=message,
+        response_url=bot.fake.response_url(reply),
+    )
+
+
+def opened(bot: RunningBot) -> Message:
+    bot.command("start staging", user="U0DEPLOYER", reply="start")
+    assert "Opened deploy #1" in bot.reply("start")["text"]
+    return bot.checklist_messages()[0]
+
+
+def test_two_people_ticking_one_message_at_once_keep_both_ticks(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        message = opened(bot)  # both see it with nothing ticked
+        clicks = [
+            threading.Thread(target=click, args=(bot, "U0DEPLOYER", message, {"1.1"}, "a")),
+            threading.Thread(target=click, args=(bot, "U0APPROVER1", message, {"1.2"}, "b")),
+        ]
+        for each in clicks:
+            each.start()
+        for each in clicks:
+            each.join()
+        bot.wait_item(1, "1.1", ItemStatus.DONE)
+        bot.wait_item(1, "1.2", ItemStatus.DONE)
+        changes = [
+            (e.actor, e.kind, e.data["item"])
+            for e in bot.session_history(1)
+            if e.kind in ("item_ticked", "item_unticked")
+        ]
+        assert sorted(changes) == [
+            ("U0APPROVER1", "item_ticked", "1.2"),
+            ("U0DEPLOYER", "item_ticked", "1.1"),
+        ]
+        assert ticks_in(bot.checklist_messages()[0]) == {"1.1", "1.2"}
+
+
+def test_a_click_changes_only_what_the_clicker_changed(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        stale = opened(bot)
+        click(bot, "U0DEPLOYER", stale, {"1.1"}, "tick")
+        bot.wait_item(1, "1.1", ItemStatus.DONE)
+        # A second person still sees the old message (1.1 not ticked) and ticks 1.2: Slack
+        # sends {1.2}, which must not untick 1.1.
+        click(bot, "U0APPROVER1", stale, {"1.2"}, "stale")
+        bot.wait_item(1, "1.2", ItemStatus.DONE)
+        # A tick of what someone already did is a no-op, never an untick or a second tick.
+        click(bot, "U0APPROVER2", stale, {"1.1"}, "again")
+        fresh = bot.checklist_messages()[0]
+        assert ticks_in(fresh) == {"1.1", "1.2"}
+        # Unticking from a message that shows the tick does untick it, by its clicker.
+        click(bot, "U0APPROVER2", fresh, {"1.2"}, "untick")
+        bot.wait_item(1, "1.1", ItemStatus.PENDING)
+        changes = [
+            (e.actor, e.kind, e.data["item"])
+            for e in bot.session_history(1)
+            if e.kind in ("item_ticked", "item_unticked")
+        ]
+        assert changes == [
+            ("U0DEPLOYER", "item_ticked", "1.1"),
+            ("U0APPROVER1", "item_ticked", "1.2"),
+            ("U0APPROVER2", "item_unticked", "1.1"),
+        ]
+        assert ticks_in(bot.checklist_messages()[0]) == {"1.2"}
+
+
+def test_one_click_of_many_boxes_is_one_transaction(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        message = opened(bot)
+        before = len(bot.session_history(1))
+        click(bot, "U0DEPLOYER", message, {"1.1", "1.2", "1.3"}, "three")
+        bot.wait_item(1, "1.3", ItemStatus.DONE)
+        history = bot.session_history(1)[before:]
+        assert [e.kind for e in history] == ["item_ticked"] * 3
+        assert len({e.at for e in history}) == 1  # applied together, at one moment
+
+
+def test_a_repeated_request_changes_nothing_even_after_a_restart(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        first = bot.slack.command(
+            "lock staging release train",
+            user_id="U0DEPLOYER",
+            response_url=bot.fake.response_url("lock"),
+            trigger_id="trigger-lock-1",
+        )
+        assert first.status == 200
+        assert ":lock:" in bot.reply("lock")["text"]
+        retry = bot.slack.post(first.request_body, retry_num=1)
+        assert (retry.status, retry.body) == (200, "")
+    with running_bot(database_url) as restarted:  # another replica, or this one restarted
+        replay = restarted.slack.post(first.request_body)
+        assert (replay.status, replay.body) == (200, "")
+        locks = [
+            e
+            for e in restarted.bot.runtime.service.environment_history("staging")
+            if e.kind == "environment_locked"
+        ]
+        assert len(locks) == 1
+        replies = [c for c in restarted.fake.calls("response_url") if c.path.endswith("/lock")]
+        assert replies == []  # nobody was told twice
+
+
+def test_a_request_left_unfinished_by_a_dead_replica_is_finished_by_another(
+    database_url: str,
+) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        sent = bot.slack.command(
+            "lock staging left behind",
+            user_id="U0DEPLOYER",
+            response_url=bot.fake.response_url("lock"),
+            trigger_id="trigger-lock",
+        )
+        assert sent.status == 200
+        bot.reply("lock")
+        # The next request reached a replica that recorded it, acknowledged it and died: it
+        # is in the inbox, never finished, its claim run out.
+        form = dict(parse_qsl(sent.request_body))
+        form.update(
+            text="unlock staging",
+            trigger_id="trigger-orphan",
+            response_url=bot.fake.response_url("orphan"),
+        )
+        body = urlencode(form)
+        request = BoltRequest(body=body, headers=bot.slack.signed_headers(body))
+        dying = SlackInbox(bot.bot.runtime.session_factory, claim=0.0)
+        assert dying.middleware(request, BoltResponse(status=200), lambda: None) is None
+        # This replica's inbox worker takes it over and answers the person.
+        assert ":unlock:" in bot.reply("orphan", timeout=10)["text"]
+        kinds = [e.kind for e in bot.bot.runtime.service.environment_history("staging")]
+        assert kinds == ["environment_locked", "environment_unlocked"]
+
+
+def test_a_failed_update_is_retried_until_the_message_is_right(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url, interval=0.2) as bot:
+        message = opened(bot)
+        bot.fake.outage("chat.update", status=500, times=1)
+        bot.fake.rate_limit("chat.update", times=4, retry_after=1)
+        bot.fake.outage("chat.update", status=503, times=6)
+        click(bot, "U0DEPLOYER", message, {"1.1", "1.2"}, "tick")
+        bot.wait_item(1, "1.2", ItemStatus.DONE)
+        bot.bot.publisher.flush(timeout=60)
+        session = bot.session(1)
+        want = {m.purpose: m.blocks for m in checklist_messages(session)}
+        shown = bot.checklist_messages()
+        assert shown[0].blocks == want["section:pre-deployment"]
+        assert ticks_in(shown[0]) == {"1.1", "1.2"}

@@ -285,10 +285,11 @@ def serve(
             log.info("deploybot: Socket Mode")
             serve_socket_mode(bot, app_token=settings.slack_app_token, health_port=settings.port)
         else:
-            server = serve_http(bot, host="0.0.0.0", port=settings.port)
+            server = serve_http(bot, host=settings.host, port=settings.port)
             log.info(
-                "deploybot: listening on :%d (/slack/events, /healthz, /readyz, /metrics)",
-                settings.port,
+                "deploybot: listening on %s:%s (/slack/events, /healthz, /readyz, /metrics)",
+                settings.host,
+                server.effective_port,
             )
             server.run()
     except KeyboardInterrupt:

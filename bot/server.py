@@ -161,6 +161,7 @@ def _assemble(
         {"publish": publisher.deliver, "slack": delivery.deliver, "pagerduty": pagerduty.deliver},
         backoff_base=settings.outbox_backoff,
         backoff_cap=settings.outbox_backoff_cap,
+        lease=settings.outbox_lease,
         max_attempts=200,
         poll_interval=settings.outbox_poll,
     )
@@ -169,6 +170,7 @@ def _assemble(
         {"probes": probe_round, "rollback": rollbacks.deliver},
         backoff_base=settings.outbox_backoff,
         backoff_cap=settings.outbox_backoff_cap,
+        lease=settings.outbox_lease,
         max_attempts=5,
         poll_interval=settings.outbox_poll,
     )
@@ -184,7 +186,7 @@ def _assemble(
         outbox.wake()
         work.wake()
 
-    inbox = SlackInbox(factory)
+    inbox = SlackInbox(factory, claim=settings.inbox_claim)
     app = build_app(client=client, signing_secret=settings.slack_signing_secret, inbox=inbox)
     register(
         app,

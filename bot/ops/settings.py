@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # short so that Slack and PagerDuty catch up within seconds of an outage's end.
     outbox_backoff: float = Field(1.0, alias="DEPLOYBOT_OUTBOX_BACKOFF")
     outbox_backoff_cap: float = Field(15.0, alias="DEPLOYBOT_OUTBOX_BACKOFF_CAP")
+    # How long a replica keeps an effect or a Slack request it took before another replica
+    # may take it over (it renews effects while it works on them): what a crash delays.
+    outbox_lease: float = Field(15.0, alias="DEPLOYBOT_OUTBOX_LEASE")
+    inbox_claim: float = Field(30.0, alias="DEPLOYBOT_INBOX_CLAIM")
+    host: str = Field("0.0.0.0", alias="DEPLOYBOT_HOST")  # HTTP mode's listening address
 
 
 @lru_cache(maxsize=1)

@@ -337,6 +337,7 @@ def running() -> Iterator[tuple[FakeSlack, Bot, Served, Served]]:
             DEPLOYBOT_CONFIG=str(CONFIG),
         )
         bot = create_bot(settings)
+        bot.start(scheduler=False)  # the outbox workers post and update the messages
         deploybot = serve(serve_http(bot, host="127.0.0.1", port=0), "waitress-deploybot")
         bare = serve(
             waitress.create_server(

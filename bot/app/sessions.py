@@ -6,6 +6,8 @@ domain never sees a database.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,6 +103,9 @@ class DeployService:
         self.roles = roles or ConfigRoles(config)
         self.clock = clock
         self.effects = effects or Effects(config, Incidents(config))
+        # Requests finished here lately: only spares ``done`` a query, never decides anything.
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._finished_lock = threading.Lock()
 
     def actor(self, user_id: str) -> Actor:
         return Actor(user_id, self.roles.roles_of(user_id))
@@ -140,7 +145,7 @@ class DeployService:
             version=version,
         )
         with UnitOfWork(self.session_factory) as uow:
-            if request is not None and not uow.inbox.finish(request, at=now):
+            if not self._finish(uow, request, now):
                 raise DomainError("This request was already handled.")
             lock = uow.locks.get(environment)
             if lock is not None:
@@ -179,7 +184,7 @@ class DeployService:
 
         def attempt(uow: UnitOfWork) -> Outcome:
             now = self.clock()
-            if request is not None and not uow.inbox.finish(request, at=now):
+            if not self._finish(uow, request, now):
                 return Outcome(uow.sessions.get(session_id), ())  # applied before
             before = uow.sessions.get(session_id, for_update=True)
             session, events = before, list[Event]()
@@ -248,8 +253,7 @@ class DeployService:
         """Refusals are audited too: who tried what, and why it was refused."""
         with UnitOfWork(self.session_factory) as uow:
             now = self.clock()
-            if request is not None:
-                uow.inbox.finish(request, at=now)
+            self._finish(uow, request, now)
             if environment is None and session_id is not None:
                 environment = uow.sessions.environment_of(session_id)
             event = Event("refused", user_id, now, {"command": what, "reason": why})
@@ -258,12 +262,26 @@ class DeployService:
                 redraw_checklist(uow, session_id, at=now)
             uow.commit()
 
-    def done(self, request: str | None) -> None:
-        """Mark a Slack request done that changed nothing (a status, a refusal in parsing)."""
+    def _finish(self, uow: UnitOfWork, request: str | None, now: datetime) -> bool:
+        """Mark the Slack request done in ``uow``; False if it was done before (anywhere)."""
         if request is None:
+            return True
+        with self._finished_lock:
+            self._finished[request] = None
+            if len(self._finished) > 10_000:
+                self._finished.popitem(last=False)
+        return uow.inbox.finish(request, at=now)
+
+    def done(self, request: str | None) -> None:
+        """Mark a Slack request done that changed nothing (a status, a refusal in parsing).
+
+        Requests this process already finished in a change are skipped without a query: a
+        tick costs one write transaction, not two.
+        """
+        if request is None or request in self._finished:
             return
         with UnitOfWork(self.session_factory) as uow:
-            uow.inbox.finish(request, at=self.clock())
+            self._finish(uow, request, self.clock())
             uow.commit()
 
     def get(self, session_id: int) -> DeploySession:
@@ -294,7 +312,7 @@ class DeployService:
         self._require_starter(environment, user_id, "lock")
         now = self.clock()
         with UnitOfWork(self.session_factory) as uow:
-            if request is not None and not uow.inbox.finish(request, at=now):
+            if not self._finish(uow, request, now):
                 raise DomainError("This request was already handled.")
             lock = uow.locks.lock(environment=environment, reason=reason, by=user_id, at=now)
             uow.audit.append(
@@ -311,7 +329,7 @@ class DeployService:
         self._require_starter(environment, user_id, "unlock")
         now = self.clock()
         with UnitOfWork(self.session_factory) as uow:
-            if request is not None and not uow.inbox.finish(request, at=now):
+            if not self._finish(uow, request, now):
                 raise DomainError("This request was already handled.")
             lock = uow.locks.unlock(environment)
             uow.audit.append(

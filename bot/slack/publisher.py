@@ -26,7 +26,6 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config.schema import Config
@@ -35,7 +34,7 @@ from bot.rendering.checklist import checklist_messages
 from bot.rendering.limits import JsonBlock, validate_message
 from bot.rendering.session import summary_blocks, summary_text
 from bot.slack.links import SlackLinks
-from bot.storage.models import OutboxRow
+from bot.storage import outbox
 from bot.storage.outbox import Defer, PermanentFailure, RetryAfter
 from bot.storage.repositories import SlackMessage
 from bot.storage.uow import UnitOfWork
@@ -171,15 +170,8 @@ class SessionPublisher:
 
     def pending(self, session_id: int | None = None) -> int:
         """How many publications are still to do (for tests and shutdown)."""
-        query = select(OutboxRow.id).where(
-            OutboxRow.topic == "publish",
-            OutboxRow.delivered_at.is_(None),
-            OutboxRow.failed_at.is_(None),
-        )
-        if session_id is not None:
-            query = query.where(OutboxRow.session_id == session_id)
         with self.session_factory() as db:
-            return len(db.scalars(query).all())
+            return outbox.pending(db, "publish", session_id)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every pending publication is done (tests, shutdown)."""
@@ -188,19 +180,14 @@ class SessionPublisher:
             time.sleep(0.02)
 
     def failure(self, session_id: int, timeout: float) -> str | None:
-        """Wait up to ``timeout`` for the session's first post; why it failed, or None."""
+        """Wait up to ``timeout`` for the session's first post; why Slack refused it, or None
+        (posted, or still on its way)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.session_factory() as db:
-                rows = db.execute(
-                    select(OutboxRow.failed_at, OutboxRow.last_error, OutboxRow.delivered_at)
-                    .where(OutboxRow.topic == "publish", OutboxRow.session_id == session_id)
-                    .order_by(OutboxRow.id)
-                    .limit(1)
-                ).all()
-            if rows and rows[0].failed_at is not None:
-                return str(rows[0].last_error)
-            if rows and rows[0].delivered_at is not None:
-                return None
+                outcome = outbox.first_outcome(db, "publish", session_id)
+            if outcome is not None:
+                delivered, error = outcome
+                return None if delivered else str(error)
             time.sleep(0.02)
         return None

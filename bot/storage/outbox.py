@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -130,3 +131,27 @@ class Outbox:
         else:
             raise NotImplementedError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
         return db.execute(statement).scalar_one_or_none() is not None
+
+
+def pending(db: Session, topic: str, session_id: int | None = None) -> int:
+    """How many rows of ``topic`` (of one session, if given) are still to be delivered."""
+    query = select(func.count()).where(
+        OutboxRow.topic == topic, OutboxRow.delivered_at.is_(None), OutboxRow.failed_at.is_(None)
+    )
+    if session_id is not None:
+        query = query.where(OutboxRow.session_id == session_id)
+    return int(db.scalar(query) or 0)
+
+
+def first_outcome(db: Session, topic: str, session_id: int) -> tuple[bool, str | None] | None:
+    """How a session's first row of ``topic`` ended: (delivered, why it failed), or None
+    while it is still pending."""
+    row = db.execute(
+        select(OutboxRow.delivered_at, OutboxRow.failed_at, OutboxRow.last_error)
+        .where(OutboxRow.topic == topic, OutboxRow.session_id == session_id)
+        .order_by(OutboxRow.id)
+        .limit(1)
+    ).first()
+    if row is None or (row.delivered_at is None and row.failed_at is None):
+        return None
+    return row.delivered_at is not None, row.last_error

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.probe_rounds import SessionProbes
@@ -16,9 +19,11 @@ from bot.app.sessions import DeployService
 from bot.config.schema import load_config
 from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import FinishDeployment, SignOff, StartDeployment, StartMonitoring
+from bot.ops.settings import Settings
+from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.storage.uow import UnitOfWork
 from bot.workers import jobs
-from bot.workers.leader import AdvisoryLock, FileLock, leader_lock_for
+from bot.workers.leader import AdvisoryLock, FileLock, advisory_key, leader_lock_for
 from bot.workers.scheduler import ScheduleRunner
 
 
@@ -84,9 +89,28 @@ def make_context(
     return service, context
 
 
-@pytest.mark.parametrize(
+postgres_only = pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
+
+
+@pytest.fixture
+def other_schema_url(database_url: str) -> Iterator[str]:
+    """A second installation on the same PostgreSQL server and database: its own schema."""
+    schema = f"test_{uuid.uuid4().hex}"
+    url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    admin = create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@postgres_only
 def test_advisory_lock_has_one_holder_until_its_connection_dies(engine: Engine) -> None:
     url = engine.url.render_as_string(hide_password=False)
     first, second = AdvisoryLock(url), AdvisoryLock(url)
@@ -94,20 +118,101 @@ def test_advisory_lock_has_one_holder_until_its_connection_dies(engine: Engine) 
         assert first.try_acquire() is True
         assert second.try_acquire() is False
         assert first.still_held() is True
-        # The holder dies: its backend is terminated, as when a pod is killed.
+        assert first.key is not None
+        # The holder dies: its backend is terminated, as when a pod is killed. A bigint
+        # advisory key shows in pg_locks as classid (high half) and objid (low half).
         with create_engine(url).connect() as admin:
             admin.execute(
                 text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND objid = :k AND granted"
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :high AND objid = :low AND objsubid = 1 AND granted"
                 ),
-                {"k": 0x6465706C6F79 & 0xFFFFFFFF},
+                {"high": (first.key >> 32) & 0xFFFFFFFF, "low": first.key & 0xFFFFFFFF},
             )
         assert first.still_held() is False
         assert second.try_acquire() is True
     finally:
         first.release()
         second.release()
+
+
+@postgres_only
+def test_the_advisory_key_is_derived_from_the_database_and_schema(
+    database_url: str, other_schema_url: str
+) -> None:
+    here, there = AdvisoryLock(database_url), AdvisoryLock(other_schema_url)
+    try:
+        assert here.try_acquire() is True
+        assert there.try_acquire() is True  # another installation: a leader of its own
+        schema = make_url(database_url).query["options"].removeprefix("-csearch_path=")
+        assert here.installation == f"{make_url(database_url).database}/{schema}"
+        assert here.key == advisory_key(f"test/{schema}")
+        assert here.key != there.key
+        assert -(2**63) <= here.key < 2**63  # a bigint, as pg_try_advisory_lock takes
+    finally:
+        here.release()
+        there.release()
+
+
+@postgres_only
+def test_two_installations_on_one_server_each_have_a_leader(
+    database_url: str,
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    other_schema_url: str,
+    tmp_path: Path,
+) -> None:
+    upgrade(other_schema_url)
+    other_engine = make_engine(other_schema_url)
+    runners = []
+    for url, (eng, factory) in [
+        (database_url, (engine, session_factory)),
+        (database_url, (engine, session_factory)),
+        (other_schema_url, (other_engine, make_sessionmaker(other_engine))),
+        (other_schema_url, (other_engine, make_sessionmaker(other_engine))),
+    ]:
+        _, context = make_context(write_config(tmp_path), factory)
+        runner = ScheduleRunner(context=context, engine=eng, lock=leader_lock_for(url), poll=0.1)
+        runners.append(runner)
+    try:
+        for runner in runners:
+            runner.start()
+        time.sleep(1.0)  # several polls: anyone who could lead does by now
+        assert [r.leading for r in runners[:2]].count(True) == 1  # one leader per installation
+        assert [r.leading for r in runners[2:]].count(True) == 1
+    finally:
+        for runner in runners:
+            runner.stop()
+        other_engine.dispose()
+
+
+@postgres_only
+def test_a_configured_installation_name_overrides_the_schema(
+    database_url: str, other_schema_url: str
+) -> None:
+    here = leader_lock_for(database_url, installation="payments-prod")
+    there = leader_lock_for(other_schema_url, installation="payments-prod")
+    assert isinstance(here, AdvisoryLock) and isinstance(there, AdvisoryLock)
+    try:
+        assert here.key == there.key == advisory_key("payments-prod")
+        assert here.try_acquire() is True
+        assert there.try_acquire() is False  # named alike: one installation, one leader
+    finally:
+        here.release()
+        there.release()
+
+
+def test_the_installation_setting_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEPLOYBOT_INSTALLATION", raising=False)
+    assert Settings(_env_file=None).installation is None
+    monkeypatch.setenv("DEPLOYBOT_INSTALLATION", "payments-prod")
+    assert Settings(_env_file=None).installation == "payments-prod"
+
+
+def test_the_sqlite_lock_file_sits_beside_the_database(tmp_path: Path) -> None:
+    lock = leader_lock_for(f"sqlite:///{tmp_path / 'one' / 'deploybot.db'}")
+    assert isinstance(lock, FileLock)
+    assert lock.path == tmp_path / "one" / "deploybot.db.scheduler.lock"
 
 
 def test_file_lock_has_one_holder(tmp_path: Path) -> None:

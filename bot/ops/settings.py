@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # reconciles jobs with sessions (seconds).
     scheduler_poll: float = Field(2.0, alias="DEPLOYBOT_SCHEDULER_POLL")
     scheduler_sync: float = Field(5.0, alias="DEPLOYBOT_SCHEDULER_SYNC")
+    # The installation's name for the scheduler's leader lock. Unset, the database and schema
+    # name it, so installations sharing a PostgreSQL server each get their own leader.
+    installation: str | None = Field(None, alias="DEPLOYBOT_INSTALLATION")
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from bot.app.incidents import Incidents, describe_target
 from bot.app.probe_rounds import SessionProbes
 from bot.app.sessions import DeployService
@@ -25,7 +27,7 @@ from bot.integrations.rollback_targets import RollbackTarget, run_target
 from bot.ops import metrics
 from bot.ops.logs import session_scoped
 from bot.ops.redact import redact
-from bot.workers.jobs import claim_slot
+from bot.storage.schedule_slots import claim_slot
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,12 @@ class Rollbacks:
         executor: Executor,
         changed: Callable[[int], None] = lambda session_id: None,
         run: Callable[[RollbackTarget], str] = run_target,
+        session_factory: sessionmaker[Session] | None = None,
     ) -> None:
         self.config = config
         self.service = service
+        # Where steps are claimed (``schedule_slots``); the service's database unless given.
+        self.session_factory = session_factory or service.session_factory
         self.probes = probes
         self.incidents = incidents
         self.executor = executor
@@ -110,7 +115,7 @@ class Rollbacks:
             what = describe_target(target)
             if step in done:
                 continue
-            if not claim_slot(session_id, job, step):
+            if not claim_slot(self.session_factory, session_id, job, step, at=self.service.clock()):
                 self._fail(
                     session,
                     f"step {step} ({what}) was interrupted by a restart; "

@@ -19,6 +19,7 @@ from bot.storage.repositories import (
     SlackMessageRepository,
     conflicts_translated,
 )
+from bot.storage.schedule_slots import ScheduleSlots
 
 T = TypeVar("T")
 
@@ -35,6 +36,7 @@ class UnitOfWork:
     locks: LockRepository
     slack_messages: SlackMessageRepository
     probe_runs: ProbeRunRepository
+    schedule_slots: ScheduleSlots
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -47,6 +49,7 @@ class UnitOfWork:
         self.locks = LockRepository(db)
         self.slack_messages = SlackMessageRepository(db)
         self.probe_runs = ProbeRunRepository(db)
+        self.schedule_slots = ScheduleSlots(db)
         return self
 
     def __exit__(

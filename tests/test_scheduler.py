@@ -6,6 +6,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,13 +22,16 @@ from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import FinishDeployment, SignOff, StartDeployment, StartMonitoring
 from bot.ops.settings import Settings
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from bot.storage.schedule_slots import claim_slot
 from bot.storage.uow import UnitOfWork
-from bot.workers import jobs
+from bot.workers.jobs import JobContext, Jobs
 from bot.workers.leader import AdvisoryLock, FileLock, advisory_key, leader_lock_for
 from bot.workers.scheduler import ScheduleRunner
 
 
-def write_config(tmp_path: Path, *, monitoring: str = "every 1s for 4s") -> Path:
+def write_config(
+    tmp_path: Path, *, monitoring: str = "every 1s for 4s", expire_after: str = "2h"
+) -> Path:
     (tmp_path / "checklist.yaml").write_text(
         "title: T\nsections:\n  - title: Pre\n    items:\n      - text: Ready\n",
         encoding="utf-8",
@@ -55,7 +59,7 @@ environments:
     probes: [smoke]
     monitoring: {monitoring}
     reminders: {{after: 1h}}
-    expire_after: 2h
+    expire_after: {expire_after}
 """,
         encoding="utf-8",
     )
@@ -75,11 +79,11 @@ def monitoring_session(service: DeployService) -> int:
 
 def make_context(
     config_path: Path, session_factory: sessionmaker[Session]
-) -> tuple[DeployService, jobs.JobContext]:
+) -> tuple[DeployService, JobContext]:
     config = load_config(config_path)
     service = DeployService(config=config, session_factory=session_factory)
     probes = SessionProbes(config=config, service=service, session_factory=session_factory)
-    context = jobs.JobContext(
+    context = JobContext(
         config=config,
         service=service,
         probes=probes,
@@ -156,24 +160,19 @@ def test_the_advisory_key_is_derived_from_the_database_and_schema(
 
 @postgres_only
 def test_two_installations_on_one_server_each_have_a_leader(
-    database_url: str,
-    engine: Engine,
-    session_factory: sessionmaker[Session],
-    other_schema_url: str,
-    tmp_path: Path,
+    database_url: str, session_factory: sessionmaker[Session], other_schema_url: str, tmp_path: Path
 ) -> None:
     upgrade(other_schema_url)
     other_engine = make_engine(other_schema_url)
-    runners = []
-    for url, (eng, factory) in [
-        (database_url, (engine, session_factory)),
-        (database_url, (engine, session_factory)),
-        (other_schema_url, (other_engine, make_sessionmaker(other_engine))),
-        (other_schema_url, (other_engine, make_sessionmaker(other_engine))),
-    ]:
-        _, context = make_context(write_config(tmp_path), factory)
-        runner = ScheduleRunner(context=context, engine=eng, lock=leader_lock_for(url), poll=0.1)
-        runners.append(runner)
+    config = write_config(tmp_path)
+    installations = [(database_url, session_factory)] * 2
+    installations += [(other_schema_url, make_sessionmaker(other_engine))] * 2
+    runners = [
+        ScheduleRunner(
+            context=make_context(config, factory)[1], lock=leader_lock_for(url), poll=0.1
+        )
+        for url, factory in installations
+    ]
     try:
         for runner in runners:
             runner.start()
@@ -232,11 +231,23 @@ def test_in_memory_sqlite_cannot_hold_schedules() -> None:
 def test_a_slot_fires_once(
     database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    service, jobs.context = make_context(write_config(tmp_path), session_factory)
+    service, _ = make_context(write_config(tmp_path), session_factory)
     sid = monitoring_session(service)
-    assert jobs.claim_slot(sid, "monitor", 1) is True
-    assert jobs.claim_slot(sid, "monitor", 1) is False
-    assert jobs.claim_slot(sid, "monitor", 2) is True
+    at = datetime.now(UTC)
+    assert claim_slot(session_factory, sid, "monitor", 1, at=at) is True
+    assert claim_slot(session_factory, sid, "monitor", 1, at=at) is False
+    assert claim_slot(session_factory, sid, "monitor", 2, at=at) is True
+    with UnitOfWork(session_factory) as uow:  # a duplicate leaves the transaction usable
+        assert uow.schedule_slots.claim(sid, "remind", 1, at=at) is True
+        assert uow.schedule_slots.claim(sid, "remind", 1, at=at) is False
+        assert uow.schedule_slots.claim(sid, "expire", 1, at=at) is True
+        uow.commit()
+    with UnitOfWork(session_factory) as uow:
+        assert uow.schedule_slots.latest([sid, sid + 1]) == {
+            (sid, "monitor"): 2,
+            (sid, "remind"): 1,
+            (sid, "expire"): 1,
+        }
 
 
 def test_monitoring_runs_probes_then_completes(
@@ -246,26 +257,26 @@ def test_monitoring_runs_probes_then_completes(
     sid = monitoring_session(service)
     since = datetime.now(UTC)
     now = [since + timedelta(seconds=1)]
-    jobs.context = jobs.JobContext(**{**context.__dict__, "clock": lambda: now[0]})
-    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 1
-    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 1 again: skipped
+    jobs = Jobs(replace(context, clock=lambda: now[0]))
+    every, window = timedelta(seconds=1), timedelta(seconds=4)
+    jobs.monitor(sid, since, every, window)  # slot 1
+    jobs.monitor(sid, since, every, window)  # slot 1 again: skipped
     with UnitOfWork(session_factory) as uow:
         runs = uow.probe_runs.for_session(sid)
     assert [(r.probe, r.ok) for r in runs] == [("smoke", True)]
     assert service.get(sid).state is SessionState.MONITORING
     now[0] = since + timedelta(seconds=4)
-    now[0] = since + timedelta(seconds=4)
-    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 4: the last one
+    jobs.monitor(sid, since, every, window)  # slot 4: the last one
     assert service.get(sid).state is SessionState.COMPLETED
 
 
 def test_expire_aborts_and_frees_the_environment(
     database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    service, jobs.context = make_context(write_config(tmp_path), session_factory)
+    service, context = make_context(write_config(tmp_path), session_factory)
     session = service.open(environment="staging", user_id="U0DEPLOYER")
     assert session.id is not None
-    jobs.expire(session.id, 7200.0)
+    Jobs(context).expire(session.id, timedelta(hours=2))
     expired = service.get(session.id)
     assert expired.state is SessionState.ABORTED
     assert expired.outcome_reason == "expired: open longer than 2:00:00"
@@ -283,7 +294,7 @@ def test_leader_syncs_jobs_with_sessions(
         if engine.dialect.name == "postgresql"
         else FileLock(tmp_path / "leader.lock")
     )
-    runner = ScheduleRunner(context=context, engine=engine, lock=lock, poll=0.1, sync_every=0.3)
+    runner = ScheduleRunner(context=context, lock=lock, poll=0.1, sync_every=0.3)
     runner.start()
     try:
         sid = monitoring_session(service)
@@ -319,21 +330,17 @@ def test_reminder_names_the_missing_signoffs_in_the_thread(
             uow.slack_messages.put(session.id, "summary", summary["channel"], summary["ts"])
             uow.commit()
         opened = session.opened_at
-        jobs.context = jobs.JobContext(
-            **{**context.__dict__, "client": client, "clock": lambda: opened + timedelta(hours=1)}
-        )
-        jobs.remind(session.id, opened.isoformat(), 3600.0)
-        jobs.remind(session.id, opened.isoformat(), 3600.0)  # the same slot: once only
+        jobs = Jobs(replace(context, client=client, clock=lambda: opened + timedelta(hours=1)))
+        jobs.remind(session.id, opened, timedelta(hours=1))
+        jobs.remind(session.id, opened, timedelta(hours=1))  # the same slot: once only
         thread = fake.thread(summary["channel"], summary["ts"])
         assert [m.text for m in thread[1:]] == [
             f":bell: Deploy #{session.id} has waited 1:00:00 for sign-offs:\n"
             "• *QA Lead*: <@U0APPROVER>"
         ]
         service.act(session.id, SignOff("qa-lead"), "U0APPROVER")
-        jobs.context = jobs.JobContext(
-            **{**context.__dict__, "client": client, "clock": lambda: opened + timedelta(hours=2)}
-        )
-        jobs.remind(session.id, opened.isoformat(), 3600.0)  # nothing missing: no nudge
+        jobs = Jobs(replace(context, client=client, clock=lambda: opened + timedelta(hours=2)))
+        jobs.remind(session.id, opened, timedelta(hours=1))  # nothing missing: no nudge
         assert len(fake.thread(summary["channel"], summary["ts"])) == 2
 
 
@@ -346,7 +353,7 @@ def test_housekeeping_drops_old_request_keys_and_delivered_outbox_rows(
 
     _, context = make_context(write_config(tmp_path), session_factory)
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    jobs.context = jobs.JobContext(**{**context.__dict__, "clock": lambda: now})
+    jobs = Jobs(replace(context, clock=lambda: now))
     with session_factory() as db:
         db.execute(
             insert(SlackRequest),

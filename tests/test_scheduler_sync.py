@@ -160,3 +160,42 @@ def test_an_expiry_long_past_fires_once_when_a_leader_comes(
         [("expire", 1)],
         [("expire", 1), ("remind", 3)],
     )
+
+
+def test_a_due_slot_whose_run_never_claimed_it_is_run_again_at_the_next_sync(
+    database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from apscheduler.jobstores.memory import MemoryJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from bot.storage.schedule_slots import claim_slot
+
+    config = write_config(tmp_path, monitoring="every 1h for 3h", expire_after="1d")
+    since = datetime.now(UTC) - timedelta(hours=1, seconds=10)
+    sid = monitoring_session(service_at(config, session_factory, since))
+    _, context = make_context(config, session_factory)
+    runner = ScheduleRunner(context=context, lock=FileLock(tmp_path / "unused.lock"))
+    # A paused scheduler: sync sets the jobs up, nothing runs, each next run time shows.
+    scheduler = BackgroundScheduler(jobstores={"default": MemoryJobStore()}, timezone="UTC")
+    scheduler.start(paused=True)
+    runner.scheduler = scheduler
+    try:
+        job_id, round_1, round_2 = (
+            f"monitor:{sid}",
+            since + timedelta(hours=1),
+            since + timedelta(hours=2),
+        )
+        runner.sync()
+        assert scheduler.get_job(job_id).next_run_time == round_1  # due: made up at once
+        # The run came and went (the scheduler moved on) but failed before it claimed round 1:
+        scheduler.modify_job(job_id, next_run_time=round_2)
+        runner.sync()
+        assert scheduler.get_job(job_id).next_run_time == round_1  # so it is tried again
+        # Once round 1 is claimed, the next sync leaves the timetable alone.
+        assert claim_slot(session_factory, sid, "monitor", 1, at=datetime.now(UTC))
+        scheduler.modify_job(job_id, next_run_time=round_2)
+        runner.sync()
+        assert scheduler.get_job(job_id).next_run_time == round_2
+        assert {j.id for j in scheduler.get_jobs()} == {job_id, f"expire:{sid}"}
+    finally:
+        scheduler.shutdown(wait=False)

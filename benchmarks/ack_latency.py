@@ -53,13 +53,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import waitress
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 
 from bot.ops.settings import Settings
 from bot.rendering.ids import ActionId
 from bot.server import Bot, create_bot, serve_http
+from bot.slack.inbox import SlackInbox
 from bot.storage.db import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -428,6 +430,24 @@ class Figures:
     over_deadline: int
 
 
+def inbox_insert_cost(bot: Bot, count: int = 300) -> str:
+    """What recording a request before its ack costs: ``count`` inbox inserts, one
+    transaction each, on the benchmark's database, with no other load."""
+    inbox = SlackInbox(bot.runtime.session_factory)
+    body = {"trigger_id": "", "user_id": DEPLOYER, "text": "status 1", "command": "/deploy"}
+    took = []
+    for n in range(count):
+        request = BoltRequest(body={**body, "trigger_id": f"bench-inbox-{n}"})
+        t0 = time.perf_counter()
+        inbox.middleware(request, BoltResponse(status=200), lambda: None)
+        took.append((time.perf_counter() - t0) * 1000)
+    took.sort()
+    p50, p99 = took[len(took) // 2], took[int(len(took) * 0.99) - 1]
+    return (
+        f"inbox insert before the ack (alone, {count} requests): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+    )
+
+
 def figures(samples: Sequence[Sample]) -> Figures:
     times = sorted(s.ms for s in samples)
     if len(times) >= 2:
@@ -508,6 +528,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with running() as (fake, bot, deploybot, bare):
         target = open_session(fake, deploybot.url)
         settle(bot, fake)
+        notes.append(inbox_insert_cost(bot))
         progress(f"session #{target.session_id} open; {len(target.checkboxes)} checkbox groups")
         for workload in (slash_workload(target, fake), click_workload(target, fake)):
             by_app: dict[str, list[Sample]] = {}

@@ -143,7 +143,7 @@ def _assemble(
     )
     delivery = SlackDelivery(client=client, session_factory=factory)
     probes = SessionProbes(config=config, service=service)
-    rollbacks = Rollbacks(config=config, service=service, probes=probes)
+    rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
 
     def probe_round(payload: dict[str, Any]) -> None:
         """A probe round asked for by a person or a state change; its verdict goes back."""
@@ -176,8 +176,7 @@ def _assemble(
     )
     scheduler = ScheduleRunner(
         context=JobContext(config=config, service=service, probes=probes, session_factory=factory),
-        engine=runtime.engine,
-        lock=leader_lock_for(runtime.database_url),
+        lock=leader_lock_for(runtime.database_url, installation=settings.installation),
         poll=settings.scheduler_poll,
         sync_every=settings.scheduler_sync,
     )

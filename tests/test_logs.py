@@ -144,9 +144,9 @@ def test_session_scoped_reads_the_session_id_argument(
         "bot.app.sessions:DeployService.handle",
         "bot.app.probe_rounds:SessionProbes.run",
         "bot.app.rollback:Rollbacks.execute",
-        "bot.workers.jobs:monitor",
-        "bot.workers.jobs:remind",
-        "bot.workers.jobs:expire",
+        "bot.workers.jobs:Jobs.monitor",
+        "bot.workers.jobs:Jobs.remind",
+        "bot.workers.jobs:Jobs.expire",
     ],
 )
 def test_work_on_one_session_runs_in_its_context(target: str) -> None:

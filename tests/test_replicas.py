@@ -61,7 +61,11 @@ environments:
 class Replica:
     def __init__(self, name: str, env: dict[str, str], tmp_path: Path, fake: FakeSlack) -> None:
         self.process = BotProcess(name, env, tmp_path)
-        self.process.wait_for("listening on")
+        try:
+            self.process.wait_for("listening on")
+        except AssertionError:
+            self.process.kill()
+            raise
         port = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.process.output())
         assert port is not None, self.process.output()
         url = f"http://127.0.0.1:{port.group(1)}/slack/events"
@@ -121,8 +125,9 @@ def test_two_replicas_take_a_burst_of_ticks_from_two_people(
             DEPLOYBOT_OUTBOX_LEASE="3",
             DEPLOYBOT_INBOX_CLAIM="2",
         )
-        replicas = [Replica(name, env, tmp_path, fake) for name in ("a", "b")]
+        replicas: list[Replica] = []
         try:
+            replicas += [Replica(name, env, tmp_path, fake) for name in ("a", "b")]
             start = replicas[0].slack.command(
                 "start staging", user_id="U0DEPLOYER", response_url=fake.response_url("start")
             )

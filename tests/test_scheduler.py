@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.probe_rounds import SessionProbes
@@ -16,13 +20,18 @@ from bot.app.sessions import DeployService
 from bot.config.schema import load_config
 from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import FinishDeployment, SignOff, StartDeployment, StartMonitoring
+from bot.ops.settings import Settings
+from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from bot.storage.schedule_slots import claim_slot
 from bot.storage.uow import UnitOfWork
-from bot.workers import jobs
-from bot.workers.leader import AdvisoryLock, FileLock, leader_lock_for
+from bot.workers.jobs import JobContext, Jobs
+from bot.workers.leader import AdvisoryLock, FileLock, advisory_key, leader_lock_for
 from bot.workers.scheduler import ScheduleRunner
 
 
-def write_config(tmp_path: Path, *, monitoring: str = "every 1s for 4s") -> Path:
+def write_config(
+    tmp_path: Path, *, monitoring: str = "every 1s for 4s", expire_after: str = "2h"
+) -> Path:
     (tmp_path / "checklist.yaml").write_text(
         "title: T\nsections:\n  - title: Pre\n    items:\n      - text: Ready\n",
         encoding="utf-8",
@@ -50,7 +59,7 @@ environments:
     probes: [smoke]
     monitoring: {monitoring}
     reminders: {{after: 1h}}
-    expire_after: 2h
+    expire_after: {expire_after}
 """,
         encoding="utf-8",
     )
@@ -70,23 +79,38 @@ def monitoring_session(service: DeployService) -> int:
 
 def make_context(
     config_path: Path, session_factory: sessionmaker[Session]
-) -> tuple[DeployService, jobs.JobContext]:
+) -> tuple[DeployService, JobContext]:
     config = load_config(config_path)
     service = DeployService(config=config, session_factory=session_factory)
-    probes = SessionProbes(config=config, service=service, session_factory=session_factory)
-    context = jobs.JobContext(
-        config=config,
-        service=service,
-        probes=probes,
-        session_factory=session_factory,
-        changed=lambda sid: None,
+    probes = SessionProbes(config=config, service=service)
+    context = JobContext(
+        config=config, service=service, probes=probes, session_factory=session_factory
     )
     return service, context
 
 
-@pytest.mark.parametrize(
+postgres_only = pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
+
+
+@pytest.fixture
+def other_schema_url(database_url: str) -> Iterator[str]:
+    """A second installation on the same PostgreSQL server and database: its own schema."""
+    schema = f"test_{uuid.uuid4().hex}"
+    url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    admin = create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@postgres_only
 def test_advisory_lock_has_one_holder_until_its_connection_dies(engine: Engine) -> None:
     url = engine.url.render_as_string(hide_password=False)
     first, second = AdvisoryLock(url), AdvisoryLock(url)
@@ -94,20 +118,96 @@ def test_advisory_lock_has_one_holder_until_its_connection_dies(engine: Engine) 
         assert first.try_acquire() is True
         assert second.try_acquire() is False
         assert first.still_held() is True
-        # The holder dies: its backend is terminated, as when a pod is killed.
+        assert first.key is not None
+        # The holder dies: its backend is terminated, as when a pod is killed. A bigint
+        # advisory key shows in pg_locks as classid (high half) and objid (low half).
         with create_engine(url).connect() as admin:
             admin.execute(
                 text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND objid = :k AND granted"
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :high AND objid = :low AND objsubid = 1 AND granted"
                 ),
-                {"k": 0x6465706C6F79 & 0xFFFFFFFF},
+                {"high": (first.key >> 32) & 0xFFFFFFFF, "low": first.key & 0xFFFFFFFF},
             )
         assert first.still_held() is False
         assert second.try_acquire() is True
     finally:
         first.release()
         second.release()
+
+
+@postgres_only
+def test_the_advisory_key_is_derived_from_the_database_and_schema(
+    database_url: str, other_schema_url: str
+) -> None:
+    here, there = AdvisoryLock(database_url), AdvisoryLock(other_schema_url)
+    try:
+        assert here.try_acquire() is True
+        assert there.try_acquire() is True  # another installation: a leader of its own
+        schema = make_url(database_url).query["options"].removeprefix("-csearch_path=")
+        assert here.installation == f"{make_url(database_url).database}/{schema}"
+        assert here.key == advisory_key(f"test/{schema}")
+        assert here.key != there.key
+        assert -(2**63) <= here.key < 2**63  # a bigint, as pg_try_advisory_lock takes
+    finally:
+        here.release()
+        there.release()
+
+
+@postgres_only
+def test_two_installations_on_one_server_each_have_a_leader(
+    database_url: str, session_factory: sessionmaker[Session], other_schema_url: str, tmp_path: Path
+) -> None:
+    upgrade(other_schema_url)
+    other_engine = make_engine(other_schema_url)
+    config = write_config(tmp_path)
+    installations = [(database_url, session_factory)] * 2
+    installations += [(other_schema_url, make_sessionmaker(other_engine))] * 2
+    runners = [
+        ScheduleRunner(
+            context=make_context(config, factory)[1], lock=leader_lock_for(url), poll=0.1
+        )
+        for url, factory in installations
+    ]
+    try:
+        for runner in runners:
+            runner.start()
+        time.sleep(1.0)  # several polls: anyone who could lead does by now
+        assert [r.leading for r in runners[:2]].count(True) == 1  # one leader per installation
+        assert [r.leading for r in runners[2:]].count(True) == 1
+    finally:
+        for runner in runners:
+            runner.stop()
+        other_engine.dispose()
+
+
+@postgres_only
+def test_a_configured_installation_name_overrides_the_schema(
+    database_url: str, other_schema_url: str
+) -> None:
+    here = leader_lock_for(database_url, installation="payments-prod")
+    there = leader_lock_for(other_schema_url, installation="payments-prod")
+    assert isinstance(here, AdvisoryLock) and isinstance(there, AdvisoryLock)
+    try:
+        assert here.key == there.key == advisory_key("payments-prod")
+        assert here.try_acquire() is True
+        assert there.try_acquire() is False  # named alike: one installation, one leader
+    finally:
+        here.release()
+        there.release()
+
+
+def test_the_installation_setting_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEPLOYBOT_INSTALLATION", raising=False)
+    assert Settings(_env_file=None).installation is None
+    monkeypatch.setenv("DEPLOYBOT_INSTALLATION", "payments-prod")
+    assert Settings(_env_file=None).installation == "payments-prod"
+
+
+def test_the_sqlite_lock_file_sits_beside_the_database(tmp_path: Path) -> None:
+    lock = leader_lock_for(f"sqlite:///{tmp_path / 'one' / 'deploybot.db'}")
+    assert isinstance(lock, FileLock)
+    assert lock.path == tmp_path / "one" / "deploybot.db.scheduler.lock"
 
 
 def test_file_lock_has_one_holder(tmp_path: Path) -> None:
@@ -127,11 +227,23 @@ def test_in_memory_sqlite_cannot_hold_schedules() -> None:
 def test_a_slot_fires_once(
     database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    service, jobs.context = make_context(write_config(tmp_path), session_factory)
+    service, _ = make_context(write_config(tmp_path), session_factory)
     sid = monitoring_session(service)
-    assert jobs.claim_slot(sid, "monitor", 1) is True
-    assert jobs.claim_slot(sid, "monitor", 1) is False
-    assert jobs.claim_slot(sid, "monitor", 2) is True
+    at = datetime.now(UTC)
+    assert claim_slot(session_factory, sid, "monitor", 1, at=at) is True
+    assert claim_slot(session_factory, sid, "monitor", 1, at=at) is False
+    assert claim_slot(session_factory, sid, "monitor", 2, at=at) is True
+    with UnitOfWork(session_factory) as uow:  # a duplicate leaves the transaction usable
+        assert uow.schedule_slots.claim(sid, "remind", 1, at=at) is True
+        assert uow.schedule_slots.claim(sid, "remind", 1, at=at) is False
+        assert uow.schedule_slots.claim(sid, "expire", 1, at=at) is True
+        uow.commit()
+    with UnitOfWork(session_factory) as uow:
+        assert uow.schedule_slots.latest([sid, sid + 1]) == {
+            (sid, "monitor"): 2,
+            (sid, "remind"): 1,
+            (sid, "expire"): 1,
+        }
 
 
 def test_monitoring_runs_probes_then_completes(
@@ -141,26 +253,26 @@ def test_monitoring_runs_probes_then_completes(
     sid = monitoring_session(service)
     since = datetime.now(UTC)
     now = [since + timedelta(seconds=1)]
-    jobs.context = jobs.JobContext(**{**context.__dict__, "clock": lambda: now[0]})
-    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 1
-    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 1 again: skipped
+    jobs = Jobs(replace(context, clock=lambda: now[0]))
+    every, window = timedelta(seconds=1), timedelta(seconds=4)
+    jobs.monitor(sid, since, every, window)  # slot 1
+    jobs.monitor(sid, since, every, window)  # slot 1 again: skipped
     with UnitOfWork(session_factory) as uow:
         runs = uow.probe_runs.for_session(sid)
     assert [(r.probe, r.ok) for r in runs] == [("smoke", True)]
     assert service.get(sid).state is SessionState.MONITORING
     now[0] = since + timedelta(seconds=4)
-    now[0] = since + timedelta(seconds=4)
-    jobs.monitor(sid, since.isoformat(), 1.0, 4.0)  # slot 4: the last one
+    jobs.monitor(sid, since, every, window)  # slot 4: the last one
     assert service.get(sid).state is SessionState.COMPLETED
 
 
 def test_expire_aborts_and_frees_the_environment(
     database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    service, jobs.context = make_context(write_config(tmp_path), session_factory)
+    service, context = make_context(write_config(tmp_path), session_factory)
     session = service.open(environment="staging", user_id="U0DEPLOYER")
     assert session.id is not None
-    jobs.expire(session.id, 7200.0)
+    Jobs(context).expire(session.id, timedelta(hours=2))
     expired = service.get(session.id)
     assert expired.state is SessionState.ABORTED
     assert expired.outcome_reason == "expired: open longer than 2:00:00"
@@ -178,7 +290,7 @@ def test_leader_syncs_jobs_with_sessions(
         if engine.dialect.name == "postgresql"
         else FileLock(tmp_path / "leader.lock")
     )
-    runner = ScheduleRunner(context=context, engine=engine, lock=lock, poll=0.1, sync_every=0.3)
+    runner = ScheduleRunner(context=context, lock=lock, poll=0.1, sync_every=0.3)
     runner.start()
     try:
         sid = monitoring_session(service)
@@ -200,36 +312,38 @@ def test_leader_syncs_jobs_with_sessions(
 def test_reminder_names_the_missing_signoffs_in_the_thread(
     database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    from slack_sdk import WebClient
+    from sqlalchemy import select
 
-    from tests.support.slack import FakeSlack
+    from bot.storage.models import OutboxRow
 
     service, context = make_context(write_config(tmp_path), session_factory)
     session = service.open(environment="staging", user_id="U0DEPLOYER")
     assert session.id is not None
-    with FakeSlack() as fake:
-        client = WebClient(token="xoxb-test", base_url=fake.base_url)
-        summary = client.chat_postMessage(channel="#deploys", text="summary")
-        with UnitOfWork(session_factory) as uow:
-            uow.slack_messages.put(session.id, "summary", summary["channel"], summary["ts"])
-            uow.commit()
-        opened = session.opened_at
-        jobs.context = jobs.JobContext(
-            **{**context.__dict__, "client": client, "clock": lambda: opened + timedelta(hours=1)}
-        )
-        jobs.remind(session.id, opened.isoformat(), 3600.0)
-        jobs.remind(session.id, opened.isoformat(), 3600.0)  # the same slot: once only
-        thread = fake.thread(summary["channel"], summary["ts"])
-        assert [m.text for m in thread[1:]] == [
+
+    def nudges() -> list[dict[str, object]]:
+        """The thread replies the reminders wrote to the outbox, in order."""
+        with session_factory() as db:
+            payloads = db.scalars(
+                select(OutboxRow.payload).where(OutboxRow.topic == "slack").order_by(OutboxRow.id)
+            ).all()
+        return [p for p in payloads if p.get("kind") == "reply"]
+
+    opened = session.opened_at
+    jobs = Jobs(replace(context, clock=lambda: opened + timedelta(hours=1)))
+    jobs.remind(session.id, opened, timedelta(hours=1))
+    jobs.remind(session.id, opened, timedelta(hours=1))  # the same slot: once only
+    assert [(n["purpose"], n["text"]) for n in nudges()] == [
+        (
+            "summary",
             f":bell: Deploy #{session.id} has waited 1:00:00 for sign-offs:\n"
-            "• *QA Lead*: <@U0APPROVER>"
-        ]
-        service.act(session.id, SignOff("qa-lead"), "U0APPROVER")
-        jobs.context = jobs.JobContext(
-            **{**context.__dict__, "client": client, "clock": lambda: opened + timedelta(hours=2)}
+            "• *QA Lead*: <@U0APPROVER>",
         )
-        jobs.remind(session.id, opened.isoformat(), 3600.0)  # nothing missing: no nudge
-        assert len(fake.thread(summary["channel"], summary["ts"])) == 2
+    ]
+    assert [e.kind for e in service.history(session.id)].count("reminder") == 1
+    service.act(session.id, SignOff("qa-lead"), "U0APPROVER")
+    jobs = Jobs(replace(context, clock=lambda: opened + timedelta(hours=2)))
+    jobs.remind(session.id, opened, timedelta(hours=1))  # nothing missing: no nudge
+    assert len(nudges()) == 1
 
 
 def test_housekeeping_drops_old_request_keys_and_delivered_outbox_rows(
@@ -237,17 +351,17 @@ def test_housekeeping_drops_old_request_keys_and_delivered_outbox_rows(
 ) -> None:
     from sqlalchemy import insert, select
 
-    from bot.storage.models import OutboxRow, SlackRequest
+    from bot.storage.models import InboxRow, OutboxRow
 
     _, context = make_context(write_config(tmp_path), session_factory)
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    jobs.context = jobs.JobContext(**{**context.__dict__, "clock": lambda: now})
+    jobs = Jobs(replace(context, clock=lambda: now))
     with session_factory() as db:
         db.execute(
-            insert(SlackRequest),
+            insert(InboxRow),
             [
-                {"key": "old", "received_at": now - timedelta(days=2)},
-                {"key": "new", "received_at": now - timedelta(hours=1)},
+                {"key": key, "body": {}, "received_at": at, "claimed_until": at, "done_at": at}
+                for key, at in (("old", now - timedelta(days=2)), ("new", now - timedelta(hours=1)))
             ],
         )
         rows = [
@@ -270,6 +384,6 @@ def test_housekeeping_drops_old_request_keys_and_delivered_outbox_rows(
         db.commit()
     assert jobs.housekeeping() == (1, 1)
     with session_factory() as db:
-        assert db.scalars(select(SlackRequest.key)).all() == ["new"]
+        assert db.scalars(select(InboxRow.key)).all() == ["new"]
         kept = db.scalars(select(OutboxRow.idempotency_key).order_by(OutboxRow.id)).all()
         assert kept == ["sent-lately", "never-sent"]

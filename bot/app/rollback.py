@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from bot.app.incidents import describe_target
 from bot.app.probe_rounds import SessionProbes
 from bot.app.sessions import DeployService
@@ -25,7 +27,7 @@ from bot.integrations.rollback_targets import RollbackTarget, run_target
 from bot.ops import metrics
 from bot.ops.logs import session_scoped
 from bot.ops.redact import redact
-from bot.workers.jobs import claim_slot
+from bot.storage.schedule_slots import claim_slot
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,12 @@ class Rollbacks:
         service: DeployService,
         probes: SessionProbes,
         run: Callable[[RollbackTarget], str] = run_target,
+        session_factory: sessionmaker[Session] | None = None,
     ) -> None:
         self.config = config
         self.service = service
+        # Where steps are claimed (``schedule_slots``); the service's database unless given.
+        self.session_factory = session_factory or service.session_factory
         self.probes = probes
         self.run_step = run
 
@@ -89,7 +94,8 @@ class Rollbacks:
             what = describe_target(target)
             if step in done:
                 continue
-            if not claim_slot(session_id, job, step):
+            now = self.service.clock()
+            if not claim_slot(self.session_factory, session_id, job, step, at=now):
                 self._fail(
                     session,
                     f"step {step} ({what}) was interrupted by a restart; "

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     outbox_lease: float = Field(15.0, alias="DEPLOYBOT_OUTBOX_LEASE")
     inbox_claim: float = Field(30.0, alias="DEPLOYBOT_INBOX_CLAIM")
     host: str = Field("0.0.0.0", alias="DEPLOYBOT_HOST")  # HTTP mode's listening address
+    # The installation's name for the scheduler's leader lock. Unset, the database and schema
+    # name it, so installations sharing a PostgreSQL server each get their own leader.
+    installation: str | None = Field(None, alias="DEPLOYBOT_INSTALLATION")
 
 
 @lru_cache(maxsize=1)

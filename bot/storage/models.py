@@ -199,8 +199,9 @@ class ScheduleSlotRow(Base):
     fired_at: Mapped[datetime]
 
 
-# APScheduler's own job store table (SQLAlchemyJobStore), created by our migrations so that
-# the schema has one owner; its layout is APScheduler 3's.
+# APScheduler 3's SQLAlchemyJobStore table, created by migration 0002. Nothing writes it any
+# more (the leader derives its jobs from the sessions and keeps them in memory); it stays
+# here, in step with the migrations, until a migration drops it.
 apscheduler_jobs = Table(
     "apscheduler_jobs",
     Base.metadata,

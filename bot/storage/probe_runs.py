@@ -4,12 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from bot.integrations.probes.base import ProbeResult
+from bot.domain.checklist import Severity
 from bot.storage.models import ProbeRunRow
+
+
+class ProbeResultLike(Protocol):
+    """What storage records of a probe's result.
+
+    :class:`bot.integrations.probes.ProbeResult` is one; storage names only the fields it
+    keeps, so that it need not import the integrations above it.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def severity(self) -> Severity: ...
+    @property
+    def at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +60,7 @@ class ProbeRunRepository:
 
     def record(
         self,
-        result: ProbeResult,
+        result: ProbeResultLike,
         *,
         environment: str,
         session_id: int | None = None,

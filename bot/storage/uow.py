@@ -22,6 +22,7 @@ from bot.storage.repositories import (
     SlackMessageRepository,
     conflicts_translated,
 )
+from bot.storage.schedule_slots import ScheduleSlots
 
 T = TypeVar("T")
 OUTBOX = Outbox()
@@ -40,6 +41,7 @@ class UnitOfWork:
     slack_messages: SlackMessageRepository
     probe_runs: ProbeRunRepository
     inbox: Inbox
+    schedule_slots: ScheduleSlots
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -53,6 +55,7 @@ class UnitOfWork:
         self.slack_messages = SlackMessageRepository(db)
         self.probe_runs = ProbeRunRepository(db)
         self.inbox = Inbox(db)
+        self.schedule_slots = ScheduleSlots(db)
         return self
 
     def __exit__(

@@ -1,16 +1,19 @@
-"""Leader election: exactly one replica runs the scheduler.
+"""Leader election: exactly one replica per installation runs the scheduler.
 
-APScheduler 3 must not share a job store between live schedulers, so only the holder of the
-leader lock starts one. On PostgreSQL the lock is a session-level advisory lock held on a
-dedicated connection: it dies with the process (or its connection), and another replica
-takes it on its next try. On SQLite (one host) an exclusive ``flock`` on a file beside the
-database plays the same part.
+Only the holder of the leader lock runs scheduled jobs. On PostgreSQL the lock is a
+session-level advisory lock held on a dedicated connection: it dies with the process (or its
+connection), and another replica takes it on its next try. Advisory locks are server-wide,
+so the key is derived from the installation (its database and schema, or a configured name):
+two installations on one server each get a leader. On SQLite (one host) an exclusive
+``flock`` on a file beside the database file plays the same part; the file names the
+installation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -22,8 +25,15 @@ from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
-# Any fixed 64-bit number: the advisory lock's name for "deploybot's scheduler".
-ADVISORY_KEY = 0x6465706C6F79  # "deploy"
+
+def advisory_key(installation: str) -> int:
+    """The advisory lock key of an installation's scheduler: a stable signed 64-bit hash.
+
+    Stable across processes and Python versions (unlike ``hash()``), and signed because
+    ``pg_try_advisory_lock`` takes a ``bigint``.
+    """
+    digest = hashlib.sha256(f"deploybot scheduler: {installation}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class LeaderLock(Protocol):
@@ -39,23 +49,52 @@ class LeaderLock(Protocol):
 
 
 class AdvisoryLock:
-    """``pg_try_advisory_lock`` on a connection of its own, outside any pool."""
+    """``pg_try_advisory_lock`` on a connection of its own, outside any pool.
 
-    def __init__(self, url: str) -> None:
+    Args:
+        url: the installation's database.
+        installation: a configured name for the installation; None derives it from the
+            database and schema the connection lands in.
+    """
+
+    def __init__(self, url: str, *, installation: str | None = None) -> None:
         self._engine: Engine = create_engine(url, poolclass=NullPool)
         self._connection: Connection | None = None
+        self.installation = installation or None
+        self.key = advisory_key(installation) if installation else None
 
     def try_acquire(self) -> bool:
         if self._connection is not None:
             return self.still_held()
         connection = self._engine.connect()
-        got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY})
-        if got.scalar_one():
-            connection.commit()
-            self._connection = connection
-            return True
-        connection.close()
-        return False
+        held = False
+        try:
+            key = self.key if self.key is not None else self._derive_key(connection)
+            got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+            held = bool(got.scalar_one())
+            if held:
+                connection.commit()
+                self._connection = connection
+        finally:
+            if not held:
+                connection.close()
+        return held
+
+    def _derive_key(self, connection: Connection) -> int:
+        """Name the installation by the database and the schema its tables live in.
+
+        The server is asked rather than the URL parsed: ``current_schema()`` is where the
+        tables are, however the search path was set (``options`` in the URL, ``PGOPTIONS``,
+        ``ALTER ROLE ... SET search_path``).
+        """
+        query = (
+            "SELECT current_database(), coalesce(current_schema(), current_setting('search_path'))"
+        )
+        database, schema = connection.execute(text(query)).one()
+        connection.commit()
+        self.installation = f"{database}/{schema}"
+        self.key = advisory_key(self.installation)
+        return self.key
 
     def still_held(self) -> bool:
         if self._connection is None:
@@ -72,7 +111,7 @@ class AdvisoryLock:
     def release(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(Exception):
-                self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
             self._drop()
         self._engine.dispose()
 
@@ -112,11 +151,17 @@ class FileLock:
             self._file = None
 
 
-def leader_lock_for(url: str) -> LeaderLock:
-    """The right lock for the database the replicas share."""
+def leader_lock_for(url: str, *, installation: str | None = None) -> LeaderLock:
+    """The right lock for the database the replicas share.
+
+    Args:
+        url: the database URL.
+        installation: ``DEPLOYBOT_INSTALLATION``; names the installation on PostgreSQL
+            (empty or None: its database and schema do). On SQLite the database file does.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return AdvisoryLock(url)
+        return AdvisoryLock(url, installation=installation or None)
     database = parsed.database or ""
     if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
         return FileLock(Path(database).with_name(Path(database).name + ".scheduler.lock"))
@@ -127,4 +172,9 @@ def leader_lock_for(url: str) -> LeaderLock:
 
 
 def describe(lock: LeaderLock) -> str:
+    """Which lock, for which installation, in which process (for the logs)."""
+    if isinstance(lock, AdvisoryLock):
+        return f"advisory lock of installation {lock.installation!r} in process {os.getpid()}"
+    if isinstance(lock, FileLock):
+        return f"file lock {lock.path} in process {os.getpid()}"
     return f"{type(lock).__name__} in process {os.getpid()}"

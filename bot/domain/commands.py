@@ -31,6 +31,13 @@ class StartProbe:
 
 
 @dataclass(frozen=True)
+class RequestProbes:
+    """Someone (or the bot, to verify) asks for the session's probes to run now."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class RecordProbeResult:
     item_id: str
     ok: bool
@@ -111,6 +118,7 @@ Command = (
     TickItem
     | UntickItem
     | SkipItem
+    | RequestProbes
     | StartProbe
     | RecordProbeResult
     | SignOff

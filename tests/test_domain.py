@@ -38,7 +38,7 @@ def make_session(state: SessionState = SessionState.OPEN, **policy: Any) -> Depl
             Section(
                 title="Pre-Deployment",
                 items=(
-                    ChecklistItem(text="Backups verified"),
+                    ChecklistItem(text="Backups verified", probe="backups"),
                     ChecklistItem(
                         text="Database", children=(ChecklistItem(text="Replicas in sync"),)
                     ),
@@ -351,3 +351,10 @@ def test_probes_cannot_be_requested_by_outsiders_or_during_a_rollback() -> None:
         apply(make_session(), c.RequestProbes("x"), QA, NOW)
     with pytest.raises(DomainError, match="run probes on a session that is rolling back"):
         apply(make_session(SessionState.ROLLING_BACK), c.RequestProbes("x"), REQUESTER, NOW)
+
+
+def test_policy_json_without_newer_keys_still_loads() -> None:
+    from bot.domain.session import policy_from_json
+
+    old = {"signoffs": [], "operators": ["deployers"], "oncall": []}
+    assert policy_from_json(old) == SessionPolicy(operators=("deployers",))

@@ -13,7 +13,7 @@ from bot.domain.policy import (
     SignOffRule,
     authorize,
 )
-from bot.domain.session import DeploySession, ItemProgress, ItemStatus, SessionState
+from bot.domain.session import DeploySession, Incident, ItemProgress, ItemStatus, SessionState
 from bot.domain.transitions import SYSTEM, TRANSITIONS, Outcome, apply
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "DeploySession",
     "EnvironmentPolicy",
     "Event",
+    "Incident",
     "ItemProgress",
     "ItemStatus",
     "Outcome",

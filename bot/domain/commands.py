@@ -99,7 +99,8 @@ class Acknowledge:
 
 @dataclass(frozen=True)
 class Resolve:
-    """A responder resolves the incident without rolling back; verification starts again."""
+    """A responder resolves the incident without rolling back (or after a rollback failed,
+    having fixed things by hand); verification starts again."""
 
     note: str = ""
 

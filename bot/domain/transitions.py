@@ -21,6 +21,7 @@ from bot.domain.events import Event
 from bot.domain.policy import SYSTEM, Action, Actor, Parties, SignOffRule, authorize
 from bot.domain.session import (
     DeploySession,
+    Incident,
     ItemProgress,
     ItemStatus,
     SessionState,
@@ -60,7 +61,7 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(ACTIVE + NEEDS_ATTENTION, c.Abort, S.ABORTED),
     **_rows(ACTIVE, c.Expire, S.ABORTED),
     **_rows(NEEDS_ATTENTION + (S.ROLLING_BACK,), c.Acknowledge),
-    **_rows((S.FAILED,), c.Resolve, S.VERIFYING),
+    **_rows(NEEDS_ATTENTION, c.Resolve, S.VERIFYING),
     **_rows(DEPLOYED + NEEDS_ATTENTION, c.StartRollback, S.ROLLING_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackSucceeded, S.ROLLED_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackFailed, S.ROLLBACK_FAILED),
@@ -199,7 +200,7 @@ def _start_probe(s: DeploySession, cmd: c.StartProbe, actor: Actor, at: datetime
 def _probe_result(
     s: DeploySession, cmd: c.RecordProbeResult, actor: Actor, at: datetime
 ) -> list[Event]:
-    _item(s, cmd.item_id)
+    item = _item(s, cmd.item_id)
     status = ItemStatus.DONE if cmd.ok else ItemStatus.FAILED
     severity: Severity | None = None if cmd.ok else cmd.severity
     s.items[cmd.item_id] = ItemProgress(status, actor.user_id, at, cmd.summary, severity)
@@ -207,7 +208,14 @@ def _probe_result(
     data = {"item": cmd.item_id, "summary": cmd.summary}
     if severity:
         data["severity"] = severity.value
-    return [Event(kind, actor.user_id, at, data)]
+    events = [Event(kind, actor.user_id, at, data)]
+    if severity is Severity.CRITICAL and s.open_incident is None:
+        # One incident at a time: later failures belong to the one already open.
+        probe = item.probe or item.id
+        s.incident = Incident(opened_at=at, probe=probe, summary=cmd.summary)
+        opened = {"probe": probe, "summary": cmd.summary}
+        events.append(Event("incident_opened", actor.user_id, at, opened))
+    return events
 
 
 def _sign_off(s: DeploySession, cmd: c.SignOff, actor: Actor, at: datetime) -> list[Event]:
@@ -277,10 +285,20 @@ def _start_rollback(
 
 
 def _acknowledge(s: DeploySession, cmd: c.Acknowledge, actor: Actor, at: datetime) -> list[Event]:
+    """Records who is on the open incident; acknowledging it again changes nothing (a double
+    click, or a second responder: the incident message already says who has it)."""
+    incident = s.open_incident
+    if incident is not None:
+        if incident.is_acknowledged:
+            return []
+        s.incident = replace(incident, acknowledged_by=actor.user_id, acknowledged_at=at)
     return [Event("incident_acknowledged", actor.user_id, at)]
 
 
 def _resolve(s: DeploySession, cmd: c.Resolve, actor: Actor, at: datetime) -> list[Event]:
+    incident = s.open_incident
+    if incident is not None:
+        s.incident = replace(incident, resolved_by=actor.user_id, resolved_at=at)
     s.outcome_reason = None
     return [Event("incident_resolved", actor.user_id, at, {"note": cmd.note})]
 

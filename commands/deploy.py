@@ -14,6 +14,7 @@ from bot.app.sessions import describe_lock
 from bot.domain import DeploySession
 from bot.domain.commands import Abort, RequestProbes
 from bot.domain.errors import DeployError, NotFound
+from bot.domain.policy import Action
 from bot.rendering.session import help_blocks, list_blocks, status_blocks
 from commands.deps import Deps, deps_of, finishing, parse_id, request_of, tell
 
@@ -151,6 +152,9 @@ def abort(deps: Deps, call: Invocation) -> None:
 def report(deps: Deps, call: Invocation) -> None:
     session = _session_arg(deps, call)
     assert session.id is not None
+    deps.service.authorize(
+        session.environment, Action.REPORT, call.user_id, requester=session.requester
+    )
     service = deps.service
     text = report_markdown(session, service.history(session.id), service.probe_runs(session.id))
     # Slack shows Markdown-ish text; a report longer than a message goes as a snippet in a

@@ -38,7 +38,7 @@ def make_session(state: SessionState = SessionState.OPEN, **policy: Any) -> Depl
             Section(
                 title="Pre-Deployment",
                 items=(
-                    ChecklistItem(text="Backups verified"),
+                    ChecklistItem(text="Backups verified", probe="backups"),
                     ChecklistItem(
                         text="Database", children=(ChecklistItem(text="Replicas in sync"),)
                     ),
@@ -87,6 +87,7 @@ COMMANDS: list[tuple[c.Command, Actor]] = [
     (c.TickItem("1.1"), REQUESTER),
     (c.UntickItem("1.1"), REQUESTER),
     (c.SkipItem("1.1", "not needed"), REQUESTER),
+    (c.RequestProbes("a manual run"), REQUESTER),
     (c.StartProbe("1.1"), SYSTEM),
     (c.RecordProbeResult("1.1", ok=True, summary="HTTP 200"), SYSTEM),
     (c.SignOff("qa-lead"), QA),
@@ -188,8 +189,12 @@ def test_skip_needs_a_reason() -> None:
 
 
 def test_outsider_cannot_work_the_checklist() -> None:
-    with pytest.raises(PermissionDenied, match="not in any of this deploy's roles"):
+    with pytest.raises(PermissionDenied) as refused:
         apply(make_session(), c.TickItem("1.1"), OUTSIDER, NOW)
+    assert str(refused.value) == (
+        "You can't tick items: only the requester <@U0DEPLOYER> or members of "
+        "`deployers`, `approvers`, `oncall` can."
+    )
 
 
 def test_gated_section_stays_closed_until_prerequisites_and_signoffs() -> None:
@@ -327,3 +332,29 @@ def test_acknowledge_and_resolve_only_by_responders() -> None:
     resolved = apply(acked.session, c.Resolve("flaky probe"), QA, NOW)
     assert resolved.session.state is SessionState.VERIFYING
     assert resolved.events[0].data == {"note": "flaky probe"}
+
+
+def test_requesting_probes_changes_no_state_and_says_why() -> None:
+    for actor in (REQUESTER, OPERATOR, SYSTEM):
+        out = apply(
+            make_session(SessionState.VERIFYING), c.RequestProbes("a manual run"), actor, NOW
+        )
+        assert out.session.state is SessionState.VERIFYING
+        assert out.session.items == {}
+        assert [(e.kind, e.actor, e.data) for e in out.events] == [
+            ("probes_requested", actor.user_id, {"why": "a manual run"})
+        ]
+
+
+def test_probes_cannot_be_requested_by_outsiders_or_during_a_rollback() -> None:
+    with pytest.raises(PermissionDenied, match="You can't run probes: only the requester"):
+        apply(make_session(), c.RequestProbes("x"), QA, NOW)
+    with pytest.raises(DomainError, match="run probes on a session that is rolling back"):
+        apply(make_session(SessionState.ROLLING_BACK), c.RequestProbes("x"), REQUESTER, NOW)
+
+
+def test_policy_json_without_newer_keys_still_loads() -> None:
+    from bot.domain.session import policy_from_json
+
+    old = {"signoffs": [], "operators": ["deployers"], "oncall": []}
+    assert policy_from_json(old) == SessionPolicy(operators=("deployers",))

@@ -88,13 +88,11 @@ def _probe_failed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) ->
         if not _failed_before(uow, change, probe):
             fx.incidents.probe_warned(uow, session, failure)
         return
-    if fx.incidents.probe_failed(uow, session, failure, again=_failed_before(uow, change, probe)):
-        data = {"probe": probe, "summary": failure.summary}
-        uow.audit.append(
-            [Event("incident_opened", "deploybot", event.at, data)],
-            session_id=change.session_id,
-            environment=session.environment,
-        )
+    opened = any(
+        e.kind == "incident_opened" and e.data.get("probe") == probe for e in change.events
+    )
+    again = _failed_before(uow, change, probe)
+    fx.incidents.probe_failed(uow, session, failure, again=again, opened=opened)
 
 
 def _probe_passed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:

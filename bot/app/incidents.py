@@ -2,7 +2,9 @@
 
 These are effect builders: each writes outbox rows into the caller's unit of work, which the
 bus commits together with the change and the audit entry that call for them (see
-:mod:`bot.app.effects`). The outbox worker delivers them (PagerDuty through
+:mod:`bot.app.effects`). The incident message itself is rendered from the session's state
+by the publisher, like the session's other messages, so it follows acknowledge, rollback and
+resolve. The outbox worker delivers them (PagerDuty through
 :mod:`bot.integrations.pagerduty`, Slack through :mod:`bot.slack.delivery`), so a page or an
 incident message is never lost to a crash or an outage.
 """
@@ -20,7 +22,7 @@ from sqlalchemy import select
 from bot.config.schema import Config
 from bot.domain import DeploySession
 from bot.integrations.pagerduty import Action, page_payload
-from bot.rendering.incident import Failure, incident_blocks, incident_text
+from bot.rendering.incident import Failure
 from bot.storage.models import OutboxRow
 from bot.storage.uow import UnitOfWork
 
@@ -36,15 +38,19 @@ class Incidents:
     link: Callable[[DeploySession], str | None] = lambda session: None
 
     def probe_failed(
-        self, uow: UnitOfWork, session: DeploySession, failure: Failure, *, again: bool
-    ) -> bool:
-        """A critical probe failed: page, and open (or add to) the incident thread.
+        self,
+        uow: UnitOfWork,
+        session: DeploySession,
+        failure: Failure,
+        *,
+        again: bool,
+        opened: bool,
+    ) -> None:
+        """A critical probe failed: page; the incident message is the session's to publish.
 
         Args:
             again: the probe had already failed before this run; the thread is not told twice.
-
-        Returns:
-            True when this opened the incident thread.
+            opened: this failure opened the incident (its message says what failed).
         """
         self._page(
             uow,
@@ -56,14 +62,6 @@ class Incidents:
             details={"summary": failure.summary, "severity": failure.severity},
             at=failure.since,
         )
-        opened = uow.enqueue(
-            topic="slack",
-            key=f"incident:{session.id}",
-            payload=self._incident_root(session, failure),
-            session_id=session.id,
-            at=failure.since,
-            ordering_key=f"incident:{session.id}",
-        )
         if not opened and not again:
             self.thread(
                 uow,
@@ -71,7 +69,6 @@ class Incidents:
                 f":x: *{failure.probe}* failed too: {failure.summary}",
                 at=failure.since,
             )
-        return opened
 
     def probe_warned(self, uow: UnitOfWork, session: DeploySession, failure: Failure) -> None:
         """A warning probe failed: say so in the session's thread, without paging."""
@@ -185,21 +182,6 @@ class Incidents:
             )
         )
         return sorted({p["component"] for p in payloads if p.get("action") == "trigger"})
-
-    def _incident_root(self, session: DeploySession, failure: Failure) -> dict[str, Any]:
-        env = self.config.environment(session.environment)
-        oncall = [m for role in env.oncall for m in self.config.roles.get(role, ())]
-        rollback = [describe_target(t) for t in env.rollback]
-        return {
-            "kind": "root",
-            "session_id": session.id,
-            "purpose": INCIDENT,
-            "channel": env.incident_channel or env.channel,
-            "text": incident_text(session, failure),
-            "blocks": incident_blocks(
-                session, failure, oncall=oncall, rollback=rollback, session_link=self.link(session)
-            ),
-        }
 
 
 def describe_target(target: Any) -> str:

@@ -22,6 +22,7 @@ from bot.domain import Actor, DeploySession, Event, Outcome, SessionPolicy, Sign
 from bot.domain.checklist import Checklist, ChecklistItem, Section
 from bot.domain.commands import Command
 from bot.domain.errors import DomainError, PermissionDenied
+from bot.domain.policy import Action, EnvironmentPolicy
 from bot.ops.logs import session_scoped
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry, EnvironmentLock
@@ -80,6 +81,17 @@ def policy_for(env: Environment) -> SessionPolicy:
     )
 
 
+def environment_policy(env_name: str, env: Environment) -> EnvironmentPolicy:
+    """An environment's rules for what is asked of it: start, lock, unlock, report."""
+    return EnvironmentPolicy.build(
+        env_name,
+        starters=env.starters,
+        operators=env.effective_operators,
+        oncall=env.oncall,
+        approvers=[role for signoff in env.signoffs for role in signoff.by],
+    )
+
+
 class DeployService:
     """The bus: every change to a session goes through :meth:`handle`, in one transaction.
 
@@ -127,13 +139,7 @@ class DeployService:
             DomainError: the environment is locked, or a session is already open.
         """
         env = self.config.environment(environment)
-        actor = self.actor(user_id)
-        if not actor.has_any(tuple(env.starters)):
-            self._refuse(None, environment, user_id, "start", "no permission", request)
-            roles = ", ".join(f"`{r}`" for r in env.starters)
-            raise PermissionDenied(
-                f"You can't start a deploy of {environment}: that needs one of the roles {roles}."
-            )
+        self.authorize(environment, Action.START_SESSION, user_id, request=request)
         now = self.clock()
         session = DeploySession(
             environment=environment,
@@ -309,7 +315,7 @@ class DeployService:
         self, *, environment: str, user_id: str, reason: str, request: str | None = None
     ) -> EnvironmentLock:
         """Hold an environment: no new deploys start until it is unlocked."""
-        self._require_starter(environment, user_id, "lock")
+        self.authorize(environment, Action.LOCK, user_id, request=request)
         now = self.clock()
         with UnitOfWork(self.session_factory) as uow:
             if not self._finish(uow, request, now):
@@ -326,7 +332,7 @@ class DeployService:
     def unlock(
         self, *, environment: str, user_id: str, request: str | None = None
     ) -> EnvironmentLock:
-        self._require_starter(environment, user_id, "unlock")
+        self.authorize(environment, Action.UNLOCK, user_id, request=request)
         now = self.clock()
         with UnitOfWork(self.session_factory) as uow:
             if not self._finish(uow, request, now):
@@ -340,12 +346,27 @@ class DeployService:
             uow.commit()
             return lock
 
-    def _require_starter(self, environment: str, user_id: str, doing: str) -> None:
-        env = self.config.environment(environment)
-        allowed = tuple(env.starters) + tuple(env.effective_operators)
-        if not self.actor(user_id).has_any(allowed):
-            roles = ", ".join(f"`{r}`" for r in dict.fromkeys(allowed))
-            raise PermissionDenied(f"You can't {doing} {environment}: that needs one of {roles}.")
+    def authorize(
+        self,
+        environment: str,
+        action: Action,
+        user_id: str,
+        *,
+        requester: str | None = None,
+        request: str | None = None,
+    ) -> None:
+        """Check an environment-level action against the domain's policy table.
+
+        Raises:
+            NotFound: unknown environment.
+            PermissionDenied: not allowed (and audited as a refusal).
+        """
+        policy = environment_policy(environment, self.config.environment(environment))
+        try:
+            policy.authorize(action, self.actor(user_id), requester=requester)
+        except PermissionDenied as refused:
+            self._refuse(None, environment, user_id, action.value, str(refused), request)
+            raise
 
 
 def describe_lock(lock: EnvironmentLock) -> str:

@@ -2,22 +2,39 @@
 
 from bot.domain.commands import Command
 from bot.domain.events import Event
-from bot.domain.policy import Actor, SessionPolicy, SignOffRule
-from bot.domain.session import DeploySession, ItemProgress, ItemStatus, SessionState
+from bot.domain.policy import (
+    POLICY,
+    Action,
+    Actor,
+    EnvironmentPolicy,
+    Parties,
+    Party,
+    SessionPolicy,
+    SignOffRule,
+    authorize,
+)
+from bot.domain.session import DeploySession, Incident, ItemProgress, ItemStatus, SessionState
 from bot.domain.transitions import SYSTEM, TRANSITIONS, Outcome, apply
 
 __all__ = [
+    "POLICY",
     "SYSTEM",
     "TRANSITIONS",
+    "Action",
     "Actor",
     "Command",
     "DeploySession",
+    "EnvironmentPolicy",
     "Event",
+    "Incident",
     "ItemProgress",
     "ItemStatus",
     "Outcome",
+    "Parties",
+    "Party",
     "SessionPolicy",
     "SessionState",
     "SignOffRule",
     "apply",
+    "authorize",
 ]

@@ -32,7 +32,7 @@ class StartProbe:
 
 @dataclass(frozen=True)
 class RequestProbes:
-    """Someone asked for a probe round now (the round itself follows as an effect)."""
+    """Someone (or the bot, to verify) asks for the session's probes to run now."""
 
     why: str
 
@@ -99,7 +99,8 @@ class Acknowledge:
 
 @dataclass(frozen=True)
 class Resolve:
-    """A responder resolves the incident without rolling back; verification starts again."""
+    """A responder resolves the incident without rolling back (or after a rollback failed,
+    having fixed things by hand); verification starts again."""
 
     note: str = ""
 
@@ -118,8 +119,8 @@ Command = (
     TickItem
     | UntickItem
     | SkipItem
-    | StartProbe
     | RequestProbes
+    | StartProbe
     | RecordProbeResult
     | SignOff
     | StartDeployment

@@ -1,8 +1,18 @@
-"""Who may do what in a deploy session. Pure: roles arrive already resolved."""
+"""Who may do what: one table, for every command, and one function that enforces it.
+
+Pure: roles arrive already resolved (an :class:`Actor` carries the config roles it belongs
+to), so the domain only compares names. :data:`POLICY` says which parties may take each
+:class:`Action`; :class:`Parties` says who fills each party in one place (a session, or an
+environment); :func:`authorize` checks an actor against both and refuses with a message
+naming who may.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
 
 from bot.domain.checklist import Gate
 from bot.domain.errors import PermissionDenied
@@ -19,8 +29,105 @@ class Actor:
     user_id: str
     roles: frozenset[str] = frozenset()
 
-    def has_any(self, roles: tuple[str, ...]) -> bool:
-        return bool(self.roles.intersection(roles))
+    def has_any(self, roles: Iterable[str]) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+
+SYSTEM = Actor("deploybot")
+"""deploybot itself: probe results, schedules, rollbacks it carries out."""
+
+
+class Party(StrEnum):
+    """Who may take an action, as the policy table names them."""
+
+    REQUESTER = "requester"  # who opened the session
+    OPERATORS = "operators"  # the environment's operator roles
+    APPROVERS = "approvers"  # members of any of the session's sign-off roles
+    SIGNER = "signer"  # members of the one sign-off role in question (and not the requester)
+    ONCALL = "oncall"  # the environment's on-call roles
+    STARTERS = "starters"  # the environment's roles that may start a deploy
+    SYSTEM = "system"  # deploybot itself
+    ANYONE = "anyone"  # any member of the workspace
+
+
+class Action(StrEnum):
+    """Everything that can be asked of a session or an environment."""
+
+    START_SESSION = "start_session"
+    TICK = "tick"
+    UNTICK = "untick"
+    SKIP = "skip"
+    SIGN_OFF = "sign_off"
+    START_DEPLOYMENT = "start_deployment"
+    FINISH_DEPLOYMENT = "finish_deployment"
+    RUN_PROBES = "run_probes"
+    ABORT = "abort"
+    COMPLETE = "complete"
+    ACKNOWLEDGE = "acknowledge"
+    ROLL_BACK = "roll_back"
+    RESOLVE = "resolve"
+    LOCK = "lock"
+    UNLOCK = "unlock"
+    REPORT = "report"
+    # What only deploybot records: probe starts and results, monitoring, expiry, failure,
+    # the outcome of a rollback.
+    RECORD = "record"
+
+
+P = Party
+_WORKERS = (P.REQUESTER, P.OPERATORS, P.APPROVERS, P.ONCALL, P.SYSTEM)
+_RUNNERS = (P.REQUESTER, P.OPERATORS, P.SYSTEM)
+_RESPONDERS = (P.ONCALL, P.APPROVERS)
+
+POLICY: Mapping[Action, tuple[Party, ...]] = MappingProxyType(
+    {
+        Action.START_SESSION: (P.STARTERS,),
+        # Anyone with a part in this deploy works the checklist; outsiders may not.
+        Action.TICK: _WORKERS,
+        Action.UNTICK: _WORKERS,
+        Action.SKIP: _WORKERS,
+        Action.SIGN_OFF: (P.SIGNER,),
+        # The requester and the operators run the session; the bot too (it completes a
+        # deploy when monitoring ends).
+        Action.START_DEPLOYMENT: _RUNNERS,
+        Action.FINISH_DEPLOYMENT: _RUNNERS,
+        Action.RUN_PROBES: _RUNNERS,
+        Action.ABORT: _RUNNERS,
+        Action.COMPLETE: _RUNNERS,
+        # On-call and the deploy's approvers handle failures; the bot may roll back itself.
+        Action.ACKNOWLEDGE: _RESPONDERS,
+        Action.ROLL_BACK: (*_RESPONDERS, P.SYSTEM),
+        Action.RESOLVE: _RESPONDERS,
+        Action.LOCK: (P.STARTERS, P.OPERATORS),
+        Action.UNLOCK: (P.STARTERS, P.OPERATORS),
+        # The default; an environment may narrow it (EnvironmentPolicy.report).
+        Action.REPORT: (P.ANYONE,),
+        Action.RECORD: (P.SYSTEM,),
+    }
+)
+
+# How a refusal names the action: "You can't <doing>: ..."
+DOING: Mapping[Action, str] = MappingProxyType(
+    {
+        Action.START_SESSION: "start a deploy of {environment}",
+        Action.TICK: "tick items",
+        Action.UNTICK: "untick items",
+        Action.SKIP: "skip items",
+        Action.SIGN_OFF: "sign off as {role}",
+        Action.START_DEPLOYMENT: "start the deployment",
+        Action.FINISH_DEPLOYMENT: "finish the deployment",
+        Action.RUN_PROBES: "run probes",
+        Action.ABORT: "abort this deploy",
+        Action.COMPLETE: "complete the deploy",
+        Action.ACKNOWLEDGE: "acknowledge the incident",
+        Action.ROLL_BACK: "roll back",
+        Action.RESOLVE: "resolve the incident",
+        Action.LOCK: "lock {environment}",
+        Action.UNLOCK: "unlock {environment}",
+        Action.REPORT: "see the report of a {environment} deploy",
+        Action.RECORD: "record this",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +137,115 @@ class SignOffRule:
     key: str
     role: str
     by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Parties:
+    """Who fills each party in one place: a session (with its requester) or an environment.
+
+    ``signer`` is the sign-off rule in question, for :attr:`Party.SIGNER`.
+    """
+
+    requester: str | None = None
+    operators: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = ()
+    oncall: tuple[str, ...] = ()
+    starters: tuple[str, ...] = ()
+    signer: SignOffRule | None = None
+    separation_of_duties: bool = True
+    environment: str = "this environment"
+
+    def includes(self, party: Party, actor: Actor) -> bool:
+        """Whether ``actor`` belongs to ``party`` here."""
+        if party is Party.ANYONE:
+            return True
+        if party is Party.SYSTEM:
+            return actor == SYSTEM
+        if party is Party.REQUESTER:
+            return self.requester is not None and actor.user_id == self.requester
+        if party is Party.SIGNER:
+            return (
+                self.signer is not None
+                and actor.has_any(self.signer.by)
+                and not self.own_deploy(actor)
+            )
+        return actor.has_any(self.roles(party))
+
+    def roles(self, party: Party) -> tuple[str, ...]:
+        """The config roles whose members make up ``party`` (none for the others)."""
+        if party is Party.SIGNER:
+            return self.signer.by if self.signer else ()
+        return {
+            Party.OPERATORS: self.operators,
+            Party.APPROVERS: self.approvers,
+            Party.ONCALL: self.oncall,
+            Party.STARTERS: self.starters,
+        }.get(party, ())
+
+    def own_deploy(self, actor: Actor) -> bool:
+        """Separation of duties forbids ``actor`` to approve: it is their own deploy."""
+        return self.separation_of_duties and actor.user_id == self.requester
+
+
+def authorize(
+    action: Action,
+    actor: Actor,
+    parties: Parties,
+    *,
+    allowed: tuple[Party, ...] | None = None,
+) -> None:
+    """Let ``actor`` take ``action`` if they belong to a party the policy allows.
+
+    Args:
+        allowed: the parties allowed, when an environment overrides :data:`POLICY`.
+
+    Raises:
+        PermissionDenied: they don't; the message says who may.
+    """
+    allowed = POLICY[action] if allowed is None else allowed
+    if any(parties.includes(party, actor) for party in allowed):
+        return
+    raise PermissionDenied(refusal(action, actor, parties, allowed))
+
+
+def is_allowed(
+    action: Action,
+    actor: Actor,
+    parties: Parties,
+    *,
+    allowed: tuple[Party, ...] | None = None,
+) -> bool:
+    """:func:`authorize` as a yes or no (to show or hide a button, say)."""
+    allowed = POLICY[action] if allowed is None else allowed
+    return any(parties.includes(party, actor) for party in allowed)
+
+
+def refusal(action: Action, actor: Actor, parties: Parties, allowed: tuple[Party, ...]) -> str:
+    """Why ``actor`` may not take ``action``, naming who may."""
+    if allowed == (Party.SYSTEM,):
+        return "Only deploybot itself records this."
+    role = parties.signer.role if parties.signer else "this role"
+    doing = DOING[action].format(environment=parties.environment, role=role)
+    signer = parties.signer
+    if (
+        Party.SIGNER in allowed
+        and signer is not None
+        and actor.has_any(signer.by)
+        and parties.own_deploy(actor)
+    ):
+        return (
+            f"You can't {doing} on your own deploy (separation of duties): "
+            "ask another member of the role."
+        )
+    who = []
+    if Party.REQUESTER in allowed and parties.requester:
+        who.append(f"the requester <@{parties.requester}>")
+    roles = tuple(dict.fromkeys(r for party in allowed for r in parties.roles(party)))
+    if roles:
+        who.append("members of " + ", ".join(f"`{r}`" for r in roles))
+    if not who:
+        return f"You can't {doing}: no role is configured for it here."
+    return f"You can't {doing}: only {' or '.join(who)} can."
 
 
 @dataclass(frozen=True)
@@ -53,32 +269,96 @@ class SessionPolicy:
     def approver_roles(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(role for rule in self.signoffs for role in rule.by))
 
-    def require_operator(self, actor: Actor, requester: str, doing: str) -> None:
-        """The requester and members of the operator roles run the session."""
-        if actor.user_id == requester or actor.has_any(self.operators):
-            return
-        raise PermissionDenied(
-            f"You can't {doing}: only the requester <@{requester}> or members of "
-            f"{_roles(self.operators)} can."
+    def parties(
+        self, requester: str, *, signer: SignOffRule | None = None, environment: str = ""
+    ) -> Parties:
+        """Who fills each party in a session opened by ``requester``."""
+        return Parties(
+            requester=requester,
+            operators=self.operators,
+            approvers=self.approver_roles,
+            oncall=self.oncall,
+            signer=signer,
+            separation_of_duties=self.separation_of_duties,
+            environment=environment or "this environment",
         )
 
-    def require_responder(self, actor: Actor, doing: str) -> None:
-        """On-call and the deploy's approvers handle failures (roll back, resolve)."""
-        allowed = self.oncall + self.approver_roles
-        if not actor.has_any(allowed):
-            raise PermissionDenied(f"You can't {doing}: only members of {_roles(allowed)} can.")
 
-    def require_signer(self, actor: Actor, rule: SignOffRule, requester: str) -> None:
-        if not actor.has_any(rule.by):
-            raise PermissionDenied(
-                f"You can't sign off as {rule.role}: only members of {_roles(rule.by)} can."
-            )
-        if self.separation_of_duties and actor.user_id == requester:
-            raise PermissionDenied(
-                f"You can't sign off as {rule.role} on your own deploy (separation of duties): "
-                "ask another member of the role."
-            )
+@dataclass(frozen=True)
+class EnvironmentPolicy:
+    """An environment's rules for what is asked of it rather than of one session:
+    start a session, lock, unlock, see reports.
 
+    Build it with :meth:`build` from the environment's configuration.
+    """
 
-def _roles(roles: tuple[str, ...]) -> str:
-    return ", ".join(f"`{r}`" for r in roles) if roles else "(no role configured)"
+    environment: str
+    starters: tuple[str, ...]
+    operators: tuple[str, ...] = ()
+    oncall: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = ()
+    # Who may see a deploy's report: the hook for a per-environment setting.
+    report: tuple[Party, ...] = POLICY[Action.REPORT]
+
+    @classmethod
+    def build(
+        cls,
+        environment: str,
+        *,
+        starters: Iterable[str],
+        operators: Iterable[str] = (),
+        oncall: Iterable[str] = (),
+        approvers: Iterable[str] = (),
+        report: Iterable[str] | None = None,
+    ) -> EnvironmentPolicy:
+        """The policy from plain names, as the configuration writes them.
+
+        Args:
+            approvers: the roles of the environment's sign-offs.
+            report: party names (``"requester"``, ``"operators"``...) who may see reports;
+                ``None`` keeps the default (anyone).
+
+        Raises:
+            ValueError: ``report`` names an unknown party, or ``signer`` (it has no
+                sign-off to refer to here).
+        """
+        parties = POLICY[Action.REPORT]
+        if report is not None:
+            known = [p.value for p in Party if p is not Party.SIGNER]
+            unknown = [name for name in report if name not in known]
+            if unknown:
+                raise ValueError(
+                    f"unknown report parties {', '.join(unknown)} (known: {', '.join(known)})"
+                )
+            parties = tuple(Party(name) for name in report)
+        return cls(
+            environment=environment,
+            starters=tuple(starters),
+            operators=tuple(operators),
+            oncall=tuple(oncall),
+            approvers=tuple(dict.fromkeys(approvers)),
+            report=parties,
+        )
+
+    def allowed(self, action: Action) -> tuple[Party, ...]:
+        """The parties allowed ``action`` here: the table's row, or this environment's own."""
+        return self.report if action is Action.REPORT else POLICY[action]
+
+    def parties(self, *, requester: str | None = None) -> Parties:
+        """Who fills each party here; ``requester`` when a session is in question."""
+        return Parties(
+            requester=requester,
+            operators=self.operators,
+            approvers=self.approvers,
+            oncall=self.oncall,
+            starters=self.starters,
+            environment=self.environment,
+        )
+
+    def authorize(self, action: Action, actor: Actor, *, requester: str | None = None) -> None:
+        """:func:`authorize` for an environment-level action (or a session's report).
+
+        Raises:
+            PermissionDenied: the actor may not; the message says who may.
+        """
+        authorize(action, actor, self.parties(requester=requester), allowed=self.allowed(action))

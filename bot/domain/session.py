@@ -66,6 +66,41 @@ class SignOffRecord:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Incident:
+    """A critical probe failure and how responders handled it.
+
+    How a rollback went is the session's state (rolling back, rolled back, rollback failed).
+    """
+
+    opened_at: datetime
+    probe: str
+    summary: str
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+    @property
+    def is_acknowledged(self) -> bool:
+        return self.acknowledged_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "opened_at": self.opened_at.isoformat(),
+            "probe": self.probe,
+            "summary": self.summary,
+            "acknowledged_by": self.acknowledged_by,
+            "acknowledged_at": _iso(self.acknowledged_at),
+            "resolved_by": self.resolved_by,
+            "resolved_at": _iso(self.resolved_at),
+        }
+
+
 @dataclass
 class DeploySession:
     """One deployment of an environment (and optional service), from open to closed.
@@ -86,6 +121,11 @@ class DeploySession:
     signoffs: dict[str, SignOffRecord] = field(default_factory=dict)
     closed_at: datetime | None = None
     outcome_reason: str | None = None  # why it was aborted, failed or rolled back
+    incident: Incident | None = None  # the latest, open or resolved
+
+    @property
+    def open_incident(self) -> Incident | None:
+        return self.incident if self.incident is not None and self.incident.is_open else None
 
     def progress(self, item_id: str) -> ItemProgress:
         return self.items.get(item_id, ItemProgress())
@@ -151,6 +191,7 @@ class DeploySession:
                 k: {**asdict(v), "at": v.at.isoformat()} for k, v in self.signoffs.items()
             },
             "outcome_reason": self.outcome_reason,
+            "incident": self.incident.to_json() if self.incident else None,
         }
 
     def policy_to_json(self) -> dict[str, Any]:
@@ -166,15 +207,33 @@ class DeploySession:
 
 
 def policy_from_json(data: dict[str, Any]) -> SessionPolicy:
+    """The policy :meth:`DeploySession.policy_to_json` wrote; missing keys take defaults."""
     return SessionPolicy(
         signoffs=tuple(
-            SignOffRule(key=r["key"], role=r["role"], by=tuple(r["by"])) for r in data["signoffs"]
+            SignOffRule(key=r["key"], role=r["role"], by=tuple(r["by"]))
+            for r in data.get("signoffs", ())
         ),
-        operators=tuple(data["operators"]),
-        oncall=tuple(data["oncall"]),
-        separation_of_duties=data["separation_of_duties"],
-        deploy_gate=Gate.model_validate(data["deploy_gate"]),
-        complete_gate=Gate.model_validate(data["complete_gate"]),
+        operators=tuple(data.get("operators", ())),
+        oncall=tuple(data.get("oncall", ())),
+        separation_of_duties=data.get("separation_of_duties", True),
+        deploy_gate=Gate.model_validate(data.get("deploy_gate", {})),
+        complete_gate=Gate.model_validate(data.get("complete_gate", {})),
+    )
+
+
+def incident_from_json(data: dict[str, Any] | None) -> Incident | None:
+    """The incident ``state_to_json()["incident"]`` holds; ``None`` (or rows written before
+    incidents were kept) means none."""
+    if not data:
+        return None
+    return Incident(
+        opened_at=datetime.fromisoformat(data["opened_at"]),
+        probe=data["probe"],
+        summary=data["summary"],
+        acknowledged_by=data.get("acknowledged_by"),
+        acknowledged_at=_from_iso(data.get("acknowledged_at")),
+        resolved_by=data.get("resolved_by"),
+        resolved_at=_from_iso(data.get("resolved_at")),
     )
 
 
@@ -206,3 +265,11 @@ def _progress_json(p: ItemProgress) -> dict[str, Any]:
         "reason": p.reason,
         "severity": p.severity.value if p.severity else None,
     }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

@@ -2,7 +2,9 @@
 
 ``apply`` is pure: it takes a session, a command, the actor and the time, and returns a new
 session and the events that happened. A command the table does not allow from the current
-state raises :class:`DomainError` with a message fit for the person who asked.
+state raises :class:`DomainError` with a message fit for the person who asked; one the
+policy table (:data:`bot.domain.policy.POLICY`) does not allow the actor raises
+:class:`PermissionDenied`, naming who may.
 """
 
 from __future__ import annotations
@@ -13,20 +15,22 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain import commands as c
-from bot.domain.checklist import Severity
-from bot.domain.errors import DomainError, GateClosed, PermissionDenied
+from bot.domain.checklist import ChecklistItem, Severity
+from bot.domain.errors import DomainError, GateClosed
 from bot.domain.events import Event
-from bot.domain.policy import Actor
+from bot.domain.policy import SYSTEM, Action, Actor, Parties, SignOffRule, authorize
 from bot.domain.session import (
     DeploySession,
+    Incident,
     ItemProgress,
     ItemStatus,
     SessionState,
     SignOffRecord,
 )
 
+__all__ = ["ACTIONS", "HANDLERS", "SYSTEM", "TRANSITIONS", "VERBS", "Outcome", "apply"]
+
 S = SessionState
-SYSTEM = Actor("deploybot")
 
 ACTIVE = (S.OPEN, S.DEPLOYING, S.VERIFYING, S.MONITORING)
 DEPLOYED = (S.DEPLOYING, S.VERIFYING, S.MONITORING)
@@ -44,8 +48,9 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(ACTIVE + (S.FAILED,), c.TickItem),
     **_rows(ACTIVE + (S.FAILED,), c.UntickItem),
     **_rows(ACTIVE + (S.FAILED,), c.SkipItem),
-    **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.StartProbe),
+    # People may not ask during a rollback: the bot re-runs the probes itself when it is done.
     **_rows(ACTIVE + NEEDS_ATTENTION, c.RequestProbes),
+    **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.StartProbe),
     **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.RecordProbeResult),
     **_rows(ACTIVE, c.SignOff),
     **_rows((S.OPEN,), c.StartDeployment, S.DEPLOYING),
@@ -56,7 +61,7 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(ACTIVE + NEEDS_ATTENTION, c.Abort, S.ABORTED),
     **_rows(ACTIVE, c.Expire, S.ABORTED),
     **_rows(NEEDS_ATTENTION + (S.ROLLING_BACK,), c.Acknowledge),
-    **_rows((S.FAILED,), c.Resolve, S.VERIFYING),
+    **_rows(NEEDS_ATTENTION, c.Resolve, S.VERIFYING),
     **_rows(DEPLOYED + NEEDS_ATTENTION, c.StartRollback, S.ROLLING_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackSucceeded, S.ROLLED_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackFailed, S.ROLLBACK_FAILED),
@@ -67,8 +72,8 @@ VERBS: dict[type[Any], str] = {
     c.TickItem: "tick items on",
     c.UntickItem: "untick items on",
     c.SkipItem: "skip items on",
-    c.StartProbe: "run probes on",
     c.RequestProbes: "run probes on",
+    c.StartProbe: "start probes on",
     c.RecordProbeResult: "record probe results on",
     c.SignOff: "sign off",
     c.StartDeployment: "start deploying",
@@ -83,6 +88,29 @@ VERBS: dict[type[Any], str] = {
     c.StartRollback: "roll back",
     c.RollbackSucceeded: "finish a rollback of",
     c.RollbackFailed: "fail a rollback of",
+}
+
+# Which row of the policy table decides who may send each command.
+ACTIONS: dict[type[Any], Action] = {
+    c.TickItem: Action.TICK,
+    c.UntickItem: Action.UNTICK,
+    c.SkipItem: Action.SKIP,
+    c.RequestProbes: Action.RUN_PROBES,
+    c.StartProbe: Action.RECORD,
+    c.RecordProbeResult: Action.RECORD,
+    c.SignOff: Action.SIGN_OFF,
+    c.StartDeployment: Action.START_DEPLOYMENT,
+    c.FinishDeployment: Action.FINISH_DEPLOYMENT,
+    c.StartMonitoring: Action.RECORD,
+    c.Complete: Action.COMPLETE,
+    c.Fail: Action.RECORD,
+    c.Abort: Action.ABORT,
+    c.Expire: Action.RECORD,
+    c.Acknowledge: Action.ACKNOWLEDGE,
+    c.Resolve: Action.RESOLVE,
+    c.StartRollback: Action.ROLL_BACK,
+    c.RollbackSucceeded: Action.RECORD,
+    c.RollbackFailed: Action.RECORD,
 }
 
 
@@ -100,13 +128,15 @@ def apply(session: DeploySession, command: c.Command, actor: Actor, at: datetime
     """Apply ``command`` by ``actor`` at ``at``; the input session is left untouched.
 
     Raises:
-        DomainError: the state does not allow the command, or a policy or gate refuses it.
+        DomainError: the state does not allow the command, or a gate refuses it.
+        PermissionDenied: the policy does not allow the actor.
     """
     target = TRANSITIONS.get((session.state, type(command)))
     if target is None:
         raise DomainError(
             f"You can't {VERBS[type(command)]} a session that is {session.state.label}."
         )
+    authorize(ACTIONS[type(command)], actor, _parties(session, command))
     # Checklist and policy are frozen; only the progress dicts change, so copy just those.
     new = replace(session, items=dict(session.items), signoffs=dict(session.signoffs))
     handler: Callable[[DeploySession, Any, Actor, datetime], list[Event]] = HANDLERS[type(command)]
@@ -121,11 +151,16 @@ def apply(session: DeploySession, command: c.Command, actor: Actor, at: datetime
     return Outcome(new, tuple(events))
 
 
-# Handlers: check what the table cannot (who, which item, gates) and change the copy.
+def _parties(s: DeploySession, command: c.Command) -> Parties:
+    signer = _signoff_rule(s, command.key) if isinstance(command, c.SignOff) else None
+    return s.policy.parties(s.requester, signer=signer, environment=s.environment)
+
+
+# Handlers: check what the tables cannot (which item, gates, reasons) and change the copy.
+# Who may send each command is checked before, by ``apply``, against the policy table.
 
 
 def _tick(s: DeploySession, cmd: c.TickItem, actor: Actor, at: datetime) -> list[Event]:
-    _require_participant(s, actor, "tick items")
     _open_item(s, cmd.item_id)
     if s.progress(cmd.item_id).status is ItemStatus.DONE:
         return []  # a double click or a retried request: nothing new happened
@@ -134,7 +169,6 @@ def _tick(s: DeploySession, cmd: c.TickItem, actor: Actor, at: datetime) -> list
 
 
 def _untick(s: DeploySession, cmd: c.UntickItem, actor: Actor, at: datetime) -> list[Event]:
-    _require_participant(s, actor, "untick items")
     _open_item(s, cmd.item_id)
     if s.progress(cmd.item_id).status is ItemStatus.PENDING:
         return []
@@ -143,7 +177,6 @@ def _untick(s: DeploySession, cmd: c.UntickItem, actor: Actor, at: datetime) -> 
 
 
 def _skip(s: DeploySession, cmd: c.SkipItem, actor: Actor, at: datetime) -> list[Event]:
-    _require_participant(s, actor, "skip items")
     _open_item(s, cmd.item_id)
     reason = cmd.reason.strip()
     if not reason:
@@ -152,25 +185,22 @@ def _skip(s: DeploySession, cmd: c.SkipItem, actor: Actor, at: datetime) -> list
     return [Event("item_skipped", actor.user_id, at, {"item": cmd.item_id, "reason": reason})]
 
 
+def _request_probes(
+    s: DeploySession, cmd: c.RequestProbes, actor: Actor, at: datetime
+) -> list[Event]:
+    return [Event("probes_requested", actor.user_id, at, {"why": cmd.why})]
+
+
 def _start_probe(s: DeploySession, cmd: c.StartProbe, actor: Actor, at: datetime) -> list[Event]:
-    _require_system(actor)
     _item(s, cmd.item_id)
     s.items[cmd.item_id] = ItemProgress(ItemStatus.RUNNING, actor.user_id, at)
     return [Event("probe_started", actor.user_id, at, {"item": cmd.item_id})]
 
 
-def _request_probes(
-    s: DeploySession, cmd: c.RequestProbes, actor: Actor, at: datetime
-) -> list[Event]:
-    _require_operator(s, actor, "run probes")
-    return [Event("probes_requested", actor.user_id, at, {"why": cmd.why})]
-
-
 def _probe_result(
     s: DeploySession, cmd: c.RecordProbeResult, actor: Actor, at: datetime
 ) -> list[Event]:
-    _require_system(actor)
-    _item(s, cmd.item_id)
+    item = _item(s, cmd.item_id)
     status = ItemStatus.DONE if cmd.ok else ItemStatus.FAILED
     severity: Severity | None = None if cmd.ok else cmd.severity
     s.items[cmd.item_id] = ItemProgress(status, actor.user_id, at, cmd.summary, severity)
@@ -178,15 +208,18 @@ def _probe_result(
     data = {"item": cmd.item_id, "summary": cmd.summary}
     if severity:
         data["severity"] = severity.value
-    return [Event(kind, actor.user_id, at, data)]
+    events = [Event(kind, actor.user_id, at, data)]
+    if severity is Severity.CRITICAL and s.open_incident is None:
+        # One incident at a time: later failures belong to the one already open.
+        probe = item.probe or item.id
+        s.incident = Incident(opened_at=at, probe=probe, summary=cmd.summary)
+        opened = {"probe": probe, "summary": cmd.summary}
+        events.append(Event("incident_opened", actor.user_id, at, opened))
+    return events
 
 
 def _sign_off(s: DeploySession, cmd: c.SignOff, actor: Actor, at: datetime) -> list[Event]:
-    rule = s.policy.rule(cmd.key)
-    if rule is None:
-        known = ", ".join(r.role for r in s.policy.signoffs) or "none"
-        raise DomainError(f"This deploy needs no sign-off '{cmd.key}' (required: {known}).")
-    s.policy.require_signer(actor, rule, s.requester)
+    rule = _signoff_rule(s, cmd.key)
     done = s.signoffs.get(rule.key)
     if done is not None:
         raise DomainError(
@@ -199,7 +232,6 @@ def _sign_off(s: DeploySession, cmd: c.SignOff, actor: Actor, at: datetime) -> l
 def _start_deployment(
     s: DeploySession, cmd: c.StartDeployment, actor: Actor, at: datetime
 ) -> list[Event]:
-    _require_operator(s, actor, "start the deployment")
     missing = s.gate_missing(s.policy.deploy_gate)
     if missing:
         raise GateClosed("Deployment can't start yet. Still missing: " + "; ".join(missing) + ".")
@@ -209,19 +241,16 @@ def _start_deployment(
 def _finish_deployment(
     s: DeploySession, cmd: c.FinishDeployment, actor: Actor, at: datetime
 ) -> list[Event]:
-    _require_operator(s, actor, "finish the deployment")
     return [Event("deployment_finished", actor.user_id, at)]
 
 
 def _start_monitoring(
     s: DeploySession, cmd: c.StartMonitoring, actor: Actor, at: datetime
 ) -> list[Event]:
-    _require_system(actor)
     return [Event("monitoring_started", actor.user_id, at)]
 
 
 def _complete(s: DeploySession, cmd: c.Complete, actor: Actor, at: datetime) -> list[Event]:
-    _require_operator(s, actor, "complete the deploy")
     missing = s.gate_missing(s.policy.complete_gate)
     missing += [f"failed item *{item.text}*" for item, _ in s.failing_items()]
     if missing:
@@ -232,7 +261,6 @@ def _complete(s: DeploySession, cmd: c.Complete, actor: Actor, at: datetime) -> 
 
 
 def _abort(s: DeploySession, cmd: c.Abort, actor: Actor, at: datetime) -> list[Event]:
-    _require_operator(s, actor, "abort this deploy")
     reason = cmd.reason.strip()
     if not reason:
         raise DomainError("Say why you abort: a reason is required.")
@@ -241,13 +269,11 @@ def _abort(s: DeploySession, cmd: c.Abort, actor: Actor, at: datetime) -> list[E
 
 
 def _expire(s: DeploySession, cmd: c.Expire, actor: Actor, at: datetime) -> list[Event]:
-    _require_system(actor)
     s.outcome_reason = cmd.reason
     return [Event("session_expired", actor.user_id, at, {"reason": cmd.reason})]
 
 
 def _fail(s: DeploySession, cmd: c.Fail, actor: Actor, at: datetime) -> list[Event]:
-    _require_system(actor)
     s.outcome_reason = cmd.reason
     return [Event("session_failed", actor.user_id, at, {"reason": cmd.reason})]
 
@@ -255,18 +281,24 @@ def _fail(s: DeploySession, cmd: c.Fail, actor: Actor, at: datetime) -> list[Eve
 def _start_rollback(
     s: DeploySession, cmd: c.StartRollback, actor: Actor, at: datetime
 ) -> list[Event]:
-    if actor != SYSTEM:
-        s.policy.require_responder(actor, "roll back")
     return [Event("rollback_started", actor.user_id, at)]
 
 
 def _acknowledge(s: DeploySession, cmd: c.Acknowledge, actor: Actor, at: datetime) -> list[Event]:
-    s.policy.require_responder(actor, "acknowledge the incident")
+    """Records who is on the open incident; acknowledging it again changes nothing (a double
+    click, or a second responder: the incident message already says who has it)."""
+    incident = s.open_incident
+    if incident is not None:
+        if incident.is_acknowledged:
+            return []
+        s.incident = replace(incident, acknowledged_by=actor.user_id, acknowledged_at=at)
     return [Event("incident_acknowledged", actor.user_id, at)]
 
 
 def _resolve(s: DeploySession, cmd: c.Resolve, actor: Actor, at: datetime) -> list[Event]:
-    s.policy.require_responder(actor, "resolve the incident")
+    incident = s.open_incident
+    if incident is not None:
+        s.incident = replace(incident, resolved_by=actor.user_id, resolved_at=at)
     s.outcome_reason = None
     return [Event("incident_resolved", actor.user_id, at, {"note": cmd.note})]
 
@@ -274,7 +306,6 @@ def _resolve(s: DeploySession, cmd: c.Resolve, actor: Actor, at: datetime) -> li
 def _rollback_succeeded(
     s: DeploySession, cmd: c.RollbackSucceeded, actor: Actor, at: datetime
 ) -> list[Event]:
-    _require_system(actor)
     s.outcome_reason = "rolled back"
     return [Event("rollback_succeeded", actor.user_id, at)]
 
@@ -282,7 +313,6 @@ def _rollback_succeeded(
 def _rollback_failed(
     s: DeploySession, cmd: c.RollbackFailed, actor: Actor, at: datetime
 ) -> list[Event]:
-    _require_system(actor)
     s.outcome_reason = cmd.detail
     return [Event("rollback_failed", actor.user_id, at, {"detail": cmd.detail})]
 
@@ -291,8 +321,8 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.TickItem: _tick,
     c.UntickItem: _untick,
     c.SkipItem: _skip,
-    c.StartProbe: _start_probe,
     c.RequestProbes: _request_probes,
+    c.StartProbe: _start_probe,
     c.RecordProbeResult: _probe_result,
     c.SignOff: _sign_off,
     c.StartDeployment: _start_deployment,
@@ -310,9 +340,11 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
 }
 
 
-def _item(s: DeploySession, item_id: str) -> None:
-    if s.find_item(item_id) is None:
+def _item(s: DeploySession, item_id: str) -> ChecklistItem:
+    found = s.find_item(item_id)
+    if found is None:
         raise DomainError(f"This checklist has no item {item_id}.")
+    return found[1]
 
 
 def _open_item(s: DeploySession, item_id: str) -> None:
@@ -329,21 +361,9 @@ def _open_item(s: DeploySession, item_id: str) -> None:
             )
 
 
-def _require_system(actor: Actor) -> None:
-    if actor != SYSTEM:
-        raise PermissionDenied("Only deploybot itself records this.")
-
-
-def _require_operator(s: DeploySession, actor: Actor, doing: str) -> None:
-    if actor != SYSTEM:
-        s.policy.require_operator(actor, s.requester, doing)
-
-
-def _require_participant(s: DeploySession, actor: Actor, doing: str) -> None:
-    """Anyone with a part in this deploy may work the checklist; outsiders may not."""
-    roles = s.policy.operators + s.policy.approver_roles + s.policy.oncall
-    if actor == SYSTEM or actor.user_id == s.requester or actor.has_any(roles):
-        return
-    raise PermissionDenied(
-        f"You can't {doing}: you are not the requester and not in any of this deploy's roles."
-    )
+def _signoff_rule(s: DeploySession, key: str) -> SignOffRule:
+    rule = s.policy.rule(key)
+    if rule is None:
+        known = ", ".join(r.role for r in s.policy.signoffs) or "none"
+        raise DomainError(f"This deploy needs no sign-off '{key}' (required: {known}).")
+    return rule

@@ -1,15 +1,27 @@
-"""The incident message: what failed, who is paged, and the buttons to act on it."""
+"""The incident message: what failed, who is paged, where the incident stands, and the
+buttons that still make sense.
+
+:func:`incident_message` renders it from the session alone (its incident, its state), so the
+message can be refreshed after every change like the session's other messages.
+:func:`incident_blocks` is the older form, from a probe failure, with every button.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
-from bot.domain import DeploySession
+from bot.domain import TRANSITIONS, DeploySession, Incident, SessionState
+from bot.domain.commands import Acknowledge, Resolve, StartRollback
 from bot.rendering.checklist import hhmm, mention
 from bot.rendering.ids import ActionId
-from bot.rendering.limits import MAX_SECTION_TEXT, JsonBlock, clip, escape
+from bot.rendering.limits import MAX_HEADER_TEXT, MAX_SECTION_TEXT, JsonBlock, clip
 from bot.rendering.session import button, confirm_dialog
+
+S = SessionState
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,100 @@ class Failure:
     since: datetime
 
 
+class IncidentPhase(StrEnum):
+    """Where an incident stands, as its message shows it."""
+
+    FAILED = "failed"  # nobody has acknowledged yet
+    ACKNOWLEDGED = "acknowledged"
+    ROLLING_BACK = "rolling back"
+    ROLLED_BACK = "rolled back"
+    ROLLBACK_FAILED = "rollback failed"
+    RESOLVED = "resolved"
+    CLOSED = "closed"  # the deploy was aborted or completed without resolving it
+
+
+PHASE_EMOJI: dict[IncidentPhase, str] = {
+    IncidentPhase.FAILED: "🚨",
+    IncidentPhase.ACKNOWLEDGED: "👀",
+    IncidentPhase.ROLLING_BACK: "⏪",
+    IncidentPhase.ROLLED_BACK: "↩️",
+    IncidentPhase.ROLLBACK_FAILED: "🔥",
+    IncidentPhase.RESOLVED: "✅",
+    IncidentPhase.CLOSED: "🛑",
+}
+_ROLLBACK_PHASES = {
+    S.ROLLING_BACK: IncidentPhase.ROLLING_BACK,
+    S.ROLLED_BACK: IncidentPhase.ROLLED_BACK,
+    S.ROLLBACK_FAILED: IncidentPhase.ROLLBACK_FAILED,
+}
+# Pieces of user or probe text, cut so that the whole message stays within Slack's limits.
+PROBE_CHARS = 150
+SUMMARY_CHARS = 1_000
+REASON_CHARS = 1_000
+ONCALL_CHARS = 1_000
+
+
+def incident_phase(session: DeploySession, incident: Incident) -> IncidentPhase:
+    """A resolved incident is over; otherwise a rollback's progress, then acknowledgement."""
+    if not incident.is_open:
+        return IncidentPhase.RESOLVED
+    if session.state in _ROLLBACK_PHASES:
+        return _ROLLBACK_PHASES[session.state]
+    if session.state.is_closed:
+        return IncidentPhase.CLOSED
+    if incident.is_acknowledged:
+        return IncidentPhase.ACKNOWLEDGED
+    return IncidentPhase.FAILED
+
+
+def incident_message(
+    session: DeploySession,
+    *,
+    oncall: Sequence[str],
+    rollback: Sequence[str],
+    session_link: str | None = None,
+) -> list[JsonBlock]:
+    """The incident thread's first message as the session's incident and state are now.
+
+    Args:
+        oncall: Slack user IDs (or ``@handle``/``S…`` groups) to notify.
+        rollback: one line per rollback target, shown in the roll back confirmation.
+        session_link: a permalink to the session's thread, shown when given.
+
+    Raises:
+        ValueError: the session has no incident.
+    """
+    incident = _incident(session)
+    phase = incident_phase(session, incident)
+    what = (
+        f"*{clip(incident.probe, PROBE_CHARS, mrkdwn=True)}* (critical) failed: "
+        f"{clip(incident.summary, SUMMARY_CHARS, mrkdwn=True)}"
+    )
+    blocks = [
+        _header(f"{PHASE_EMOJI[phase]} {session.title}: {incident.probe} failed"),
+        _facts(session, what, incident.opened_at, oncall, session_link),
+        _section("\n".join(_status_lines(session, incident, phase))),
+    ]
+    buttons = _buttons(session, phase, rollback)
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "incident", "elements": buttons})
+    return blocks
+
+
+def incident_message_text(session: DeploySession) -> str:
+    """The notification text of :func:`incident_message`.
+
+    Raises:
+        ValueError: the session has no incident.
+    """
+    incident = _incident(session)
+    status = _status_lines(session, incident, incident_phase(session, incident))[0]
+    probe = clip(incident.probe, PROBE_CHARS, mrkdwn=True)
+    summary = clip(incident.summary, SUMMARY_CHARS, mrkdwn=True)
+    head = f"Incident: {session.title} deploy #{session.id}: {probe} failed: {summary}"
+    return f"{head} · {status.removeprefix('*Status:* ')}"
+
+
 def incident_blocks(
     session: DeploySession,
     failure: Failure,
@@ -28,66 +134,38 @@ def incident_blocks(
     rollback: list[str],
     session_link: str | None = None,
 ) -> list[JsonBlock]:
-    """The first message of an incident thread, in the environment's incident channel.
+    """The first message of an incident thread, from the probe failure that opened it,
+    with every responder button (see :func:`incident_message` for one that follows the
+    session's state).
 
     Args:
         oncall: Slack user IDs (or ``@handle``/``S…`` groups) to notify.
         rollback: one line per rollback target, shown in the roll back confirmation.
     """
     sid = session.id
-    where = f"<{session_link}|deploy #{sid}>" if session_link else f"deploy #{sid}"
-    paged = " ".join(notify(m) for m in oncall) or "_no on-call role configured_"
-    what = f"*{escape(failure.probe)}* ({failure.severity}) failed: {escape(failure.summary)}"
-    who = f"Since {hhmm(failure.since)} UTC · {where} requested by {mention(session.requester)}"
-    blocks: list[JsonBlock] = [
-        {
-            "type": "header",
-            "text": {
-                "type": "plain_text",
-                "text": clip(f"🚨 {session.title}: {failure.probe} failed", 150),
-            },
-        },
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": clip(
-                    f"{what}\n{who}\nOn call: {paged}",
-                    MAX_SECTION_TEXT,
-                ),
-            },
-        },
-    ]
-    targets = "\n".join(f"• {t}" for t in rollback) or "No rollback targets are configured."
-    blocks.append(
+    what = (
+        f"*{clip(failure.probe, PROBE_CHARS, mrkdwn=True)}* ({failure.severity}) failed: "
+        f"{clip(failure.summary, SUMMARY_CHARS, mrkdwn=True)}"
+    )
+    return [
+        _header(f"🚨 {session.title}: {failure.probe} failed"),
+        _facts(session, what, failure.since, oncall, session_link),
         {
             "type": "actions",
             "block_id": "incident",
             "elements": [
                 button("Acknowledge", ActionId.ACKNOWLEDGE, sid),
-                button(
-                    "Roll back",
-                    ActionId.ROLL_BACK,
-                    sid,
-                    "danger",
-                    confirm_dialog(
-                        f"Roll back deploy #{sid}?",
-                        f"This runs:\n{targets}",
-                        "Roll back",
-                        danger=True,
-                    ),
-                ),
+                _roll_back(sid, rollback, "Roll back"),
                 button("Resolve", ActionId.RESOLVE, sid, "primary"),
             ],
-        }
-    )
-    return blocks
+        },
+    ]
 
 
 def incident_text(session: DeploySession, failure: Failure) -> str:
-    return (
-        f"Incident: {session.title} deploy #{session.id}: {failure.probe} failed: {failure.summary}"
-    )
+    probe = clip(failure.probe, PROBE_CHARS, mrkdwn=True)
+    summary = clip(failure.summary, SUMMARY_CHARS, mrkdwn=True)
+    return f"Incident: {session.title} deploy #{session.id}: {probe} failed: {summary}"
 
 
 def notify(member: str) -> str:
@@ -97,3 +175,99 @@ def notify(member: str) -> str:
     if member.startswith("S"):
         return f"<!subteam^{member}>"
     return f"<@{member}>"
+
+
+def _incident(session: DeploySession) -> Incident:
+    if session.incident is None:
+        raise ValueError(f"deploy #{session.id} has no incident")
+    return session.incident
+
+
+def _status_lines(session: DeploySession, incident: Incident, phase: IncidentPhase) -> list[str]:
+    acknowledged = (
+        f"Acknowledged by {mention(incident.acknowledged_by)} "
+        f"at {hhmm(incident.acknowledged_at)} UTC"
+    )
+    reason = clip(session.outcome_reason or "no reason given", REASON_CHARS, mrkdwn=True)
+    status = {
+        IncidentPhase.FAILED: "failed, not acknowledged yet",
+        IncidentPhase.ACKNOWLEDGED: acknowledged,
+        IncidentPhase.ROLLING_BACK: "Rolling back…",
+        IncidentPhase.ROLLED_BACK: "Rolled back",
+        IncidentPhase.ROLLBACK_FAILED: f"Rollback failed: {reason}",
+        IncidentPhase.RESOLVED: (
+            f"Resolved by {mention(incident.resolved_by)} at {hhmm(incident.resolved_at)} UTC"
+        ),
+        IncidentPhase.CLOSED: f"Deploy {session.state.label}"
+        + (f": {reason}" if session.outcome_reason else ""),
+    }[phase]
+    lines = [f"*Status:* {status}"]
+    if incident.is_acknowledged and phase is not IncidentPhase.ACKNOWLEDGED:
+        lines.append(acknowledged)
+    return lines
+
+
+def _buttons(
+    session: DeploySession, phase: IncidentPhase, rollback: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The responder buttons the phase calls for, and only those the state allows."""
+    sid, state = session.id, session.state
+
+    def allowed(command: type[Any]) -> bool:
+        return (state, command) in TRANSITIONS
+
+    buttons = []
+    if phase is IncidentPhase.FAILED and allowed(Acknowledge):
+        buttons.append(button("Acknowledge", ActionId.ACKNOWLEDGE, sid))
+    if phase in (IncidentPhase.FAILED, IncidentPhase.ACKNOWLEDGED, IncidentPhase.ROLLBACK_FAILED):
+        if allowed(StartRollback):
+            again = phase is IncidentPhase.ROLLBACK_FAILED
+            buttons.append(_roll_back(sid, rollback, "Roll back again" if again else "Roll back"))
+        if allowed(Resolve):
+            buttons.append(button("Resolve", ActionId.RESOLVE, sid, "primary"))
+    return buttons
+
+
+def _roll_back(sid: int | None, rollback: Sequence[str], text: str) -> dict[str, Any]:
+    targets = "\n".join(f"• {t}" for t in rollback) or "No rollback targets are configured."
+    confirm = confirm_dialog(
+        f"Roll back deploy #{sid}?", f"This runs:\n{targets}", "Roll back", danger=True
+    )
+    return button(text, ActionId.ROLL_BACK, sid, "danger", confirm)
+
+
+def _facts(
+    session: DeploySession,
+    what: str,
+    since: datetime,
+    oncall: Sequence[str],
+    session_link: str | None,
+) -> JsonBlock:
+    sid = session.id
+    safe_link = session_link and not any(ch in session_link for ch in "<>| \n")
+    where = f"<{session_link}|deploy #{sid}>" if safe_link else f"deploy #{sid}"
+    paged = _mentions(oncall) or "_no on-call role configured_"
+    who = f"Since {hhmm(since)} UTC · {where} requested by {mention(session.requester)}"
+    return _section(f"{what}\n{who}\nOn call: {paged}")
+
+
+def _mentions(members: Sequence[str]) -> str:
+    """Mentions of ``members``, as many as fit; never a mention cut in two."""
+    kept: list[str] = []
+    for i, member in enumerate(members):
+        mention_ = notify(member)
+        if len(" ".join([*kept, mention_])) > ONCALL_CHARS:
+            return " ".join(kept) + f" and {len(members) - i} more"
+        kept.append(mention_)
+    return " ".join(kept)
+
+
+def _header(text: str) -> JsonBlock:
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": clip(text, MAX_HEADER_TEXT), "emoji": True},
+    }
+
+
+def _section(text: str) -> JsonBlock:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_TEXT)}}

@@ -1,9 +1,9 @@
-"""Delivers the outbox's Slack messages: incident roots and replies in threads."""
+"""Delivers the outbox's Slack replies: notes in a session's thread or its incident thread,
+and answers through a request's response URL."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -11,7 +11,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.rendering.limits import validate_message
 from bot.storage.outbox import PermanentFailure, RetryAfter
 from bot.storage.uow import UnitOfWork
 
@@ -32,38 +31,12 @@ class SlackDelivery:
 
     def deliver(self, payload: dict[str, Any]) -> None:
         try:
-            if payload["kind"] == "root":
-                self._root(payload)
-            else:
-                self._reply(payload)
+            self._reply(payload)
         except SlackApiError as error:
             code = str(error.response.get("error"))
             if code in PERMANENT:
                 raise PermanentFailure(f"Slack refused the message: {code}") from error
             raise
-
-    def _root(self, payload: dict[str, Any]) -> None:
-        sid, purpose = int(payload["session_id"]), str(payload["purpose"])
-        with UnitOfWork(self.session_factory) as uow:
-            if uow.slack_messages.get(sid, purpose) is not None:
-                return  # posted before a crash, not yet marked delivered: don't post twice
-        validate_message(payload["blocks"], text=payload["text"])
-        posted = self.client.chat_postMessage(
-            channel=payload["channel"], text=payload["text"], blocks=payload["blocks"]
-        )
-        with UnitOfWork(self.session_factory) as uow:
-            uow.slack_messages.put(sid, purpose, str(posted["channel"]), str(posted["ts"]))
-            # The summary links to the incident now: show it again, whatever its revision.
-            uow.slack_messages.stale(sid, "summary")
-            uow.enqueue(
-                topic="publish",
-                key=f"{sid}:{purpose}-link",
-                payload={"session_id": sid, "revision": 0},
-                session_id=sid,
-                at=datetime.now(UTC),
-                ordering_key=f"publish:{sid}",
-            )
-            uow.commit()
 
     def _reply(self, payload: dict[str, Any]) -> None:
         sid, purpose = int(payload["session_id"]), str(payload["purpose"])

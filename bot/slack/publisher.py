@@ -28,11 +28,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.app.incidents import describe_target
 from bot.config.schema import Config
 from bot.domain import DeploySession
 from bot.rendering.checklist import checklist_messages
+from bot.rendering.incident import incident_message, incident_message_text
 from bot.rendering.limits import JsonBlock, validate_message
 from bot.rendering.session import summary_blocks, summary_text
+from bot.slack.delivery import PERMANENT
 from bot.slack.links import SlackLinks
 from bot.storage import outbox
 from bot.storage.outbox import Defer, PermanentFailure, RetryAfter
@@ -42,12 +45,7 @@ from bot.storage.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary"
-INCIDENT = "incident"  # posted by bot.slack.delivery; not one of the session's own messages
-
-# Errors that no retry will fix; anything else (timeouts, 5xx) is tried again later.
-PERMANENT = frozenset(
-    {"channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "msg_too_long"}
-)
+INCIDENT = "incident"  # the incident message, in the incident channel
 
 
 def digest(blocks: list[JsonBlock]) -> str:
@@ -87,10 +85,9 @@ class SessionPublisher:
             session = uow.sessions.get(session_id)
             revision = uow.sessions.revision(session_id)
             messages = uow.slack_messages.for_session(session_id)
-        own = {p: m for p, m in messages.items() if p != INCIDENT}
-        if SUMMARY in own and min(m.version for m in own.values()) >= wanted:
+        if SUMMARY in messages and min(m.version for m in messages.values()) >= wanted:
             return  # a newer render is already shown
-        last = max((m.sent_at for m in own.values() if m.sent_at), default=None)
+        last = max((m.sent_at for m in messages.values() if m.sent_at), default=None)
         if last is not None and self.clock() - last < self.interval:
             raise Defer((self.interval - (self.clock() - last)).total_seconds())
         try:
@@ -107,43 +104,73 @@ class SessionPublisher:
     def _publish(
         self, session: DeploySession, revision: int, messages: dict[str, SlackMessage]
     ) -> None:
-        assert session.id is not None
-        incident = messages.get(INCIDENT)
-        link = (
-            self.links.message(incident.channel, incident.ts) if incident and self.links else None
-        )
+        """Show ``revision`` in every message: the incident first (the summary links to it),
+        then the summary, then the checklist in the summary's thread."""
+        env = self.config.environment(session.environment)
         now = self.clock()
-        wanted = [
-            (SUMMARY, summary_text(session), summary_blocks(session, now=now, incident_link=link))
-        ]
-        wanted += [(m.purpose, m.text, m.blocks) for m in checklist_messages(session)]
         summary = messages.get(SUMMARY)
-        for purpose, text, blocks in wanted:
-            shown = messages.get(purpose)
-            if shown is not None and shown.version >= revision:
-                continue
-            hashed = digest(blocks)
-            if shown is not None and shown.digest == hashed:
-                self._shown(session.id, purpose, revision, hashed, sent=False)
-                continue
-            validate_message(blocks, text=text)
-            if shown is not None:
-                self.client.chat_update(
-                    channel=shown.channel, ts=shown.ts, text=text, blocks=blocks
-                )
-                self._shown(session.id, purpose, revision, hashed, sent=True)
-                continue
-            if summary is None:  # the session's first message, in the environment's channel
-                channel = self.config.environment(session.environment).channel
-                posted = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-            else:  # the checklist thread, or a part a section grew
-                posted = self.client.chat_postMessage(
-                    channel=summary.channel, thread_ts=summary.ts, text=text, blocks=blocks
-                )
-            record = SlackMessage(str(posted["channel"]), str(posted["ts"]), revision, hashed, now)
-            self._posted(session.id, purpose, record)
-            if purpose == SUMMARY:
-                summary = record
+        incident = messages.get(INCIDENT)
+        if session.incident is not None:
+            link = self._link(summary)
+            oncall = [m for role in env.oncall for m in self.config.roles.get(role, ())]
+            blocks = incident_message(
+                session,
+                oncall=oncall,
+                rollback=[describe_target(t) for t in env.rollback],
+                session_link=link,
+            )
+            text = incident_message_text(session)
+            channel = env.incident_channel or env.channel
+            incident = self._show(session, revision, INCIDENT, text, blocks, incident, channel)
+        blocks = summary_blocks(session, now=now, incident_link=self._link(incident))
+        summary = self._show(
+            session, revision, SUMMARY, summary_text(session), blocks, summary, env.channel
+        )
+        for part in checklist_messages(session):
+            shown = messages.get(part.purpose)
+            self._show(
+                session, revision, part.purpose, part.text, part.blocks, shown, summary.channel,
+                thread=summary.ts,
+            )  # fmt: skip
+
+    def _show(
+        self,
+        session: DeploySession,
+        revision: int,
+        purpose: str,
+        text: str,
+        blocks: list[JsonBlock],
+        shown: SlackMessage | None,
+        channel: str,
+        *,
+        thread: str | None = None,
+    ) -> SlackMessage:
+        """Bring one message to ``revision``: nothing, a record, an update or a first post."""
+        assert session.id is not None
+        if shown is not None and shown.version >= revision:
+            return shown
+        hashed = digest(blocks)
+        if shown is not None and shown.digest == hashed:
+            self._shown(session.id, purpose, revision, hashed, sent=False)
+            return shown
+        validate_message(blocks, text=text)
+        if shown is not None:
+            self.client.chat_update(channel=shown.channel, ts=shown.ts, text=text, blocks=blocks)
+            self._shown(session.id, purpose, revision, hashed, sent=True)
+            return shown
+        posted = self.client.chat_postMessage(
+            channel=channel, thread_ts=thread, text=text, blocks=blocks
+        )
+        record = SlackMessage(
+            str(posted["channel"]), str(posted["ts"]), revision, hashed, self.clock()
+        )
+        self._posted(session.id, purpose, record)
+        return record
+
+    def _link(self, message: SlackMessage | None) -> str | None:
+        if message is None or self.links is None:
+            return None
+        return self.links.message(message.channel, message.ts)
 
     def _shown(
         self, session_id: int, purpose: str, revision: int, hashed: str, *, sent: bool

@@ -22,7 +22,12 @@ from sqlalchemy.orm.exc import StaleDataError
 from bot.domain import DeploySession, Event, SessionState
 from bot.domain.checklist import Checklist
 from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
-from bot.domain.session import policy_from_json, progress_from_json, signoffs_from_json
+from bot.domain.session import (
+    incident_from_json,
+    policy_from_json,
+    progress_from_json,
+    signoffs_from_json,
+)
 from bot.storage.models import AuditEventRow, EnvironmentLockRow, SessionRow, SlackMessageRow
 
 
@@ -43,6 +48,7 @@ def to_domain(row: SessionRow) -> DeploySession:
         signoffs=signoffs_from_json(progress["signoffs"]),
         closed_at=row.closed_at,
         outcome_reason=progress.get("outcome_reason"),
+        incident=incident_from_json(progress.get("incident")),
     )
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,10 @@ from bot.domain import SessionState
 from bot.integrations.pagerduty import PagerDuty
 from bot.rendering.ids import ActionId
 from bot.storage.db import upgrade
-from tests.e2e import running_bot
+from tests.e2e import RunningBot, running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty
+from tests.support.slack import Message
 
 ROUTING_KEY = "R" * 32
 
@@ -84,6 +85,23 @@ def wait(predicate: object, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def incident_message(bot: RunningBot, showing: Callable[[Message], bool]) -> Message:
+    """The incident message once it shows what ``showing`` looks for (after its updates)."""
+    found: list[Message] = []
+
+    def shown() -> bool:
+        bot.bot.publisher.flush()
+        found[:] = [m for m in bot.fake.messages("#incidents") if showing(m)]
+        return bool(found)
+
+    wait(shown, "the incident message to be updated")
+    return found[-1]
+
+
+def buttons_of(message: Message) -> list[str]:
+    return [e["action_id"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+
+
 def test_failure_page_incident_rollback_resolve(
     database_url: str, tmp_path: Path, health: HealthEndpoint, pagerduty: FakePagerDuty
 ) -> None:
@@ -128,6 +146,11 @@ def test_failure_page_incident_rollback_resolve(
         ]
         assert buttons == [ActionId.ACKNOWLEDGE, ActionId.ROLL_BACK, ActionId.RESOLVE]
 
+        # On-call acknowledges: the incident message says who, and offers no Acknowledge.
+        bot.click("U0ONCALL", ActionId.ACKNOWLEDGE, "1", reply="ack")
+        incident = incident_message(bot, lambda m: "Acknowledged by <@U0ONCALL>" in str(m.blocks))
+        assert buttons_of(incident) == [ActionId.ROLL_BACK, ActionId.RESOLVE]
+
         # An outsider may not roll back; two responders click at the same moment: one rollback.
         bot.click("U0DEPLOYER", ActionId.ROLL_BACK, "1", reply="outsider")
         assert "only members of `oncall`, `approvers`" in bot.reply("outsider")["text"]
@@ -153,6 +176,13 @@ def test_failure_page_incident_rollback_resolve(
         wait(
             lambda: pagerduty.alert("deploybot/prod/session-1/api").status == "resolved",
             "the alert is resolved",
+        )
+        # The incident message follows: rolled back, and no button applies any more.
+        incident = incident_message(bot, lambda m: "Rolled back" in str(m.blocks))
+        assert buttons_of(incident) == []
+        assert (
+            len([c for c in fake.calls("chat.postMessage") if c.params["channel"] == "#incidents"])
+            == 1
         )
         history = [e.kind for e in bot.bot.runtime.service.history(1)]
         for kind in (

@@ -315,8 +315,17 @@ def test_the_whole_flow_through_the_page_endpoints(sandbox: Sandbox) -> None:
     assert staging["rolled_out"]
     assert next(s for s in state["services"] if s["key"] == "staging/checkout")["healthy"]
     page.wait(ONCALL, lambda s: s["pages"][0]["status"] == "resolved", "the page resolved")
-    incident_thread = page.channel(state, "incidents")["items"][0]["replies"]
-    assert any("Rolled back, and the probes pass" in r["text"] for r in incident_thread)
+    # The thread's last note is an effect of the final state change: it follows it closely.
+    page.wait(
+        ONCALL,
+        lambda s: any(
+            "Rolled back, and the probes pass" in r["text"]
+            for r in page.channel(s, "incidents")["items"][0]["replies"]
+        ),
+        "the rollback's last note in the incident thread",
+    )
+    incident = page.channel(page.state(ONCALL), "incidents")["items"][0]
+    assert "actions" not in str(incident["blocks"])  # its buttons are gone: rolled back
 
 
 def test_unknown_user_and_bad_requests(sandbox: Sandbox) -> None:

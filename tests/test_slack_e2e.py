@@ -30,7 +30,7 @@ def test_whole_deploy_from_slack(database_url: str) -> None:
         assert bot.command("start prod", user="U0DEPLOYER", reply="unknown").status == 200
         assert "Unknown environment 'prod'. Known: staging." in bot.reply("unknown")["text"]
         bot.command("start staging", user="U0OUTSIDER", reply="outsider")
-        assert "needs one of the roles `deployers`" in bot.reply("outsider")["text"]
+        assert "only members of `deployers` can" in bot.reply("outsider")["text"]
         bot.command("frobnicate", user="U0DEPLOYER", reply="bad")
         assert "Unknown subcommand `frobnicate`" in bot.reply("bad")["text"]
         assert fake.calls("chat.postMessage") == []

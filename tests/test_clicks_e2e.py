@@ -7,6 +7,8 @@ Web API answered by the recording stand-in.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -20,6 +22,7 @@ from bot.slack.inbox import SlackInbox
 from bot.storage.db import upgrade
 from tests.e2e import RunningBot, running_bot
 from tests.support.slack import Message
+from tests.test_replicas import burst_config, item_blocks
 
 
 def ticks_in(message: Message) -> set[str]:
@@ -33,10 +36,14 @@ def ticks_in(message: Message) -> set[str]:
 
 
 def click(bot: RunningBot, user: str, message: Message, selected: set[str], reply: str) -> Any:
-    """Click the first checkboxes element of ``message`` as it was shown, leaving
-    ``selected`` ticked (Slack sends the element's whole selection)."""
+    """Click the checkboxes element of ``message`` that shows ``selected`` (the first one when
+    nothing is), as it was shown, leaving ``selected`` ticked (Slack sends the element's
+    whole selection)."""
     block = next(
-        b for b in message.blocks if (b.get("elements") or [{}])[0].get("type") == "checkboxes"
+        b
+        for b in message.blocks
+        if (b.get("elements") or [{}])[0].get("type") == "checkboxes"
+        and (not selected or selected & {o["value"] for o in b["elements"][0]["options"]})
     )
     element = block["elements"][0]
     return bot.slack.block_action(
@@ -197,3 +204,27 @@ def test_a_failed_update_is_retried_until_the_message_is_right(database_url: str
         shown = bot.checklist_messages()
         assert shown[0].blocks == want["section:pre-deployment"]
         assert ticks_in(shown[0]) == {"1.1", "1.2"}
+
+
+def test_a_burst_of_clicks_on_one_session_is_queued_never_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    """40 people's clicks at once on one session: each applied, none refused."""
+    upgrade(database_url)
+    config = burst_config(tmp_path, items=40)
+    with running_bot(database_url, config=config) as bot:
+        bot.command("start staging", user="U0DEPLOYER", reply="start")
+        assert "Opened deploy #1" in bot.reply("start")["text"]
+        shown = item_blocks(bot.checklist_messages())
+        people = ("U0DEPLOYER", "U0APPROVER1")
+
+        def tick(n: int) -> int:
+            item = str(sorted(shown, key=lambda i: [int(p) for p in i.split(".")])[n])
+            message, _ = shown[item]
+            return int(click(bot, people[n % 2], message, {item}, f"click-{n}").status)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert set(pool.map(tick, range(40))) == {200}
+        for item in shown:
+            bot.wait_item(1, item, ItemStatus.DONE)
+        assert not [c for c in bot.fake.calls("response_url") if "click-" in c.path]  # no refusal

@@ -33,10 +33,11 @@ ITEMS = 100
 PEOPLE = ("U0DEPLOYER", "U0APPROVER1")
 
 
-def burst_config(tmp_path: Path) -> Path:
-    items = "\n".join(f"      - text: Item {n}" for n in range(1, ITEMS + 1))
+def burst_config(tmp_path: Path, items: int = ITEMS) -> Path:
+    """One environment whose checklist is one section of ``items`` items."""
+    lines = "\n".join(f"      - text: Item {n}" for n in range(1, items + 1))
     (tmp_path / "burst.yaml").write_text(
-        f"title: Burst\nsections:\n  - title: Burst\n    items:\n{items}\n", encoding="utf-8"
+        f"title: Burst\nsections:\n  - title: Burst\n    items:\n{lines}\n", encoding="utf-8"
     )
     config = tmp_path / "deploybot.yaml"
     config.write_text(

@@ -71,6 +71,9 @@ def bot_env(database_url: str, config: Path, fake: FakeSlack) -> dict[str, str]:
         PORT="0",
         DEPLOYBOT_SCHEDULER_POLL="0.3",
         DEPLOYBOT_SCHEDULER_SYNC="0.5",
+        # A killed replica's effects are taken over one lease later: short here.
+        DEPLOYBOT_OUTBOX_LEASE="3",
+        DEPLOYBOT_OUTBOX_POLL="0.3",
     )
     return env
 

@@ -13,11 +13,10 @@ import os
 import secrets
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from bot.app.incidents import describe_target
 from bot.config.schema import Config, load_config
@@ -40,6 +39,7 @@ from sandbox.demo import (
 )
 from sandbox.pagerduty import FakePagerDuty
 from sandbox.services import DemoServices
+from sandbox.serving import WaitressInBackground
 from sandbox.slack_api import FakeSlack
 from sandbox.slack_requests import SlackRequests
 from sandbox.web import Changes, Page
@@ -83,8 +83,7 @@ class Sandbox:
         self.bot: Bot | None = None
         self.workspace: Workspace | None = None
         self.bot_url = ""
-        self._server: Any = None
-        self._server_thread: threading.Thread | None = None
+        self._server: WaitressInBackground | None = None
         self._environ: dict[str, str | None] = {}
         self._temporary = False
         self._secret = secrets.token_hex(16)
@@ -213,12 +212,10 @@ class Sandbox:
             pagerduty=pagerduty,
         )
         self.bot.start()
-        self._server = serve_http(self.bot, host="127.0.0.1", port=0, threads=8)
-        self._server_thread = threading.Thread(
-            target=self._server.run, name="sandbox-bot", daemon=True
+        self._server = WaitressInBackground(
+            serve_http(self.bot, host="127.0.0.1", port=0, threads=8), name="sandbox-bot"
         )
-        self._server_thread.start()
-        self.bot_url = f"http://127.0.0.1:{self._server.effective_port}"
+        self.bot_url = f"http://127.0.0.1:{self._server.port}"
 
     def _setenv(self, name: str, value: str) -> None:
         self._environ.setdefault(name, os.environ.get(name))
@@ -229,8 +226,6 @@ class Sandbox:
         self.changes.close()
         if self._server is not None:
             self._server.close()
-            if self._server_thread is not None:
-                self._server_thread.join(timeout=5)
             self._server = None
         if self.bot is not None:
             self.bot.close()

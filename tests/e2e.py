@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from bot.ops.settings import Settings
 from bot.rendering.ids import ActionId
 from bot.server import Bot, create_bot, serve_http
 from bot.storage.repositories import AuditEntry
+from sandbox.serving import WaitressInBackground
 from tests.support.slack import FakeSlack, Message, Response, SlackRequests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -150,14 +150,14 @@ def running_bot(
         )
         bot = create_bot(settings, publish_interval=interval, pagerduty=pagerduty)
         bot.start(scheduler=background)
-        server = serve_http(bot, host="127.0.0.1", port=0, threads=8)
-        thread = threading.Thread(target=server.run, name="waitress", daemon=True)
-        thread.start()
-        url = f"http://127.0.0.1:{server.effective_port}"
+        server = WaitressInBackground(
+            serve_http(bot, host="127.0.0.1", port=0, threads=8), name="waitress"
+        )
+        url = f"http://127.0.0.1:{server.port}"
         try:
             yield RunningBot(
                 fake, SlackRequests(SECRET, url + "/slack/events", fake=fake), bot, url
             )
         finally:
-            server.close()
+            server.close()  # from waitress's own loop: no EBADF in its thread
             bot.close()

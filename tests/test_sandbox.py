@@ -3,7 +3,9 @@ as a subprocess that prints its URL and stops cleanly on SIGINT."""
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+import sandbox.app as sandbox_app
+from bot.cli import app as cli_app
 from bot.config.schema import load_config
 from sandbox.app import Sandbox, SandboxOptions
 
@@ -371,6 +376,43 @@ def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None
     assert process.returncode == 0, err
     assert "stopped." in out
     assert "Traceback" not in err
+
+
+def test_ctrl_c_while_the_url_is_printed_still_stops_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The window between start() and the wait: a Ctrl-C there used to skip close()."""
+    closed: list[bool] = []
+
+    class Started:
+        @property
+        def url(self) -> str:
+            raise KeyboardInterrupt  # Ctrl-C as the line with the URL is being printed
+
+        def close(self) -> None:
+            closed.append(True)
+
+    class Unstarted:
+        def __init__(self, options: SandboxOptions) -> None:
+            pass
+
+        def start(self) -> Started:
+            return Started()
+
+    monkeypatch.setattr(sandbox_app, "Sandbox", Unstarted)
+    # In-process: keep this process's signal handlers, collector and log levels as they are.
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    scheduler_log = logging.getLogger("bot.workers.scheduler")
+    level = scheduler_log.level
+    try:
+        result = CliRunner().invoke(cli_app, ["sandbox", "--port", "0"])
+    finally:
+        scheduler_log.setLevel(level)  # setLevel, not setattr: it clears the loggers' caches
+
+    assert closed == [True]
+    assert result.exit_code == 0, result.output
+    assert "stopped." in result.output
 
 
 def test_a_teams_config_runs_with_its_people_and_channels(tmp_path: Path) -> None:

@@ -450,8 +450,13 @@ def test_json_patch_and_merge_patch() -> None:
         "metadata": {"annotations": {"b": "2"}, "labels/x": "escaped"},
         "spec": {"list": [2, 3], "copied": [2, 3]},
     }
-    with pytest.raises(ValueError, match="missing"):
+    assert doc["spec"] == {"list": [1, 2]}  # patched in a copy
+    with pytest.raises(ValueError, match="non-existent"):
         json_patch(doc, [{"op": "replace", "path": "/metadata/labels", "value": {}}])
+    with pytest.raises(ValueError, match="not equal"):
+        json_patch(doc, [{"op": "test", "path": "/spec/list/0", "value": 2}])
+    with pytest.raises(ValueError, match="list of operations"):
+        json_patch(doc, {"op": "remove", "path": "/spec"})
     assert merge_patch({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": None}, "d": [2]}) == {
         "a": {"b": 1},
         "d": [2],

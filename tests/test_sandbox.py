@@ -365,8 +365,7 @@ def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None
         )
         url = line.split("open ", 1)[1].strip()
         assert PageClient(url).get("/")[0] == 200
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)  # at once: a Ctrl-C may come while it still prints
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C: still a clean stop
         out, err = process.communicate(timeout=30)

@@ -437,7 +437,7 @@ def inbox_insert_cost(bot: Bot, count: int = 300) -> str:
     body = {"trigger_id": "", "user_id": DEPLOYER, "text": "status 1", "command": "/deploy"}
     took = []
     for n in range(count):
-        request = BoltRequest(body={**body, "trigger_id": f"bench-inbox-{n}"})
+        request = BoltRequest(body={**body, "trigger_id": f"bench-inbox-{n}"}, mode="socket_mode")
         t0 = time.perf_counter()
         inbox.middleware(request, BoltResponse(status=200), lambda: None)
         took.append((time.perf_counter() - t0) * 1000)

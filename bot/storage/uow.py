@@ -12,6 +12,7 @@ from typing import Any, Self, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.errors import ConcurrencyConflict
+from bot.storage.db import taking_turns
 from bot.storage.inbox import Inbox
 from bot.storage.outbox import Outbox
 from bot.storage.probe_runs import ProbeRunRepository
@@ -48,7 +49,13 @@ class UnitOfWork:
         self._db: Session | None = None
 
     def __enter__(self) -> Self:
-        self._db = db = self._factory()
+        self._turn = taking_turns(self._factory)
+        self._turn.__enter__()
+        try:
+            self._db = db = self._factory()
+        except BaseException:
+            self._turn.__exit__(None, None, None)
+            raise
         self.sessions = SessionRepository(db)
         self.audit = AuditLog(db)
         self.locks = LockRepository(db)
@@ -67,6 +74,7 @@ class UnitOfWork:
         if self._db is not None:
             self._db.close()  # rolls back whatever was not committed
             self._db = None
+            self._turn.__exit__(exc_type, exc, tb)
 
     def commit(self) -> None:
         """Commit everything done in this unit of work.

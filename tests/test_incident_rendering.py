@@ -14,13 +14,10 @@ from bot.domain import commands as c
 from bot.rendering import validate_message
 from bot.rendering.ids import ActionId
 from bot.rendering.incident import (
-    Failure,
     IncidentPhase,
-    incident_blocks,
     incident_message,
     incident_message_text,
     incident_phase,
-    incident_text,
 )
 from tests.test_domain import NOW, ONCALL, QA, make_session
 from tests.test_rendering import action_ids, actions, texts
@@ -190,15 +187,3 @@ def test_huge_texts_stay_within_slacks_limits() -> None:
     assert on_call.endswith(" more") and "<@U0" in on_call
     assert all(m.startswith("<@U0") and m.endswith(">") for m in on_call.split(" and ")[0].split())
     assert len(json.dumps(blocks)) < 12_000
-
-
-def test_the_older_rendering_from_a_failure_keeps_every_button() -> None:
-    session = make_session(S.VERIFYING)
-    failure = Failure("api-health", "HTTP 503 <b>", "critical", NOW)
-    blocks = incident_blocks(session, failure, oncall=["U0ONCALL"], rollback=TARGETS)
-    validate_message(blocks)
-    assert action_ids(blocks) == [ActionId.ACKNOWLEDGE, ActionId.ROLL_BACK, ActionId.RESOLVE]
-    assert "*api-health* (critical) failed: HTTP 503 &lt;b&gt;" in texts(blocks)
-    assert incident_text(session, failure) == (
-        "Incident: prod api v1.4.2 deploy #7: api-health failed: HTTP 503 &lt;b&gt;"
-    )

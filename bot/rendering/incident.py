@@ -3,7 +3,6 @@ buttons that still make sense.
 
 :func:`incident_message` renders it from the session alone (its incident, its state), so the
 message can be refreshed after every change like the session's other messages.
-:func:`incident_blocks` is the older form, from a probe failure, with every button.
 """
 
 from __future__ import annotations
@@ -124,48 +123,6 @@ def incident_message_text(session: DeploySession) -> str:
     summary = clip(incident.summary, SUMMARY_CHARS, mrkdwn=True)
     head = f"Incident: {session.title} deploy #{session.id}: {probe} failed: {summary}"
     return f"{head} · {status.removeprefix('*Status:* ')}"
-
-
-def incident_blocks(
-    session: DeploySession,
-    failure: Failure,
-    *,
-    oncall: list[str],
-    rollback: list[str],
-    session_link: str | None = None,
-) -> list[JsonBlock]:
-    """The first message of an incident thread, from the probe failure that opened it,
-    with every responder button (see :func:`incident_message` for one that follows the
-    session's state).
-
-    Args:
-        oncall: Slack user IDs (or ``@handle``/``S…`` groups) to notify.
-        rollback: one line per rollback target, shown in the roll back confirmation.
-    """
-    sid = session.id
-    what = (
-        f"*{clip(failure.probe, PROBE_CHARS, mrkdwn=True)}* ({failure.severity}) failed: "
-        f"{clip(failure.summary, SUMMARY_CHARS, mrkdwn=True)}"
-    )
-    return [
-        _header(f"🚨 {session.title}: {failure.probe} failed"),
-        _facts(session, what, failure.since, oncall, session_link),
-        {
-            "type": "actions",
-            "block_id": "incident",
-            "elements": [
-                button("Acknowledge", ActionId.ACKNOWLEDGE, sid),
-                _roll_back(sid, rollback, "Roll back"),
-                button("Resolve", ActionId.RESOLVE, sid, "primary"),
-            ],
-        },
-    ]
-
-
-def incident_text(session: DeploySession, failure: Failure) -> str:
-    probe = clip(failure.probe, PROBE_CHARS, mrkdwn=True)
-    summary = clip(failure.summary, SUMMARY_CHARS, mrkdwn=True)
-    return f"Incident: {session.title} deploy #{session.id}: {probe} failed: {summary}"
 
 
 def notify(member: str) -> str:

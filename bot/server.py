@@ -185,11 +185,12 @@ def _assemble(
         outbox.wake()
         work.wake()
 
+    service.wake = wake
     inbox = SlackInbox(factory, claim=settings.inbox_claim)
     app = build_app(client=client, signing_secret=settings.slack_signing_secret, inbox=inbox)
     register(
         app,
-        Deps(service=service, publisher=publisher, config=config, rollbacks=rollbacks, wake=wake),
+        Deps(service=service, publisher=publisher, config=config, rollbacks=rollbacks),
     )
     return Bot(
         runtime,

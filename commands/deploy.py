@@ -75,7 +75,6 @@ def start(deps: Deps, call: Invocation) -> None:
         request=call.request,
     )
     assert session.id is not None
-    deps.wake()
     refused = deps.publisher.failure(session.id, timeout=POST_WAIT)
     if refused is not None:
         # The session is open and audited; only its messages are missing. Say so plainly.
@@ -136,7 +135,6 @@ def run_probes(
     actor = deps.service.actor(user_id)
     command = RequestProbes("a manual run")
     deps.service.handle(session_id, [command], actor, request=request, reply_to=response_url)
-    deps.wake()
     tell(respond, f":hourglass_flowing_sand: Running the probes of deploy #{session_id}…")
 
 

@@ -33,7 +33,6 @@ class Deps:
     publisher: SessionPublisher
     config: Config
     rollbacks: Rollbacks
-    wake: Callable[[], None] = lambda: None  # deliver outbox rows now, not at the next poll
 
     def middleware(self, req: BoltRequest, resp: BoltResponse, next: Callable[[], Any]) -> Any:
         """Bolt middleware: every listener finds these in ``context["deps"]``."""

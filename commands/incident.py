@@ -18,7 +18,6 @@ def acknowledge(
     deps = deps_of(context)
     session_id = parse_id(action["value"])
     deps.service.act(session_id, Acknowledge(), body["user"]["id"], request=request_of(context))
-    deps.wake()
 
 
 def roll_back(
@@ -28,7 +27,6 @@ def roll_back(
     deps = deps_of(context)
     session_id = parse_id(action["value"])
     deps.rollbacks.request(session_id, body["user"]["id"], request=request_of(context))
-    deps.wake()
     tell(respond, f":rewind: Rolling back deploy #{session_id}; progress follows here.")
 
 
@@ -38,7 +36,6 @@ def resolve(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: Bol
     deps = deps_of(context)
     session_id = parse_id(action["value"])
     deps.service.act(session_id, Resolve(), body["user"]["id"], request=request_of(context))
-    deps.wake()
 
 
 def register(app: App) -> None:

@@ -38,7 +38,6 @@ def simple(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: Bolt
     deps.service.act(
         parse_id(action["value"]), command, body["user"]["id"], request=request_of(context)
     )
-    deps.wake()
 
 
 def probes(

@@ -115,6 +115,9 @@ class DeployService:
         self.roles = roles or ConfigRoles(config)
         self.clock = clock
         self.effects = effects or Effects(config, Incidents(config))
+        # Nudges this replica's outbox workers once effects are committed, so they are
+        # carried out at once rather than at the next poll. Correctness never depends on it.
+        self.wake: Callable[[], None] = lambda: None
         # Requests finished here lately: only spares ``done`` a query, never decides anything.
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._finished_lock = threading.Lock()
@@ -246,6 +249,7 @@ class DeployService:
         revision = uow.sessions.revision(after.id)
         change = Change(before, after, tuple(events), revision, reply_to)
         record_effects(self.effects, uow, change)
+        uow.after_commit(self.wake)
 
     def _refuse(
         self,
@@ -266,6 +270,7 @@ class DeployService:
             uow.audit.append([event], session_id=session_id, environment=environment)
             if session_id is not None and environment is not None:
                 redraw_checklist(uow, session_id, at=now)
+                uow.after_commit(self.wake)
             uow.commit()
 
     def _finish(self, uow: UnitOfWork, request: str | None, now: datetime) -> bool:

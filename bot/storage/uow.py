@@ -47,6 +47,7 @@ class UnitOfWork:
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
         self._db: Session | None = None
+        self._after_commit: list[Callable[[], None]] = []
 
     def __enter__(self) -> Self:
         self._turn = taking_turns(self._factory)
@@ -85,6 +86,13 @@ class UnitOfWork:
         db = self._active()
         with conflicts_translated(db):
             db.commit()
+        hooks, self._after_commit = self._after_commit, []
+        for hook in hooks:
+            hook()
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once this unit of work has committed (never if it rolls back)."""
+        self._after_commit.append(hook)
 
     def enqueue(
         self,

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 from slack_bolt import BoltResponse
 from slack_bolt.request import BoltRequest
 
-from bot.domain import ItemStatus
+from bot.domain import ItemStatus, SessionState
 from bot.rendering.checklist import checklist_messages
 from bot.rendering.ids import ActionId
 from bot.slack.inbox import SlackInbox
@@ -228,3 +228,27 @@ def test_a_burst_of_clicks_on_one_session_is_queued_never_refused(
         for item in shown:
             bot.wait_item(1, item, ItemStatus.DONE)
         assert not [c for c in bot.fake.calls("response_url") if "click-" in c.path]  # no refusal
+
+
+def test_a_lock_stops_the_deployment_of_an_open_session(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        message = opened(bot)
+        bot.command("lock staging release freeze", user="U0DEPLOYER", reply="lock")
+        assert ":lock:" in bot.reply("lock")["text"]
+        # Ticks and sign-offs go on while the environment is locked.
+        click(bot, "U0DEPLOYER", message, {"1.1"}, "tick")
+        bot.wait_item(1, "1.1", ItemStatus.DONE)
+        for user, key in (("U0APPROVER1", "qa-lead"), ("U0APPROVER2", "devops-lead")):
+            bot.click(user, ActionId.SIGN_OFF, f"1|{key}", reply=f"sign-{key}")
+            bot.wait_signed(1, key)
+        bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="locked")
+        assert (
+            "Deployment can't start: staging is locked by <@U0DEPLOYER>"
+            in (bot.reply("locked")["text"])
+        )
+        assert bot.session(1).state is SessionState.OPEN
+        bot.command("unlock staging", user="U0DEPLOYER", reply="unlock")
+        bot.reply("unlock")
+        bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="start-deploying")
+        bot.wait_state(1, SessionState.DEPLOYING)

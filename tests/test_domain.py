@@ -358,3 +358,14 @@ def test_policy_json_without_newer_keys_still_loads() -> None:
 
     old = {"signoffs": [], "operators": ["deployers"], "oncall": []}
     assert policy_from_json(old) == SessionPolicy(operators=("deployers",))
+
+
+def test_a_locked_environment_stops_the_deployment_not_the_checklist() -> None:
+    s = signed(make_session())
+    s = apply(s, c.TickItem("1.1"), REQUESTER, NOW).session  # ticks go on while locked
+    locked = "prod is locked by <@U0LEAD> since 2026-11-26 09:00 UTC: release freeze."
+    with pytest.raises(DomainError, match="Deployment can't start: prod is locked by"):
+        apply(s, c.StartDeployment(locked=locked), REQUESTER, NOW)
+    assert s.state is SessionState.OPEN
+    started = apply(s, c.StartDeployment(), REQUESTER, NOW).session
+    assert started.state is SessionState.DEPLOYING

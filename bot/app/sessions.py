@@ -20,7 +20,7 @@ from bot.app.incidents import Incidents
 from bot.config.schema import Config, Environment
 from bot.domain import Actor, DeploySession, Event, Outcome, SessionPolicy, SignOffRule, apply
 from bot.domain.checklist import Checklist, ChecklistItem, Section
-from bot.domain.commands import Command
+from bot.domain.commands import Command, StartDeployment
 from bot.domain.errors import DomainError, PermissionDenied
 from bot.domain.policy import Action, EnvironmentPolicy
 from bot.ops.logs import session_scoped
@@ -197,7 +197,7 @@ class DeployService:
                 return Outcome(uow.sessions.get(session_id), ())  # applied before
             before = uow.sessions.get(session_id, for_update=True)
             session, events = before, list[Event]()
-            for command in commands:
+            for command in _with_facts(uow, before, commands):
                 outcome = apply(session, command, actor, now)
                 session, events = outcome.session, [*events, *outcome.events]
             if also is not None:
@@ -372,6 +372,20 @@ class DeployService:
         except PermissionDenied as refused:
             self._refuse(None, environment, user_id, action.value, str(refused), request)
             raise
+
+
+def _with_facts(
+    uow: UnitOfWork, session: DeploySession, commands: Sequence[Command]
+) -> list[Command]:
+    """The commands with the stored facts their rules need, read in the same transaction
+    (the domain does no I/O): whether the environment is locked, for starting a deploy."""
+    filled: list[Command] = []
+    for command in commands:
+        if isinstance(command, StartDeployment):
+            lock = uow.locks.get(session.environment)
+            command = StartDeployment(locked=describe_lock(lock) if lock else None)
+        filled.append(command)
+    return filled
 
 
 def describe_lock(lock: EnvironmentLock) -> str:

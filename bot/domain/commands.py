@@ -52,7 +52,10 @@ class SignOff:
 
 @dataclass(frozen=True)
 class StartDeployment:
-    pass
+    """Deploying starts. ``locked`` says who holds the environment, when it is locked (the
+    service layer fills it in from storage): a lock stops deploys, not just new sessions."""
+
+    locked: str | None = None
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,11 @@ def _sign_off(s: DeploySession, cmd: c.SignOff, actor: Actor, at: datetime) -> l
 def _start_deployment(
     s: DeploySession, cmd: c.StartDeployment, actor: Actor, at: datetime
 ) -> list[Event]:
+    if cmd.locked:
+        raise DomainError(
+            f"Deployment can't start: {cmd.locked} Ticks and sign-offs go on; "
+            f"deploying waits for `/deploy unlock {s.environment}`."
+        )
     missing = s.gate_missing(s.policy.deploy_gate)
     if missing:
         raise GateClosed("Deployment can't start yet. Still missing: " + "; ".join(missing) + ".")

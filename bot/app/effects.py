@@ -10,7 +10,7 @@ coalesces them).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,12 +30,10 @@ class Change:
     answer them (a probe round's verdict).
     """
 
-    before: DeploySession | None
     after: DeploySession
     events: tuple[Event, ...]
     revision: int
     reply_to: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def session_id(self) -> int:

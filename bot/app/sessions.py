@@ -247,7 +247,7 @@ class DeployService:
             uow.sessions.save(after)
         uow.audit.append(events, session_id=after.id, environment=after.environment)
         revision = uow.sessions.revision(after.id)
-        change = Change(before, after, tuple(events), revision, reply_to)
+        change = Change(after, tuple(events), revision, reply_to)
         record_effects(self.effects, uow, change)
         uow.after_commit(self.wake)
 

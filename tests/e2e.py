@@ -131,8 +131,12 @@ def running_bot(
     interval: float = 0.2,
     pagerduty: PagerDuty | None = None,
     background: bool = False,
+    backoff: float = 0.05,
 ) -> Iterator[RunningBot]:
-    """The bot on loopback with its outbox workers; ``background`` also starts its scheduler."""
+    """The bot on loopback with its outbox workers; ``background`` also starts its scheduler.
+
+    ``backoff`` is the outbox's first wait after a failed attempt (short, so tests don't wait).
+    """
     with FakeSlack() as fake:
         fake.usergroups = {"S0RELEASE": ["U0DEPLOYER"]}
         fake.usergroup_handles = {"S0RELEASE": "release-managers"}
@@ -145,8 +149,8 @@ def running_bot(
             DEPLOYBOT_SCHEDULER_POLL=0.2,
             DEPLOYBOT_SCHEDULER_SYNC=0.5,
             DEPLOYBOT_OUTBOX_POLL=0.2,
-            DEPLOYBOT_OUTBOX_BACKOFF=0.05,
-            DEPLOYBOT_OUTBOX_BACKOFF_CAP=0.5,
+            DEPLOYBOT_OUTBOX_BACKOFF=backoff,
+            DEPLOYBOT_OUTBOX_BACKOFF_CAP=max(0.5, backoff * 8),
         )
         bot = create_bot(settings, publish_interval=interval, pagerduty=pagerduty)
         bot.start(scheduler=background)

@@ -19,7 +19,7 @@ from bot.domain import (
     apply,
 )
 from bot.domain import commands as c
-from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section
+from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity
 from bot.domain.errors import DomainError, GateClosed, PermissionDenied
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -369,3 +369,30 @@ def test_a_locked_environment_stops_the_deployment_not_the_checklist() -> None:
     assert s.state is SessionState.OPEN
     started = apply(s, c.StartDeployment(), REQUESTER, NOW).session
     assert started.state is SessionState.DEPLOYING
+
+
+def test_a_failed_critical_probe_item_is_not_ticked_away() -> None:
+    s = make_session()
+    s = apply(s, c.StartProbe("1.1"), SYSTEM, NOW).session
+    failed = c.RecordProbeResult("1.1", False, "HTTP 503", Severity.CRITICAL)
+    s = apply(s, failed, SYSTEM, NOW).session
+    with pytest.raises(DomainError, match=r"failed its probe \(HTTP 503\)"):
+        apply(s, c.TickItem("1.1"), REQUESTER, NOW)
+    # Overriding it is an operator's call, with a reason, and audited.
+    with pytest.raises(PermissionDenied, match="skip items"):
+        apply(s, c.SkipItem("1.1", "known flaky"), QA, NOW)
+    skipped = apply(s, c.SkipItem("1.1", "known flaky"), OPERATOR, NOW)
+    assert skipped.session.progress("1.1").status is ItemStatus.SKIPPED
+    assert [e.kind for e in skipped.events] == ["item_skipped"]
+    # A later passing run ticks it as usual.
+    passed = c.RecordProbeResult("1.1", True, "HTTP 200")
+    assert apply(s, passed, SYSTEM, NOW).session.progress("1.1").status is ItemStatus.DONE
+
+
+def test_a_failed_warning_item_may_still_be_ticked_by_hand() -> None:
+    s = make_session()
+    warned = c.RecordProbeResult("1.1", False, "slow", Severity.WARNING)
+    s = apply(s, warned, SYSTEM, NOW).session
+    assert apply(s, c.TickItem("1.1"), REQUESTER, NOW).session.progress("1.1").status is (
+        ItemStatus.DONE
+    )

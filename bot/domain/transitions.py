@@ -19,6 +19,7 @@ from bot.domain.checklist import ChecklistItem, Severity
 from bot.domain.errors import DomainError, GateClosed
 from bot.domain.events import Event
 from bot.domain.policy import SYSTEM, Action, Actor, Parties, SignOffRule, authorize
+from bot.domain.policy import Party as P
 from bot.domain.session import (
     DeploySession,
     Incident,
@@ -162,8 +163,15 @@ def _parties(s: DeploySession, command: c.Command) -> Parties:
 
 def _tick(s: DeploySession, cmd: c.TickItem, actor: Actor, at: datetime) -> list[Event]:
     _open_item(s, cmd.item_id)
-    if s.progress(cmd.item_id).status is ItemStatus.DONE:
+    progress = s.progress(cmd.item_id)
+    if progress.status is ItemStatus.DONE:
         return []  # a double click or a retried request: nothing new happened
+    if _failed_critical(progress) and actor != SYSTEM:
+        # A tick would hide a failing check from the completion gate without a word.
+        raise DomainError(
+            f"Item {cmd.item_id} failed its probe ({progress.reason}): it is ticked when "
+            "the probe passes again. To go on without it, an operator skips it with a reason."
+        )
     s.items[cmd.item_id] = ItemProgress(ItemStatus.DONE, actor.user_id, at)
     return [Event("item_ticked", actor.user_id, at, {"item": cmd.item_id})]
 
@@ -181,8 +189,17 @@ def _skip(s: DeploySession, cmd: c.SkipItem, actor: Actor, at: datetime) -> list
     reason = cmd.reason.strip()
     if not reason:
         raise DomainError("Say why you skip this item: a reason is required.")
+    if _failed_critical(s.progress(cmd.item_id)):
+        # Overriding a failed critical check is the operators' call, and audited as such.
+        authorize(
+            Action.SKIP, actor, s.policy.parties(s.requester), allowed=(P.OPERATORS, P.SYSTEM)
+        )
     s.items[cmd.item_id] = ItemProgress(ItemStatus.SKIPPED, actor.user_id, at, reason)
     return [Event("item_skipped", actor.user_id, at, {"item": cmd.item_id, "reason": reason})]
+
+
+def _failed_critical(progress: ItemProgress) -> bool:
+    return progress.status is ItemStatus.FAILED and progress.severity is Severity.CRITICAL
 
 
 def _request_probes(

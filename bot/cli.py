@@ -68,7 +68,7 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
 @config_app.command("check")
 def config_check(file: Annotated[Path | None, typer.Argument(help="Config file.")] = None) -> None:
     """Validate a config file; print every error with its location."""
-    from bot.config.schema import check_config, load_config, summarize
+    from bot.config.loader import check_config, load_config, summarize
 
     problems = check_config(file)
     if problems:
@@ -114,7 +114,7 @@ def checklist_show(
     env: Annotated[str, typer.Argument(help="Environment.")], config: ConfigOption = None
 ) -> None:
     """Show an environment's checklist in the terminal."""
-    from bot.config.schema import load_config
+    from bot.config.loader import load_config
     from bot.domain.checklist import ChecklistItem
 
     with user_errors():
@@ -183,7 +183,7 @@ def probes_run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from bot.config.schema import load_config
+    from bot.config.loader import load_config
     from bot.domain.checklist import Severity
     from bot.integrations.probes import ProbeResult, run_probes
     from bot.integrations.probes.select import environment_probes

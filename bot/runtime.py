@@ -9,7 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.sessions import DeployService, RoleResolver
-from bot.config.schema import Config, load_config
+from bot.config.loader import load_config
+from bot.config.schema import Config
 from bot.storage.db import make_engine, make_sessionmaker
 
 

@@ -19,7 +19,8 @@ from types import TracebackType
 from typing import Self
 
 from bot.app.incidents import describe_target
-from bot.config.schema import Config, load_config
+from bot.config.loader import load_config
+from bot.config.schema import Config
 from bot.domain.errors import DeployError
 from bot.integrations.pagerduty import PagerDuty
 from bot.integrations.rollback_targets import RollbackTarget

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bot.app.sessions import DeployService
 from bot.cli import app
-from bot.config.schema import load_config
+from bot.config.loader import load_config
 from bot.domain.commands import SignOff, SkipItem, TickItem
 from bot.storage.db import make_engine, make_sessionmaker
 

@@ -12,8 +12,8 @@ import kubernetes.client
 import pytest
 import yaml
 
+from bot.config.loader import check_config, load_config
 from bot.config.probe_specs import KubernetesProbe, looks_like_secret
-from bot.config.schema import check_config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"

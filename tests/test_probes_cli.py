@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.config.schema import load_config
+from bot.config.loader import load_config
 from bot.integrations.probes.select import environment_probes, item_links
 from tests.test_probes_network import BannerHandler, http_server, serving
 

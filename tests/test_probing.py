@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.probe_rounds import SessionProbes
 from bot.app.sessions import DeployService
-from bot.config.schema import load_config
+from bot.config.loader import load_config
 from bot.domain import SessionState
 from bot.domain.checklist import Severity
 from bot.domain.commands import SignOff, StartDeployment

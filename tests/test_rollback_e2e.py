@@ -30,7 +30,7 @@ import yaml
 from sqlalchemy import select
 
 from bot.app.sessions import DeployService
-from bot.config.schema import load_config
+from bot.config.loader import load_config
 from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import Fail, SignOff, StartDeployment, StartRollback
 from bot.integrations.pagerduty import PagerDuty

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 import sandbox.app as sandbox_app
 from bot.cli import app as cli_app
-from bot.config.schema import load_config
+from bot.config.loader import load_config
 from sandbox.app import Sandbox, SandboxOptions
 
 Item = dict[str, Any]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.probe_rounds import SessionProbes
 from bot.app.sessions import DeployService
-from bot.config.schema import load_config
+from bot.config.loader import load_config
 from bot.domain import SYSTEM, SessionState
 from bot.domain.commands import FinishDeployment, SignOff, StartDeployment, StartMonitoring
 from bot.ops.settings import Settings

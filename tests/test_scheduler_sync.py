@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.sessions import DeployService
-from bot.config.schema import load_config
+from bot.config.loader import load_config
 from bot.domain import SessionState
 from bot.storage.models import ProbeRunRow, ScheduleSlotRow
 from bot.workers.jobs import current_slot

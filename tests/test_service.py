@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.sessions import DeployService
-from bot.config.schema import load_config
+from bot.config.loader import load_config
 from bot.domain import SessionState
 from bot.domain.commands import SignOff, TickItem
 from bot.domain.errors import DomainError, NotFound, PermissionDenied

@@ -1,0 +1,167 @@
+"""Words for the generated configuration reference that the schema itself does not hold:
+descriptions of keys by (model, field), and defaults that are not plain values.
+
+:mod:`bot.config.reference` reads these; a test keeps the table complete.
+"""
+
+from __future__ import annotations
+
+DESCRIPTIONS: dict[tuple[str, str], str] = {
+    # Config
+    ("Config", "roles"): "Named groups of people. Other keys refer to these names.",
+    ("Config", "probes"): "Probes by name, for environments and checklist items to use.",
+    ("Config", "environments"): "Deploy targets by name (`prod`, `staging`); at least one.",
+    # Environment
+    ("Environment", "channel"): "Where sessions are posted and worked.",
+    ("Environment", "incident_channel"): "Where incident threads open when a probe fails.",
+    ("Environment", "checklist"): "The checklist file (YAML or Markdown), relative to the "
+    "config file.",
+    ("Environment", "starters"): "Roles that may start a deploy here (and lock or unlock it).",
+    ("Environment", "operators"): "Roles that run a session besides its requester: start and "
+    "finish the deployment, run probes, abort.",
+    ("Environment", "oncall"): "Roles paged and asked to respond to incidents (acknowledge, "
+    "roll back, resolve), with the sign-off roles.",
+    ("Environment", "signoffs"): "Sign-offs a deploy needs, each from its own roles.",
+    ("Environment", "separation_of_duties"): "Whether the requester is refused as a signer "
+    "of their own deploy.",
+    ("Environment", "gates"): "What must be in before deploying starts and before the "
+    "deploy completes.",
+    ("Environment", "probes"): "Probes that run for every session, linked to an item or not.",
+    ("Environment", "pagerduty"): "Page on-call when a critical probe fails; no paging if absent.",
+    ("Environment", "rollback"): "What the Roll back button runs, in order.",
+    ("Environment", "monitoring"): "Re-run the probes on a schedule after the deploy; no "
+    "monitoring if absent.",
+    ("Environment", "reminders"): "Nudge missing sign-offs; no reminders if absent.",
+    ("Environment", "expire_after"): "A session still open this long is aborted and frees "
+    "the environment.",
+    # SignOffRequirement
+    ("SignOffRequirement", "role"): "The sign-off's name as people read it (`QA Lead`); its "
+    "key in gates is the slug (`qa-lead`).",
+    ("SignOffRequirement", "by"): "Roles whose members may give this sign-off.",
+    # Gates and Gate
+    ("Gates", "deploy"): "What must be in before deploying starts.",
+    ("Gates", "complete"): "What must be in before the deploy completes.",
+    ("Gate", "after"): "Section ids (slugs of titles) whose items must all be done or skipped.",
+    ("Gate", "signoffs"): "Sign-off keys (`qa-lead`) that must be given.",
+    # PagerDuty, Monitoring, Reminders
+    ("PagerDuty", "routing_key_env"): "The variable holding the Events API v2 routing key.",
+    ("Monitoring", "every"): "How often the probes run again.",
+    ("Monitoring", "for_"): "How long after the deploy; the session completes at the end if "
+    "nothing is missing.",
+    ("Reminders", "after"): "Wait this long for missing sign-offs before the first nudge, "
+    "and between nudges.",
+    # Every probe kind
+    ("ProbeBase", "timeout"): "The longest one run may take; past it, the probe fails.",
+    ("ProbeBase", "severity"): "`critical`: a failure after deployment fails the session and "
+    "pages; `warning`: it is shown only.",
+    ("ProbeBase", "description"): "What the probe checks, in words; names it on the checklist.",
+    # HTTP
+    ("HttpProbe", "url"): "The http(s) URL to request.",
+    ("HttpProbe", "method"): "The request method.",
+    ("HttpProbe", "headers_from_env"): "Request headers, each value read from the named "
+    "variable (`Authorization: API_TOKEN`).",
+    ("HttpProbe", "expect_status"): "Status codes that pass.",
+    ("HttpProbe", "body_contains"): "Text the body must contain.",
+    ("HttpProbe", "json_path"): "A dotted path into a JSON body (`checks.db`, `items.0.ok`) "
+    "that must exist.",
+    ("HttpProbe", "json_value"): "The value expected at `json_path`.",
+    ("HttpProbe", "max_latency"): "Slower answers fail.",
+    ("HttpProbe", "follow_redirects"): "Follow redirects rather than judge the redirect itself.",
+    ("HttpProbe", "verify_tls"): "Verify the server's certificate.",
+    # TCP
+    ("TcpProbe", "host"): "Host name or address to connect to.",
+    ("TcpProbe", "port"): "TCP port.",
+    ("TcpProbe", "send"): "A line to send once connected (`PING`; `\\r\\n` is added).",
+    ("TcpProbe", "expect_banner"): "Text the reply must contain (`+PONG`, `220`); without it, "
+    "connecting is the check.",
+    # DNS
+    ("DnsProbe", "name"): "The name to resolve.",
+    ("DnsProbe", "record_type"): "The record type to ask for.",
+    ("DnsProbe", "contains"): "Text one answer must contain.",
+    ("DnsProbe", "nameserver"): "Ask this server (an IP address) instead of the system resolver.",
+    ("DnsProbe", "port"): "The nameserver's port.",
+    # TLS
+    ("TlsProbe", "host"): "Host to connect to.",
+    ("TlsProbe", "port"): "TLS port.",
+    ("TlsProbe", "server_name"): "Name for SNI and the certificate check.",
+    ("TlsProbe", "min_days"): "Days the certificate must stay valid.",
+    ("TlsProbe", "ca_file"): "CA bundle to verify against instead of the system's.",
+    # SQL
+    ("SqlProbe", "url_env"): "The variable holding the database URL.",
+    ("SqlProbe", "query"): "The query, run in a transaction that is rolled back.",
+    ("SqlProbe", "expect"): "The value the first column of the first row must equal.",
+    # Kubernetes probe
+    ("KubernetesProbe", "check"): "`rollout`: the Deployment's rollout finished, as "
+    "`kubectl rollout status` judges; `pods`: the pods matching `selector` are ready; "
+    "`nodes`: every node is ready.",
+    ("KubernetesProbe", "deployment"): "The Deployment (for `rollout`).",
+    ("KubernetesProbe", "namespace"): "The namespace.",
+    ("KubernetesProbe", "selector"): "Label selector of the pods (for `pods`): `app=api`.",
+    ("KubernetesProbe", "context"): "Kubeconfig context (`KUBECONFIG`, else ~/.kube/config); "
+    "without a kubeconfig, the pod's service account.",
+    # AWS probe
+    ("AwsProbe", "check"): "Which check: see the kinds above; each needs its own fields.",
+    ("AwsProbe", "region"): "AWS region.",
+    ("AwsProbe", "alarm_prefix"): "`cloudwatch_alarms`: no alarm named with this prefix is "
+    "in ALARM.",
+    ("AwsProbe", "queue_name"): "`sqs_depth`: the queue, by name.",
+    ("AwsProbe", "queue_url"): "`sqs_depth`: the queue, by URL.",
+    ("AwsProbe", "max_depth"): "`sqs_depth`: most messages that may wait.",
+    ("AwsProbe", "table"): "`dynamodb_pitr`: the table whose point-in-time recovery must be on.",
+    ("AwsProbe", "identity"): "`ses_identity`: the domain or address that must be verified.",
+    ("AwsProbe", "function"): "`lambda_invoke`: the function to invoke.",
+    ("AwsProbe", "payload"): "`lambda_invoke`: the JSON event to send.",
+    # Command probe
+    ("CommandProbe", "argv"): "The command and its arguments, run without a shell.",
+    ("CommandProbe", "expect_exit"): "The exit status that passes.",
+    ("CommandProbe", "output_pattern"): "A regular expression stdout and stderr must match.",
+    ("CommandProbe", "env"): "Variables passed to the command; it sees no others (not even "
+    "`PATH`).",
+    # Rollbacks
+    ("KubernetesRollback", "deployment"): "The Deployment to undo (`kubectl rollout undo`).",
+    ("KubernetesRollback", "namespace"): "Its namespace.",
+    ("KubernetesRollback", "context"): "Kubeconfig context (`KUBECONFIG`, else "
+    "~/.kube/config); without a kubeconfig, the pod's service account.",
+    ("KubernetesRollback", "timeout"): "How long the rollout may take to finish.",
+    ("EcsRollback", "cluster"): "The ECS cluster.",
+    ("EcsRollback", "service"): "The service to point back at its previous task definition.",
+    ("EcsRollback", "region"): "AWS region.",
+    ("EcsRollback", "timeout"): "How long the service may take to become stable.",
+    ("LambdaRollback", "function"): "The Lambda function.",
+    ("LambdaRollback", "alias"): "The alias to point back at its previous version.",
+    ("LambdaRollback", "region"): "AWS region.",
+    ("LambdaRollback", "timeout"): "How long the change may take.",
+    ("CommandRollback", "argv"): "The command and its arguments, run without a shell.",
+    ("CommandRollback", "timeout"): "How long it may run.",
+    ("CommandRollback", "env"): "Variables passed to the command; it sees no others.",
+    # Checklist files
+    ("Checklist", "title"): "The checklist's title in Slack.",
+    ("Checklist", "sections"): "Sections, in order.",
+    ("Section", "title"): "The section's title.",
+    ("Section", "id"): "Its id in gates (`Pre-Deployment` -> `pre-deployment`).",
+    ("Section", "gate"): "What must be in before this section opens.",
+    ("Section", "items"): "Items to tick, in order.",
+    ("ChecklistItem", "text"): "What to do or check.",
+    ("ChecklistItem", "id"): "Its id (`2.5.1`: section 2, item 5, child 1).",
+    ("ChecklistItem", "probe"): "A probe (by name) that ticks this item when it passes.",
+    ("ChecklistItem", "severity"): "`critical` or `warning`: how serious a failure of the "
+    "linked probe is for this item, overriding the probe's own `severity` (if any item a "
+    "probe ticks is critical, its failure is critical).",
+    ("ChecklistItem", "children"): "Items under this one.",
+}
+
+DEFAULTS_IN_WORDS: dict[tuple[str, str], str] = {
+    ("Environment", "incident_channel"): "the `channel`",
+    ("Environment", "operators"): "the `starters`",
+    ("Gates", "deploy"): "every required sign-off",
+    ("Gates", "complete"): "every required sign-off",
+    ("TlsProbe", "server_name"): "the `host`",
+    ("AwsProbe", "region"): "`AWS_REGION`, else `AWS_DEFAULT_REGION`",
+    ("KubernetesProbe", "context"): "the current context, else in-cluster",
+    ("KubernetesRollback", "context"): "the current context, else in-cluster",
+    ("EcsRollback", "region"): "`AWS_REGION`, else `AWS_DEFAULT_REGION`",
+    ("LambdaRollback", "region"): "`AWS_REGION`, else `AWS_DEFAULT_REGION`",
+    ("Section", "id"): "the slug of the `title`",
+    ("ChecklistItem", "id"): "its position (`2.5.1`)",
+}
+"""Defaults the schema cannot state as a value: taken from other keys, or found at run time."""

@@ -13,9 +13,12 @@ from __future__ import annotations
 import itertools
 import re
 import shlex
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+from bot.runbook.recognisers import Finding, FoundProbe, FoundRollback, Skipped, recognise
+from bot.runbook.shell import Command, Pipeline, closing, find_variables, wordset
 
 
 @dataclass(frozen=True)
@@ -66,38 +69,13 @@ class Findings:
         return bool(self.probes or self.rollback)
 
 
-class _Probe(NamedTuple):
-    kind: str
-    target: str
-    spec: dict[str, Any]
-    note: str = ""  # what the probe leaves out, for the skipped notes
-
-
-class _Rollback(NamedTuple):
-    spec: dict[str, Any]
-
-
-class _Skip(NamedTuple):
-    reason: str
-
-
-_Result = _Probe | _Rollback | _Skip | None
-Command = list[str]  # one simple command's words, redirections removed
-Pipeline = list[Command]  # commands joined by "|"
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
 _OPERATOR_CHARS = "|&;<>"
-_REDIRECTIONS = _words("> >> < >& <& &> &>> <> >| <<<")
-_PIPES = _words("| |&")
+_REDIRECTIONS = wordset("> >> < >& <& &> &>> <> >| <<<")
+_PIPES = wordset("| |&")
 # Words that may precede the command proper on a line ("if curl ...; then", "sudo kubectl ...").
-_PREFIX_WORDS = _words("if then else elif do while until ! { time sudo")
+_PREFIX_WORDS = wordset("if then else elif do while until ! { time sudo")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _PLACEHOLDER = re.compile("\x00(\\d+)\x00")
-_SIMPLE_VARIABLE = re.compile(r"\$(?:\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*|[0-9!@#?*$-])")
 # Command substitutions are scanned for commands too, but only this deep: nesting costs a
 # re-scan per level, and a pathological "$($($(..." line must stay linear.
 _MAX_SUBSTITUTION_DEPTH = 3
@@ -134,22 +112,6 @@ def scan_script(code: str, first_line: int) -> Findings:
     return findings
 
 
-def find_variables(text: str) -> tuple[str, ...]:
-    """Every ``$VAR``, ``${VAR}``, ``$(...)`` and backquoted substitution in ``text``, in order."""
-    found: list[str] = []
-    i = 0
-    while i < len(text):
-        if text.startswith("$(", i) or text[i] == "`":
-            end = _closing(text, i)
-        else:
-            match = _SIMPLE_VARIABLE.match(text, i)
-            end = match.end() if match else i + 1
-        if end > i + 1 and text[i:end] not in found:
-            found.append(text[i:end])
-        i = end
-    return tuple(found)
-
-
 def _join_continuations(lines: list[str], i: int) -> tuple[str, int]:
     """The command starting at ``lines[i]`` over its continuation lines, and the next index."""
     parts = [lines[i].strip()]
@@ -181,7 +143,7 @@ def _scan_words(
     findings = Findings()
     for pipeline in _pipelines(words):
         for index, words_of_command in enumerate(pipeline):
-            result = _recognise(words_of_command, pipeline[index + 1 :], pipeline)
+            result = recognise(words_of_command, pipeline[index + 1 :], pipeline)
             _record(findings, result, line_no, command)
     if depth < _MAX_SUBSTITUTION_DEPTH:
         for substitution in substitutions:  # "response=$(curl ...)" runs curl too
@@ -194,8 +156,8 @@ def _scan_words(
     return findings
 
 
-def _record(findings: Findings, result: _Result, line_no: int, command: str) -> None:
-    if isinstance(result, _Probe):
+def _record(findings: Findings, result: Finding, line_no: int, command: str) -> None:
+    if isinstance(result, FoundProbe):
         texts = [result.target, *_strings(result.spec)]
         unresolved = tuple(dict.fromkeys(v for t in texts for v in find_variables(t)))
         findings.probes.append(
@@ -203,9 +165,9 @@ def _record(findings: Findings, result: _Result, line_no: int, command: str) -> 
         )
         if result.note:
             findings.notes.append((line_no, result.note))
-    elif isinstance(result, _Rollback):
+    elif isinstance(result, FoundRollback):
         findings.rollback.append(SuggestedRollback("kubernetes", result.spec, line_no))
-    elif isinstance(result, _Skip):
+    elif isinstance(result, Skipped):
         findings.notes.append((line_no, result.reason))
 
 
@@ -261,7 +223,7 @@ def _mask(line: str) -> tuple[str, list[str]]:
             i += 2
             continue
         elif line.startswith("$(", i) or char == "`":
-            end = _closing(line, i)
+            end = closing(line, i)
             out.append(f"\x00{len(substitutions)}\x00")
             substitutions.append(line[i:end])
             i = end
@@ -278,30 +240,6 @@ def _mask(line: str) -> tuple[str, list[str]]:
         out.append(char)
         i += 1
     return "".join(out), substitutions
-
-
-def _closing(text: str, start: int) -> int:
-    """Index just past the ``$(...)`` or backquoted substitution at ``start`` (or the end)."""
-    if text[start] == "`":
-        end = text.find("`", start + 1)
-        return len(text) if end < 0 else end + 1
-    depth, quote, i = 0, "", start + 1
-    while i < len(text):
-        char = text[i]
-        if quote:
-            quote = "" if char == quote else quote
-        elif char == "\\":
-            i += 1
-        elif char in "\"'":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return len(text)
 
 
 def _pipelines(words: list[str]) -> Iterator[Pipeline]:
@@ -332,250 +270,3 @@ def _command_proper(words: Command) -> Command:
     while i < len(words) and (words[i] in _PREFIX_WORDS or _ASSIGNMENT.match(words[i])):
         i += 1
     return words[i:]
-
-
-def _options(words: Command, with_value: Container[str]) -> tuple[dict[str, str], list[str]]:
-    """Split ``words`` (without the program name) into options and positional arguments.
-
-    Options listed in ``with_value`` take the next word (or ``--opt=value``); other words
-    starting with ``-`` are flags, kept with the value ``""``.
-    """
-    options: dict[str, str] = {}
-    positional: list[str] = []
-    i = 0
-    while i < len(words):
-        word = words[i]
-        name, equals, value = word.partition("=")
-        if equals and (word.startswith("--") or name in with_value):  # "--opt=v", "-n=v"
-            options[name] = value
-        elif word in with_value:
-            options[word] = words[i + 1] if i + 1 < len(words) else ""
-            i += 1
-        elif word.startswith("-") and len(word) > 1:
-            options[word] = ""
-        else:
-            positional.append(word)
-        i += 1
-    return options, positional
-
-
-def _first(options: dict[str, str], *names: str) -> str | None:
-    return next((options[n] for n in names if options.get(n)), None)
-
-
-def _port(text: str) -> int | str | None:
-    """A port number, or the ``$VAR`` it is written as; None when neither."""
-    if text.isdigit() and 0 < int(text) < 65536:
-        return int(text)
-    return text if find_variables(text) else None
-
-
-# --- recognisers --------------------------------------------------------------------------
-
-_Recogniser = Callable[[Command, list[Command], Pipeline], _Result]
-
-
-def _recognise(words: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    if not words:
-        return None
-    program = words[0].rsplit("/", 1)[-1]
-    recogniser = _RECOGNISERS.get(program)
-    return recogniser(words[1:], after, pipeline) if recogniser else None
-
-
-_CURL_VALUE_OPTIONS = _words(
-    "-o -w -H -d -X -u -A -e -b -c -F -T -m -x -E -K -r -Y -y -z -C -Q --output "
-    "--write-out --header --data --data-raw --data-binary --data-urlencode --request "
-    "--user --user-agent --referer --cookie --cookie-jar --form --upload-file "
-    "--max-time --connect-timeout --proxy --cert --key --cacert --resolve --retry "
-    "--retry-delay --config --range --url"
-)
-_CURL_SENDS = _words(
-    "-d -F -T --data --data-raw --data-binary --data-urlencode --form --upload-file"
-)
-
-
-def _curl(args: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    options, positional = _options(args, _CURL_VALUE_OPTIONS)
-    candidates = [u for u in (options.get("--url"), *positional) if u]
-    url = next((u for u in candidates if _looks_like_url(u)), None)
-    if url is None:
-        return None
-    method = (_first(options, "-X", "--request") or "GET").upper()
-    if method not in ("GET", "HEAD"):
-        return _Skip(f"curl -X {method} is not a read-only check")
-    if _CURL_SENDS & options.keys():
-        return _Skip("curl that sends data is not a read-only check")
-    return _Probe("http", url, {"kind": "http", "url": url, "expect_status": [200]})
-
-
-def _looks_like_url(word: str) -> bool:
-    # "$API_URL/health" may well be an http URL; it is flagged as unresolved either way.
-    return word.lower().startswith(("http://", "https://")) or word.startswith("$")
-
-
-_KUBECTL_VALUE_OPTIONS = _words(
-    "-n --namespace --context --cluster --kubeconfig --timeout -l --selector --revision "
-    "--to-revision -o --output -s --server --user"
-)
-_DEPLOYMENT_WORDS = _words("deployment deployments deploy deployment.apps")
-
-
-def _kubectl(args: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    options, positional = _options(args, _KUBECTL_VALUE_OPTIONS)
-    if positional[:1] != ["rollout"] or len(positional) < 3:
-        return None
-    action, resource = positional[1], positional[2]
-    if action not in ("status", "undo"):
-        return None
-    kind, _, name = resource.partition("/")
-    if not name and len(positional) > 3:  # "kubectl rollout status deployment auth"
-        name = positional[3]
-    if kind.lower() not in _DEPLOYMENT_WORDS or not name:
-        return _Skip(f"kubectl rollout {action} of {resource}: only deployments are supported")
-    namespace = _first(options, "-n", "--namespace") or "default"
-    cluster = {"context": options["--context"]} if options.get("--context") else {}
-    if action == "undo":
-        return _Rollback(
-            {"kind": "kubernetes", "deployment": name, "namespace": namespace, **cluster}
-        )
-    spec = {"kind": "kubernetes", "check": "rollout", "deployment": name, "namespace": namespace}
-    return _Probe("kubernetes", f"deployment/{name} -n {namespace}", {**spec, **cluster})
-
-
-def _aws(args: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    options, positional = _options(args, {"--table-name", "--region", "--profile", "--output"})
-    table = options.get("--table-name")
-    if positional[:2] != ["dynamodb", "describe-continuous-backups"] or not table:
-        return None
-    spec = {"kind": "aws", "check": "dynamodb_pitr", "table": table}
-    if options.get("--region"):
-        spec["region"] = options["--region"]
-    return _Probe("aws", f"{table} (DynamoDB point-in-time recovery)", spec)
-
-
-_NC_VALUE_OPTIONS = _words("-w -i -p -s -q -x -X -O -I -T -V -M")
-
-
-def _nc(args: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    _, positional = _options(args, _NC_VALUE_OPTIONS)
-    if len(positional) < 2 or (port := _port(positional[1])) is None:
-        return None
-    return _tcp(positional[0], port)
-
-
-def _tcp(host: str, port: int | str) -> _Probe:
-    spec: dict[str, Any] = {"kind": "tcp", "host": host, "port": port}
-    if port == 25:  # an SMTP server greets with 220 before anything is sent
-        spec["expect_banner"] = "220"
-    return _Probe("tcp", f"{host}:{port}", spec)
-
-
-_RECORD_TYPES = _words("A AAAA MX TXT CNAME NS SOA PTR SRV CAA DS DNSKEY ANY")
-_PROBED_RECORD_TYPES = _words("A AAAA CNAME MX NS TXT SRV CAA SOA PTR")  # the dns probe's
-
-
-def _dig(args: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    options, positional = _options(args, _words("-t -p -b -f -k -q -c -y -x"))
-    words = [w for w in positional if not w.startswith(("+", "@"))]
-    types = [w.upper() for w in words if w.upper() in _RECORD_TYPES]
-    names = [w for w in words if w.upper() not in _RECORD_TYPES]
-    name = options.get("-q") or (names[0] if names else None)
-    if not name:
-        return None
-    record_type = (options.get("-t") or (types[0] if types else "A")).upper()
-    if record_type not in _PROBED_RECORD_TYPES:
-        return _Skip(f"dig {record_type} {name}: the dns probe does not check {record_type}")
-    spec: dict[str, Any] = {"kind": "dns", "name": name, "record_type": record_type}
-    nameserver = next((w[1:] for w in positional if w.startswith("@") and len(w) > 1), None)
-    if nameserver:
-        spec["nameserver"] = nameserver
-    if after and after[0][:1] == ["grep"]:
-        grep_options, patterns = _options(after[0][1:], {"-e", "-m", "-A", "-B", "-C"})
-        pattern = grep_options.get("-e") or (patterns[0] if patterns else None)
-        if pattern and "-v" not in grep_options:
-            spec["contains"] = pattern
-    return _Probe("dns", f"{record_type} {name}", spec)
-
-
-def _openssl(args: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    options, positional = _options(args, {"-connect", "-servername", "-CAfile", "-cert", "-key"})
-    connect = options.get("-connect")
-    if positional[:1] != ["s_client"] or not connect:
-        return None
-    host, _, port_text = connect.rpartition(":") if ":" in connect else (connect, "", "443")
-    port = _port(port_text)
-    if not host or port is None:
-        return None
-    checkend = _checkend(pipeline)
-    if checkend is None:  # a plain handshake, e.g. the IMAPS check: the port answers
-        return _Probe("tcp", f"{host}:{port}", {"kind": "tcp", "host": host, "port": port})
-    spec = {"kind": "tls", "host": host, "port": port, "min_days": checkend // 86400}
-    if options.get("-servername", host) != host:  # SNI for a name other than the address
-        spec["server_name"] = options["-servername"]
-    return _Probe("tls", f"{host}:{port}", spec)
-
-
-def _checkend(pipeline: Pipeline) -> int | None:
-    for words in pipeline:
-        for flag, value in itertools.pairwise(words):
-            if flag == "-checkend" and value.isdigit():
-                return int(value)
-    return None
-
-
-_PSQL_VALUE_OPTIONS = _words(
-    "-h --host -d --dbname -U --username -p --port -c --command -f --file -o --output -v --set"
-)
-_SELECT_ONE = re.compile(r"\s*select\s+1\s*;?\s*", re.IGNORECASE)
-
-
-def _psql(args: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    options, positional = _options(args, _PSQL_VALUE_OPTIONS)
-    query = _first(options, "-c", "--command")
-    if query is None:
-        return None  # an interactive session, not a check
-    if not _SELECT_ONE.fullmatch(query):
-        return _Skip(f"psql query {query!r} not suggested: only SELECT 1 is known to be read-only")
-    where = [f"-h {host}" for host in [_first(options, "-h", "--host")] if host]
-    where += [f"-d {db}" for db in [_first(options, "-d", "--dbname")] if db]
-    where += positional[:1]  # a database name or connection URI
-    target = "SELECT 1" + (f" ({' '.join(where)})" if where else "")
-    return _Probe("sql", target, {"kind": "sql", "url_env": "DATABASE_URL", "query": "SELECT 1"})
-
-
-_REDIS_VALUE_OPTIONS = _words("-h -p -a -n -u -s -r -i --user --pass --cacert --cert --key")
-
-
-def _redis_cli(args: Command, after: list[Command], pipeline: Pipeline) -> _Result:
-    options, positional = _options(args, _REDIS_VALUE_OPTIONS)
-    if [w.upper() for w in positional] != ["PING"]:
-        return None
-    if "-u" in options:
-        return _Skip("redis-cli -u URL not suggested: the URL may hold a password")
-    host = options.get("-h") or "localhost"
-    port = _port(options.get("-p") or "6379")
-    if port is None:
-        return None
-    spec = {"kind": "tcp", "host": host, "port": port, "send": "PING\r\n", "expect_banner": "PONG"}
-    note = ""
-    if "-a" in options or "--pass" in options:  # never copied: secrets live in the environment
-        note = (
-            "redis-cli password (-a) not copied into the probe; a server that requires AUTH "
-            "answers its PING with NOAUTH"
-        )
-    return _Probe("tcp", f"{host}:{port}", spec, note)
-
-
-_RECOGNISERS: dict[str, _Recogniser] = {
-    "curl": _curl,
-    "kubectl": _kubectl,
-    "aws": _aws,
-    "nc": _nc,
-    "ncat": _nc,
-    "netcat": _nc,
-    "dig": _dig,
-    "openssl": _openssl,
-    "psql": _psql,
-    "redis-cli": _redis_cli,
-}

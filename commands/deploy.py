@@ -151,7 +151,12 @@ def report(deps: Deps, call: Invocation) -> None:
     session = _session_arg(deps, call)
     assert session.id is not None
     deps.service.authorize(
-        session.environment, Action.REPORT, call.user_id, requester=session.requester
+        session.environment,
+        Action.REPORT,
+        call.user_id,
+        requester=session.requester,
+        session_id=session.id,
+        request=call.request,
     )
     service = deps.service
     text = report_markdown(session, service.history(session.id), service.probe_runs(session.id))

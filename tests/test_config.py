@@ -178,7 +178,7 @@ def test_several_errors_are_all_reported_with_path_and_line(workdir: Path) -> No
         "deploybot.yaml:23: environments.prod.colour: unknown key (allowed: channel, "
         "incident_channel, checklist, starters, operators, oncall, signoffs, "
         "separation_of_duties, gates, probes, pagerduty, rollback, monitoring, reminders, "
-        "expire_after)",
+        "expire_after, reports)",
     ]
     with pytest.raises(ConfigError) as raised:
         load_config("deploybot.yaml")
@@ -307,6 +307,13 @@ def test_section_gates_wait_only_for_signoffs_the_environment_requires(workdir: 
     assert problems_of(workdir, CONFIG) == [
         "checklist.yaml:9: sections[1].gate.signoffs: sign-off 'cto' is not required in "
         "environment 'prod' (sign-offs: qa-lead, devops-lead)"
+    ]
+
+
+def test_report_readers_are_parties_of_the_policy(workdir: Path) -> None:
+    assert problems_of(workdir, CONFIG + "    reports: [requester, everyone]\n") == [
+        "deploybot.yaml:21: environments.prod.reports[1]: Input should be 'anyone', "
+        "'requester', 'operators', 'starters', 'approvers' or 'oncall'"
     ]
 
 

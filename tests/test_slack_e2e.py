@@ -341,3 +341,28 @@ def test_channel_the_bot_cannot_post_in_is_said_plainly(database_url: str) -> No
             "Deploy #1 is open, but Slack refused its checklist message (not_in_channel)" in answer
         )
         assert "`/deploy abort 1` frees it" in answer
+
+
+def test_an_environment_can_narrow_who_reads_reports(database_url: str, tmp_path: Path) -> None:
+    (tmp_path / "list.md").write_text("# Release\n\n- [ ] Deploy\n", encoding="utf-8")
+    config = tmp_path / "deploybot.yaml"
+    config.write_text(
+        "roles:\n  deployers: [U0DEPLOYER]\n  sre: [U0SRE]\n"
+        "environments:\n  prod:\n    channel: '#prod'\n    checklist: list.md\n"
+        "    starters: [deployers]\n    operators: [sre]\n    reports: [requester, operators]\n",
+        encoding="utf-8",
+    )
+    upgrade(database_url)
+    with running_bot(database_url, config=config) as bot:
+        bot.command("start prod", user="U0DEPLOYER", reply="start")
+        assert "Opened deploy #1" in bot.reply("start")["text"]
+        bot.command("report 1", user="U0OUTSIDER", reply="outsider")
+        assert bot.reply("outsider")["text"] == (
+            ":warning: You can't see the report of a prod deploy: "
+            "only the requester <@U0DEPLOYER> or members of `sre` can."
+        )
+        for user in ("U0DEPLOYER", "U0SRE"):
+            bot.command("report 1", user=user, reply=user)
+            assert "# Deployment report #1: prod" in bot.reply(user)["text"]
+        refused = [e for e in bot.bot.runtime.service.history(1) if e.kind == "refused"]
+        assert [(e.actor, e.data["command"]) for e in refused] == [("U0OUTSIDER", "report")]

@@ -89,6 +89,7 @@ def environment_policy(env_name: str, env: Environment) -> EnvironmentPolicy:
         operators=env.effective_operators,
         oncall=env.oncall,
         approvers=[role for signoff in env.signoffs for role in signoff.by],
+        report=env.reports,
     )
 
 
@@ -358,9 +359,11 @@ class DeployService:
         user_id: str,
         *,
         requester: str | None = None,
+        session_id: int | None = None,
         request: str | None = None,
     ) -> None:
-        """Check an environment-level action against the domain's policy table.
+        """Check an environment-level action (or a session's report) against the domain's
+        policy table; a refusal is audited on ``session_id`` when one is in question.
 
         Raises:
             NotFound: unknown environment.
@@ -370,7 +373,7 @@ class DeployService:
         try:
             policy.authorize(action, self.actor(user_id), requester=requester)
         except PermissionDenied as refused:
-            self._refuse(None, environment, user_id, action.value, str(refused), request)
+            self._refuse(session_id, environment, user_id, action.value, str(refused), request)
             raise
 
 

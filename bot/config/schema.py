@@ -214,6 +214,10 @@ def _default_operators(data: dict[str, Any]) -> Any:
     return data.get("starters", ())
 
 
+# The policy table's parties that can be named for an environment (not a session's signer).
+ReportReader = Literal["anyone", "requester", "operators", "starters", "approvers", "oncall"]
+
+
 class Environment(_Strict):
     """One deploy target (``prod``): its channels, checklist, people, probes and rollback."""
 
@@ -232,6 +236,13 @@ class Environment(_Strict):
     monitoring: Monitoring | None = None
     reminders: Reminders | None = None
     expire_after: Duration = timedelta(hours=24)
+    reports: tuple[ReportReader, ...] = Field(
+        ("anyone",),
+        min_length=1,
+        description="Who may read a deploy's report with `/deploy report`: `anyone` in the "
+        "workspace (the default), or any of `requester`, `operators`, `starters`, "
+        "`approvers` (the sign-off roles) and `oncall`.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from bot.domain import (
 from bot.domain import commands as c
 from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity
 from bot.domain.errors import DomainError, GateClosed, PermissionDenied
+from bot.domain.session import progress_from_json
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 REQUESTER = Actor("U0DEPLOYER", frozenset({"deployers"}))
@@ -383,7 +384,17 @@ def test_a_failed_critical_probe_item_is_not_ticked_away() -> None:
         apply(s, c.SkipItem("1.1", "known flaky"), QA, NOW)
     skipped = apply(s, c.SkipItem("1.1", "known flaky"), OPERATOR, NOW)
     assert skipped.session.progress("1.1").status is ItemStatus.SKIPPED
-    assert [e.kind for e in skipped.events] == ["item_skipped"]
+    assert [(e.kind, e.data) for e in skipped.events] == [
+        ("item_skipped", {"item": "1.1", "reason": "known flaky", "overrode": "HTTP 503"})
+    ]
+    # The override stays on the record (the summary and the report show it), stored or not.
+    assert [i.id for i, _ in skipped.session.overridden_items()] == ["1.1"]
+    stored = progress_from_json(skipped.session.state_to_json()["items"])
+    assert stored["1.1"].overrode == "HTTP 503"
+    # An ordinary skip overrides nothing.
+    plain = apply(make_session(), c.SkipItem("1.1", "not needed"), OPERATOR, NOW)
+    assert plain.session.overridden_items() == []
+    assert "overrode" not in plain.events[0].data
     # A later passing run ticks it as usual.
     passed = c.RecordProbeResult("1.1", True, "HTTP 200")
     assert apply(s, passed, SYSTEM, NOW).session.progress("1.1").status is ItemStatus.DONE

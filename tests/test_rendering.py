@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from bot.app.report import report_markdown
 from bot.domain import (
     SYSTEM,
     DeploySession,
@@ -743,3 +744,22 @@ def test_parts_of_a_long_section_keep_their_number_in_the_header() -> None:
     headers = [m.blocks[0]["text"]["text"] for m in checklist_messages(session)]
     assert len(headers) == 2
     assert headers[1].endswith("… (part 2/2)") and len(headers[1]) <= 150
+
+
+def test_the_summary_keeps_an_overridden_failed_check_in_sight() -> None:
+    session = make_session()
+    session.items["2.1"] = ItemProgress(
+        ItemStatus.SKIPPED, "U0OPS", NOW, "known flaky", Severity.CRITICAL, "HTTP 503"
+    )
+    session.items["1.1"] = ItemProgress(ItemStatus.SKIPPED, QA, NOW, "not needed")
+    blocks = summary_blocks(session, now=LATER)
+    validate_message(blocks)
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+    overridden = [t for t in texts if t.startswith("*Failed checks overridden*")]
+    assert overridden == [
+        "*Failed checks overridden* (1)\n"
+        "⚠️ *2.1* Smoke test: failed (HTTP 503), skipped by <@U0OPS>: known flaky"
+    ]
+    report = report_markdown(session, [])
+    assert "2.1 Smoke test (known flaky) **overrode a failed critical probe: HTTP 503**" in report
+    assert "1.1 Backups verified (not needed) —" in report

@@ -66,6 +66,7 @@ def report_json(
                         "by": session.progress(item.id).by,
                         "at": _iso(session.progress(item.id).at),
                         "note": session.progress(item.id).reason,
+                        "overrode": session.progress(item.id).overrode,
                     }
                     for top in section.items
                     for item in walk_item(top)
@@ -130,6 +131,8 @@ def report_markdown(
             mark = STATUS_MARK[ItemStatus(item["status"])]
             who = f" — {item['by']} at {item['at']}" if item["by"] else ""
             note = f" ({item['note']})" if item["note"] else ""
+            if item["overrode"]:
+                note += f" **overrode a failed critical probe: {item['overrode']}**"
             depth = "  " * (item["id"].count(".") - 1)
             lines.append(f"{depth}- {mark} {item['id']} {item['text']}{note}{who}")
         lines.append("")

@@ -56,6 +56,7 @@ class ItemProgress:
     at: datetime | None = None
     reason: str | None = None  # why skipped, or the failing probe's summary
     severity: Severity | None = None
+    overrode: str | None = None  # a skipped item's failed critical probe, as it failed
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,14 @@ class DeploySession:
             if item.id in self.items and self.items[item.id].status is ItemStatus.FAILED
         ]
 
+    def overridden_items(self) -> list[tuple[ChecklistItem, ItemProgress]]:
+        """Items whose failed critical probe an operator skipped, with a reason."""
+        return [
+            (item, self.items[item.id])
+            for _, item in self.checklist.walk()
+            if item.id in self.items and self.items[item.id].overrode is not None
+        ]
+
     @property
     def totals(self) -> tuple[int, int]:
         counts = [self.section_counts(s) for s in self.checklist.sections]
@@ -245,6 +254,7 @@ def progress_from_json(data: dict[str, Any]) -> dict[str, ItemProgress]:
             at=datetime.fromisoformat(v["at"]) if v["at"] else None,
             reason=v["reason"],
             severity=Severity(v["severity"]) if v["severity"] else None,
+            overrode=v.get("overrode"),
         )
         for k, v in data.items()
     }
@@ -264,6 +274,7 @@ def _progress_json(p: ItemProgress) -> dict[str, Any]:
         "at": p.at.isoformat() if p.at else None,
         "reason": p.reason,
         "severity": p.severity.value if p.severity else None,
+        "overrode": p.overrode,
     }
 
 

@@ -189,13 +189,20 @@ def _skip(s: DeploySession, cmd: c.SkipItem, actor: Actor, at: datetime) -> list
     reason = cmd.reason.strip()
     if not reason:
         raise DomainError("Say why you skip this item: a reason is required.")
-    if _failed_critical(s.progress(cmd.item_id)):
-        # Overriding a failed critical check is the operators' call, and audited as such.
+    progress = s.progress(cmd.item_id)
+    data = {"item": cmd.item_id, "reason": reason}
+    overrode = None
+    if _failed_critical(progress):
+        # Overriding a failed critical check is the operators' call, audited and kept on
+        # the summary as such.
         authorize(
             Action.SKIP, actor, s.policy.parties(s.requester), allowed=(P.OPERATORS, P.SYSTEM)
         )
-    s.items[cmd.item_id] = ItemProgress(ItemStatus.SKIPPED, actor.user_id, at, reason)
-    return [Event("item_skipped", actor.user_id, at, {"item": cmd.item_id, "reason": reason})]
+        overrode = data["overrode"] = progress.reason or "the probe failed"
+    s.items[cmd.item_id] = ItemProgress(
+        ItemStatus.SKIPPED, actor.user_id, at, reason, progress.severity, overrode
+    )
+    return [Event("item_skipped", actor.user_id, at, data)]
 
 
 def _failed_critical(progress: ItemProgress) -> bool:

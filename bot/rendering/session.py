@@ -173,6 +173,8 @@ def _overview(
         blocks.append(_section(_signoffs(session, max(scale, 0.3))))
     if session.failing_items():
         blocks.append(_section(_failing(session, scale)))
+    if session.overridden_items():
+        blocks.append(_section(_overridden(session, scale)))
     outcome = _outcome(session)
     if outcome:
         blocks.append(_section(outcome))
@@ -268,6 +270,26 @@ def _failing(session: DeploySession, scale: float) -> str:
     if hidden and len(shown) == len(lines):
         shown.append(f"… and {hidden} more failing item{'s' if hidden != 1 else ''}")
     return "\n".join([f"*Failing* ({len(failing)})", *shown])
+
+
+def _overridden(session: DeploySession, scale: float) -> str:
+    """Failed critical checks an operator chose to go on without: kept in sight."""
+    lines = []
+    for item, progress in session.overridden_items():
+        text = clip(item.text, 80, json_limit=250, mrkdwn=True)
+        failure = clip(progress.overrode or "", 120, json_limit=300, mrkdwn=True)
+        reason = clip(progress.reason or "", 150, json_limit=400, mrkdwn=True)
+        lines.append(
+            f"⚠️ *{escape(item.id)}* {text}: failed ({failure}), skipped by "
+            f"{mention(progress.by or '')}: {reason}"
+        )
+    shown = bounded_lines(
+        lines,
+        limit=MAX_SECTION_TEXT - 60,
+        json_limit=int(FAILING_JSON * scale),
+        more=lambda n: f"… and {n} more",
+    )
+    return "\n".join([f"*Failed checks overridden* ({len(lines)})", *shown])
 
 
 def _outcome(session: DeploySession) -> str | None:

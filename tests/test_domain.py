@@ -308,7 +308,12 @@ def test_failed_probe_records_severity_and_summary() -> None:
         "HTTP 503",
         c.Severity.WARNING,
     )
-    assert out.events[0].data == {"item": "1.1", "summary": "HTTP 503", "severity": "warning"}
+    assert out.events[0].data == {
+        "item": "1.1",
+        "summary": "HTTP 503",
+        "severity": "warning",
+        "alert": False,
+    }
     assert [item.text for item, _ in out.session.failing_items()] == ["Backups verified"]
 
 

@@ -31,13 +31,16 @@ def test_a_critical_failure_opens_an_incident() -> None:
     out = apply(make_session(S.DEPLOYING), failed(), SYSTEM, NOW)
     assert out.session.incident == Incident(opened_at=NOW, probe="backups", summary="HTTP 503")
     assert [(e.kind, e.data) for e in out.events] == [
-        ("probe_failed", {"item": "1.1", "summary": "HTTP 503", "severity": "critical"}),
+        (
+            "probe_failed",
+            {"item": "1.1", "summary": "HTTP 503", "severity": "critical", "alert": True},
+        ),
         ("incident_opened", {"probe": "backups", "summary": "HTTP 503"}),
     ]
 
 
 def test_an_item_without_a_probe_names_the_incident_by_its_id() -> None:
-    out = apply(make_session(), failed("1.2", "replica lag"), SYSTEM, NOW)
+    out = apply(make_session(S.VERIFYING), failed("1.2", "replica lag"), SYSTEM, NOW)
     assert out.session.incident is not None
     assert (out.session.incident.probe, out.events[-1].data["probe"]) == ("1.2", "1.2")
 
@@ -48,6 +51,27 @@ def test_warnings_and_passes_open_no_incident() -> None:
     for out in (warned, passed):
         assert out.session.incident is None
         assert "incident_opened" not in [e.kind for e in out.events]
+
+
+def test_before_the_deploy_a_critical_failure_is_no_alert() -> None:
+    out = apply(make_session(S.OPEN), failed(), SYSTEM, NOW)
+    assert out.session.incident is None
+    assert [(e.kind, e.data["alert"]) for e in out.events] == [("probe_failed", False)]
+    # The item is failed all the same: it holds its section's gate shut.
+    assert out.session.progress("1.1").status.value == "failed"
+
+
+@pytest.mark.parametrize("state", [S.DEPLOYING, S.VERIFYING, S.MONITORING])
+def test_a_probe_that_cannot_run_is_a_configuration_problem_not_an_alert(
+    state: SessionState,
+) -> None:
+    cannot = c.RecordProbeResult("1.1", False, "not runnable: no AWS credentials", runnable=False)
+    out = apply(make_session(state), cannot, SYSTEM, NOW)
+    assert out.session.incident is None
+    assert [(e.kind, e.data["alert"], e.data["runnable"]) for e in out.events] == [
+        ("probe_failed", False, False)
+    ]
+    assert apply(make_session(state), failed(), SYSTEM, NOW).session.incident is not None
 
 
 def test_later_failures_belong_to_the_open_incident() -> None:

@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from bot.domain import SessionState
 from bot.integrations.pagerduty import PagerDuty
 from bot.rendering.ids import ActionId
 from bot.storage.db import upgrade
+from bot.storage.models import OutboxRow
 from tests.e2e import RunningBot, running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty
@@ -197,3 +199,55 @@ def test_failure_page_incident_rollback_resolve(
         assert "rollback_step_done" in report
         # Probe results: the api probe ran (verify, failing run, rollback verification).
         assert "| api | 3 | 1 | ✅ HTTP 200" in report
+
+
+def test_probes_before_the_deploy_page_nobody(
+    database_url: str,
+    tmp_path: Path,
+    health: HealthEndpoint,
+    pagerduty: FakePagerDuty,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    upgrade(database_url)
+    pd = PagerDuty(events_url=pagerduty.url, verify=pagerduty.client_ssl_context())
+    config = write_config(tmp_path, health)
+    # A second probe that cannot run at all: its header's variable is not set.
+    text = config.read_text(encoding="utf-8").replace(
+        "probes:\n",
+        f"probes:\n  admin:\n    kind: http\n    url: {health.url}/health\n"
+        "    headers_from_env: {Authorization: API_TOKEN}\n",
+    )
+    config.write_text(text, encoding="utf-8")
+    checklist = tmp_path / "checklist.yaml"
+    checklist.write_text(
+        checklist.read_text(encoding="utf-8")
+        + "      - text: Admin API answers\n        probe: admin\n",
+        encoding="utf-8",
+    )
+    with running_bot(database_url, config=config, pagerduty=pd, background=True) as bot:
+        health.healthy = False
+        bot.command("start prod api v2", user="U0DEPLOYER", reply="start")
+        assert "Opened deploy #1" in bot.reply("start")["text"]
+        bot.click("U0DEPLOYER", ActionId.RUN_PROBES, "1", reply="probe")
+        wait(lambda: bot.session(1).progress("1.2").status.value == "failed", "probes ran")
+        wait(lambda: bot.session(1).progress("1.1").status.value == "failed", "probes ran")
+        bot.bot.publisher.flush()
+
+        # The items failed and the gate waits, but nobody was paged and no incident opened.
+        session = bot.session(1)
+        assert session.incident is None
+        with bot.bot.runtime.service.session_factory() as db:  # written with the results
+            assert db.scalar(select(func.count()).where(OutboxRow.topic == "pagerduty")) == 0
+        assert pagerduty.events() == []
+        assert bot.fake.messages("#incidents") == []
+        summary = bot.fake.messages("#deploys")[0]
+        notes = [m.text for m in bot.fake.thread("#deploys", summary.ts)]
+        assert any(":warning: Probe *api* (critical): HTTP 503" in n for n in notes), notes
+        assert any(
+            "<@U0DEPLOYER> probe *admin* could not run (not runnable: environment variable "
+            "API_TOKEN is not set). That is a configuration problem" in n
+            for n in notes
+        ), notes
+        history = [e.kind for e in bot.bot.runtime.service.history(1)]
+        assert "incident_opened" not in history

@@ -82,7 +82,11 @@ def _probe_failed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) ->
     probe = found[1].probe
     severity = str(event.data.get("severity") or Severity.CRITICAL.value)
     failure = Failure(probe, str(event.data.get("summary", "")), severity, event.at)
-    if severity == Severity.WARNING.value:
+    if not event.data.get("runnable", True):
+        if not _failed_before(uow, change, probe):
+            fx.incidents.probe_not_runnable(uow, session, failure)
+        return
+    if not event.data.get("alert", True):
         if not _failed_before(uow, change, probe):
             fx.incidents.probe_warned(uow, session, failure)
         return

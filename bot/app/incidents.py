@@ -71,11 +71,25 @@ class Incidents:
             )
 
     def probe_warned(self, uow: UnitOfWork, session: DeploySession, failure: Failure) -> None:
-        """A warning probe failed: say so in the session's thread, without paging."""
+        """A probe failed in a way that is no alert (a warning, or before the deploy): say
+        so in the session's thread, without paging."""
         self.thread(
             uow,
             session,
-            f":warning: Probe *{failure.probe}* (warning): {failure.summary}",
+            f":warning: Probe *{failure.probe}* ({failure.severity}): {failure.summary}",
+            at=failure.since,
+            purpose=SUMMARY,
+        )
+
+    def probe_not_runnable(self, uow: UnitOfWork, session: DeploySession, failure: Failure) -> None:
+        """A probe could not run at all: its configuration is for the requester to fix;
+        nobody is paged for it."""
+        self.thread(
+            uow,
+            session,
+            f":wrench: <@{session.requester}> probe *{failure.probe}* could not run "
+            f"({failure.summary}). That is a configuration problem, so nobody was paged: fix "
+            "the probe's settings or credentials and run the probes again.",
             at=failure.since,
             purpose=SUMMARY,
         )

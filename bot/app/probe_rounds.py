@@ -58,7 +58,11 @@ class ProbeRound:
 
     @property
     def critical_failures(self) -> list[ProbeResult]:
-        return [r for r in self.results if not r.ok and r.severity is Severity.CRITICAL]
+        """What fails a deployed session: critical probes that ran and failed (one that
+        could not run is a configuration problem; its item stays failed, blocking completion)."""
+        return [
+            r for r in self.results if not r.ok and r.runnable and r.severity is Severity.CRITICAL
+        ]
 
 
 class SessionProbes:
@@ -115,7 +119,9 @@ class SessionProbes:
                     )
 
             commands = [
-                RecordProbeResult(item_id, result.ok, result.summary, result.severity)
+                RecordProbeResult(
+                    item_id, result.ok, result.summary, result.severity, result.runnable
+                )
                 for item_id in links[result.name]
             ]
             self.service.handle(session_id, commands, SYSTEM, also=store)

@@ -43,6 +43,7 @@ class RecordProbeResult:
     ok: bool
     summary: str
     severity: Severity = Severity.CRITICAL
+    runnable: bool = True  # False: the probe could not run (a configuration problem)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ __all__ = ["ACTIONS", "HANDLERS", "SYSTEM", "TRANSITIONS", "VERBS", "Outcome", "
 S = SessionState
 
 ACTIVE = (S.OPEN, S.DEPLOYING, S.VERIFYING, S.MONITORING)
+BEFORE_DEPLOY = (S.OPEN,)
 DEPLOYED = (S.DEPLOYING, S.VERIFYING, S.MONITORING)
 NEEDS_ATTENTION = (S.FAILED, S.ROLLBACK_FAILED)
 
@@ -229,11 +230,18 @@ def _probe_result(
     severity: Severity | None = None if cmd.ok else cmd.severity
     s.items[cmd.item_id] = ItemProgress(status, actor.user_id, at, cmd.summary, severity)
     kind = "probe_passed" if cmd.ok else "probe_failed"
-    data = {"item": cmd.item_id, "summary": cmd.summary}
+    data: dict[str, Any] = {"item": cmd.item_id, "summary": cmd.summary}
     if severity:
         data["severity"] = severity.value
+        # Only a critical failure of what was deployed is an alert: before the deploy a
+        # failure blocks the gates, and a probe that cannot run is a configuration problem.
+        data["alert"] = (
+            severity is Severity.CRITICAL and cmd.runnable and s.state not in BEFORE_DEPLOY
+        )
+        if not cmd.runnable:
+            data["runnable"] = False
     events = [Event(kind, actor.user_id, at, data)]
-    if severity is Severity.CRITICAL and s.open_incident is None:
+    if data.get("alert") and s.open_incident is None:
         # One incident at a time: later failures belong to the one already open.
         probe = item.probe or item.id
         s.incident = Incident(opened_at=at, probe=probe, summary=cmd.summary)

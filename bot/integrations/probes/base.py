@@ -54,6 +54,7 @@ class ProbeOutcome:
     ok: bool
     summary: str
     detail: str = ""
+    runnable: bool = True  # False: the probe could not run at all (its configuration)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class ProbeResult:
     duration: float
     severity: Severity
     at: datetime
+    runnable: bool = True  # False: a configuration problem, not news about the service
 
     @property
     def status(self) -> str:
@@ -99,7 +101,7 @@ def _run_probe(name: str, spec: ProbeSpec, *, ctx: ProbeContext | None = None) -
     try:
         outcome = check_for(spec.kind)(spec, ctx)
     except ProbeConfigError as error:
-        outcome = ProbeOutcome(False, f"not runnable: {error}")
+        outcome = ProbeOutcome(False, f"not runnable: {error}", runnable=False)
     except Exception as error:  # a check's failure is a result, not a crash
         outcome = ProbeOutcome(False, f"{type(error).__name__}: {error}", repr(error))
     return _result(name, spec, outcome, time.monotonic() - started, at, ctx)
@@ -169,4 +171,6 @@ def _result(
 ) -> ProbeResult:
     summary = redact(" ".join(outcome.summary.split()), secrets=ctx.secrets)[:SUMMARY_LIMIT]
     detail = redact(outcome.detail, secrets=ctx.secrets)[:DETAIL_LIMIT]
-    return ProbeResult(name, spec.kind, outcome.ok, summary, detail, duration, spec.severity, at)
+    return ProbeResult(
+        name, spec.kind, outcome.ok, summary, detail, duration, spec.severity, at, outcome.runnable
+    )

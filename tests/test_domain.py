@@ -257,10 +257,21 @@ def test_deploy_gate_says_what_is_missing() -> None:
 
 
 def test_complete_refused_with_failed_items() -> None:
-    s = signed(make_session(SessionState.DEPLOYING))
+    s = signed(make_session(SessionState.VERIFYING))
     s = apply(s, c.RecordProbeResult("1.1", ok=False, summary="HTTP 503"), SYSTEM, NOW).session
     with pytest.raises(GateClosed, match=r"failed item \*Backups verified\*"):
         apply(s, c.Complete(), REQUESTER, NOW)
+
+
+def test_complete_takes_the_verify_phase_and_its_answers() -> None:
+    s = signed(make_session(SessionState.DEPLOYING))
+    with pytest.raises(DomainError, match="You can't complete a session that is deploying"):
+        apply(s, c.Complete(), REQUESTER, NOW)
+    s = apply(s, c.FinishDeployment(), REQUESTER, NOW).session
+    running = apply(s, c.StartProbe("1.1"), SYSTEM, NOW).session
+    with pytest.raises(GateClosed, match=r"Verification is still running \(1.1\)"):
+        apply(running, c.Complete(), REQUESTER, NOW)
+    assert apply(s, c.Complete(), REQUESTER, NOW).session.state is SessionState.COMPLETED
 
 
 def test_only_operators_start_abort_and_complete() -> None:

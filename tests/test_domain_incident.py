@@ -74,6 +74,18 @@ def test_a_probe_that_cannot_run_is_a_configuration_problem_not_an_alert(
     assert apply(make_session(state), failed(), SYSTEM, NOW).session.incident is not None
 
 
+def test_a_skipped_item_stays_skipped_when_its_probe_fails_and_ticks_when_it_passes() -> None:
+    s = apply(make_session(S.VERIFYING), c.SkipItem("1.1", "not this time"), REQUESTER, NOW)
+    started = apply(s.session, c.StartProbe("1.1"), SYSTEM, NOW).session
+    assert started.progress("1.1").status.value == "skipped"
+    out = apply(started, failed(), SYSTEM, NOW)
+    assert out.session.progress("1.1").status.value == "skipped"
+    assert out.session.incident is None
+    assert [(e.kind, e.data["alert"]) for e in out.events] == [("probe_failed", False)]
+    passed = apply(out.session, c.RecordProbeResult("1.1", True, "HTTP 200"), SYSTEM, NOW)
+    assert passed.session.progress("1.1").status.value == "done"
+
+
 def test_later_failures_belong_to_the_open_incident() -> None:
     session = with_incident(S.DEPLOYING)
     out = apply(session, failed("1.2", "replica lag"), SYSTEM, LATER)

@@ -171,12 +171,7 @@ def test_summary_shows_who_what_and_when() -> None:
 
 SETTLED_BUTTONS: dict[SessionState, list[str]] = {
     S.OPEN: [ActionId.START_DEPLOYMENT, ActionId.RUN_PROBES, ActionId.ABORT],
-    S.DEPLOYING: [
-        ActionId.FINISH_DEPLOYMENT,
-        ActionId.RUN_PROBES,
-        ActionId.COMPLETE,
-        ActionId.ABORT,
-    ],
+    S.DEPLOYING: [ActionId.FINISH_DEPLOYMENT, ActionId.RUN_PROBES, ActionId.ABORT],
     S.VERIFYING: [ActionId.RUN_PROBES, ActionId.COMPLETE, ActionId.ABORT],
     S.MONITORING: [ActionId.RUN_PROBES, ActionId.COMPLETE, ActionId.ABORT],
     S.FAILED: [ActionId.RUN_PROBES, ActionId.ABORT],
@@ -241,6 +236,10 @@ def test_complete_waits_for_its_gate_and_failures_and_asks_to_confirm() -> None:
     complete = next(b for b in actions(blocks) if b["action_id"] == ActionId.COMPLETE)
     assert complete["text"]["text"] == "Mark complete"
     assert complete["confirm"]["title"]["text"] == "Mark deploy #7 complete?"
+    assert complete["confirm"]["text"]["text"] == (
+        f"4 of 4 items are still open (1.1, 1.2, 1.2.1, 2.1). "
+        f"This closes the session and frees {session.environment}."
+    )
     abort = next(b for b in actions(blocks) if b["action_id"] == ActionId.ABORT)
     assert abort["style"] == "danger" and abort["confirm"]["style"] == "danger"
 

@@ -115,6 +115,13 @@ def test_whole_deploy_from_slack(database_url: str) -> None:
         bot.tick("U0DEPLOYER", ["2.1", "2.2"], reply="post")
         bot.wait_state(1, SessionState.DEPLOYING)
         bot.wait_item(1, "2.2", ItemStatus.DONE)
+        # Completing takes the verify phase: its probe round ends in monitoring.
+        bot.click("U0DEPLOYER", ActionId.COMPLETE, "1", reply="complete-early")
+        assert (
+            "You can't complete a session that is deploying" in bot.reply("complete-early")["text"]
+        )
+        bot.click("U0DEPLOYER", ActionId.FINISH_DEPLOYMENT, "1", reply="deployed")
+        bot.wait_state(1, SessionState.MONITORING)
         bot.click("U0DEPLOYER", ActionId.COMPLETE, "1", reply="complete")
         bot.wait_state(1, SessionState.COMPLETED)
         final = bot.session(1)

@@ -140,7 +140,9 @@ class SessionProbes:
         session = self.service.get(session_id)
         if session.state not in DEPLOYED:
             return
-        failed = outcome.critical_failures
+        # What still fails on the checklist: a failure of a skipped item does not count.
+        failing = {item.probe for item, _ in session.failing_items()}
+        failed = [r for r in outcome.critical_failures if r.name in failing]
         if failed:
             names = ", ".join(f"{r.name} ({r.summary})" for r in failed)
             self.service.act_as(

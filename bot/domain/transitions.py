@@ -35,6 +35,7 @@ S = SessionState
 
 ACTIVE = (S.OPEN, S.DEPLOYING, S.VERIFYING, S.MONITORING)
 BEFORE_DEPLOY = (S.OPEN,)
+VERIFIED = (S.VERIFYING, S.MONITORING)
 DEPLOYED = (S.DEPLOYING, S.VERIFYING, S.MONITORING)
 NEEDS_ATTENTION = (S.FAILED, S.ROLLBACK_FAILED)
 
@@ -58,7 +59,8 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows((S.OPEN,), c.StartDeployment, S.DEPLOYING),
     **_rows((S.DEPLOYING,), c.FinishDeployment, S.VERIFYING),
     **_rows((S.VERIFYING,), c.StartMonitoring, S.MONITORING),
-    **_rows(DEPLOYED, c.Complete, S.COMPLETED),
+    # Completing takes the verify phase: the probes have judged what was deployed.
+    **_rows(VERIFIED, c.Complete, S.COMPLETED),
     **_rows(DEPLOYED, c.Fail, S.FAILED),
     **_rows(ACTIVE + NEEDS_ATTENTION, c.Abort, S.ABORTED),
     **_rows(ACTIVE, c.Expire, S.ABORTED),
@@ -206,6 +208,9 @@ def _skip(s: DeploySession, cmd: c.SkipItem, actor: Actor, at: datetime) -> list
     return [Event("item_skipped", actor.user_id, at, data)]
 
 
+RUNNING = ItemStatus.RUNNING
+
+
 def _failed_critical(progress: ItemProgress) -> bool:
     return progress.status is ItemStatus.FAILED and progress.severity is Severity.CRITICAL
 
@@ -218,7 +223,8 @@ def _request_probes(
 
 def _start_probe(s: DeploySession, cmd: c.StartProbe, actor: Actor, at: datetime) -> list[Event]:
     _item(s, cmd.item_id)
-    s.items[cmd.item_id] = ItemProgress(ItemStatus.RUNNING, actor.user_id, at)
+    if s.progress(cmd.item_id).status is not ItemStatus.SKIPPED:  # a skip stands until a pass
+        s.items[cmd.item_id] = ItemProgress(ItemStatus.RUNNING, actor.user_id, at)
     return [Event("probe_started", actor.user_id, at, {"item": cmd.item_id})]
 
 
@@ -228,7 +234,10 @@ def _probe_result(
     item = _item(s, cmd.item_id)
     status = ItemStatus.DONE if cmd.ok else ItemStatus.FAILED
     severity: Severity | None = None if cmd.ok else cmd.severity
-    s.items[cmd.item_id] = ItemProgress(status, actor.user_id, at, cmd.summary, severity)
+    # People skipped the item (or overrode its failure): a failure no longer holds it.
+    skipped = s.progress(cmd.item_id).status is ItemStatus.SKIPPED and not cmd.ok
+    if not skipped:
+        s.items[cmd.item_id] = ItemProgress(status, actor.user_id, at, cmd.summary, severity)
     kind = "probe_passed" if cmd.ok else "probe_failed"
     data: dict[str, Any] = {"item": cmd.item_id, "summary": cmd.summary}
     if severity:
@@ -236,7 +245,10 @@ def _probe_result(
         # Only a critical failure of what was deployed is an alert: before the deploy a
         # failure blocks the gates, and a probe that cannot run is a configuration problem.
         data["alert"] = (
-            severity is Severity.CRITICAL and cmd.runnable and s.state not in BEFORE_DEPLOY
+            severity is Severity.CRITICAL
+            and cmd.runnable
+            and not skipped
+            and s.state not in BEFORE_DEPLOY
         )
         if not cmd.runnable:
             data["runnable"] = False
@@ -288,6 +300,12 @@ def _start_monitoring(
 
 
 def _complete(s: DeploySession, cmd: c.Complete, actor: Actor, at: datetime) -> list[Event]:
+    running = [item.id for _, item in s.checklist.walk() if s.progress(item.id).status is RUNNING]
+    if running:
+        raise GateClosed(
+            f"Verification is still running ({', '.join(running)}): the deploy can be "
+            "completed once its probes have answered."
+        )
     missing = s.gate_missing(s.policy.complete_gate)
     missing += [f"failed item *{item.text}*" for item, _ in s.failing_items()]
     if missing:

@@ -346,7 +346,7 @@ def _actions(session: DeploySession) -> list[JsonBlock]:
     if allowed(Complete) and not _completion_missing(session):
         confirm = confirm_dialog(
             f"Mark deploy #{sid} complete?",
-            f"This closes the session and frees {session.environment}.",
+            _open_items(session) + f"This closes the session and frees {session.environment}.",
             "Mark complete",
         )
         buttons.append(button("Mark complete", ActionId.COMPLETE, sid, confirm=confirm))
@@ -362,6 +362,20 @@ def _actions(session: DeploySession) -> list[JsonBlock]:
         {"type": "actions", "elements": buttons[i : i + MAX_ACTIONS_ELEMENTS]}
         for i in range(0, len(buttons), MAX_ACTIONS_ELEMENTS)
     ]
+
+
+def _open_items(session: DeploySession) -> str:
+    """What completing would leave undone, for the confirmation (plain text, short)."""
+    open_ids = [
+        i.id for _, i in session.checklist.walk() if not session.progress(i.id).status.is_settled
+    ]
+    if not open_ids:
+        return ""
+    total = session.totals[1]
+    shown = ", ".join(open_ids[:8]) + (
+        f" and {len(open_ids) - 8} more" if len(open_ids) > 8 else ""
+    )
+    return f"{len(open_ids)} of {total} items are still open ({shown}). "
 
 
 def button(

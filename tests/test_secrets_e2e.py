@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.report import report_json, report_markdown
 from bot.domain import SessionState
+from bot.integrations.pagerduty import DETAIL_LIMIT, page_payload
 from bot.ops.redact import MASK
 from bot.rendering.ids import ActionId
 from bot.storage.db import upgrade
@@ -26,6 +28,7 @@ from bot.storage.models import OutboxRow
 from tests.e2e import RunningBot, running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty
+from tests.test_paging import ROUTING_KEY_ENV, drain, enqueue, make_pagerduty, make_worker
 from tests.test_rollback_e2e import (
     ROUTING_KEY,
     deploy_and_verify,
@@ -61,6 +64,7 @@ def everything_that_left(bot: RunningBot, paging: FakePagerDuty) -> dict[str, st
         "report": report_markdown(session, history, runs),
         "report json": json.dumps(report_json(session, history, runs)),
         "pagerduty": json.dumps(paging.events()),
+        "probe runs": json.dumps([[r.summary, r.detail] for r in runs]),
     }
 
 
@@ -131,3 +135,100 @@ def test_a_rollback_command_that_echoes_its_token_leaks_it_nowhere(
     # ... and the token is nowhere.
     for where, text in left.items():
         assert ROLLBACK_TOKEN not in text, where
+
+
+# --- PagerDuty: summary, severity, links, and the probe's detail redacted and capped -------
+
+GITHUB_TOKEN = "ghp_R8kzQ2mVx7LpA9sWc4TnB6yHd1uJe3fG5oIq"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq8Kf3Tb1x"
+PEM_BODY = "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM2q9sKc8Vb1wXyZ"
+PROBE_SECRETS = [GITHUB_TOKEN, AWS_SECRET, "hunter2-xyz", PEM_BODY]
+SECRET_OUTPUT = (
+    f"cloning with {GITHUB_TOKEN}\n"
+    f"default {AWS_SECRET} shared\n"
+    "connect password=hunter2-xyz sslmode=require\n"
+    f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n-----END RSA PRIVATE KEY-----\n"
+)
+
+
+def test_a_page_carries_its_details_redacted_and_capped(
+    session_factory: sessionmaker[Session],
+) -> None:
+    detail = SECRET_OUTPUT + "health check output line\n" * 200
+    payload = page_payload(
+        action="trigger",
+        env_name="prod",
+        routing_key_env=ROUTING_KEY_ENV,
+        session_id=7,
+        probe="api",
+        summary=f"prod api v2: api failed: token {GITHUB_TOKEN} refused",
+        severity="critical",
+        details={"detail": detail},
+        link="https://example.slack.com/archives/C1/p1",
+    )
+    # A row written before this rule (its payload unfitted) is fitted on the way out too.
+    legacy = {**payload, "dedup_key": "deploybot/prod/session-7/legacy"}
+    legacy["summary"] = f"legacy: password={PROBE_SECRETS[2]}"
+    legacy["custom_details"] = {"detail": detail, "lines": [AWS_SECRET]}
+    with FakePagerDuty() as receiver:
+        for row in (payload, legacy):
+            enqueue(session_factory, row)
+        drain(make_worker(session_factory, make_pagerduty(receiver)), session_factory)
+        events = receiver.events()
+
+    assert len(events) == 2
+    for event in events:
+        sent = json.dumps(event)
+        for secret in PROBE_SECRETS:
+            assert secret not in sent
+        custom = event["payload"]["custom_details"]
+        assert len(custom["detail"]) == DETAIL_LIMIT and custom["detail"].endswith("…")
+        assert MASK in custom["detail"] and MASK in event["payload"]["summary"]
+    assert events[0]["links"] == [
+        {"href": "https://example.slack.com/archives/C1/p1", "text": "Deploy session #7"}
+    ]
+
+
+def failing_probe(tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    """A command probe that passes until ``broken`` exists, then prints secrets and fails."""
+    broken = tmp_path / "broken"
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"if not pathlib.Path({str(broken)!r}).exists():\n"
+        "    print('ok'); sys.exit(0)\n"
+        f"sys.stdout.write({SECRET_OUTPUT!r} + 'x' * 700)\n"
+        "sys.exit(1)\n",
+        encoding="utf-8",
+    )
+    return {"kind": "command", "argv": [sys.executable, str(script)], "timeout": "10s"}, broken
+
+
+def test_a_failing_probe_pages_with_its_detail_redacted_and_capped_and_nothing_more(
+    database_url: str, tmp_path: Path, paging: FakePagerDuty
+) -> None:
+    upgrade(database_url)
+    probe, broken = failing_probe(tmp_path)
+    config = write_config(tmp_path, probe=probe, rollback=[])
+    with running_bot(
+        database_url, config=config, pagerduty=pd_client(paging), background=True
+    ) as bot:
+        deploy_and_verify(bot)
+        broken.touch()
+        probe_until_failed(bot)
+        trigger = paging.wait_for_events(1, timeout=20)[0]
+        bot.bot.publisher.flush()
+        left = everything_that_left(bot, paging)
+
+    payload = trigger["payload"]
+    assert payload["severity"] == "critical"
+    assert payload["summary"].startswith("prod api v2: api failed: exit 1")
+    assert trigger["links"] and trigger["links"][0]["text"] == "Deploy session #1"
+    custom = payload["custom_details"]
+    assert set(custom) == {"detail", "environment", "session_id", "probe", "outbox_id"}
+    assert custom["detail"].startswith(f"$ {sys.executable} ")
+    assert MASK in custom["detail"]
+    assert len(custom["detail"]) <= DETAIL_LIMIT
+    for where, text in left.items():
+        for secret in PROBE_SECRETS:
+            assert secret not in text, (where, secret)

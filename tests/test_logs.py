@@ -17,6 +17,7 @@ from bot.config.probe_specs import HttpProbe
 from bot.integrations.probes import ProbeContext, ProbeOutcome, run_probes
 from bot.ops import logs
 from bot.ops.logs import JsonFormatter, TextFormatter, configure_logging, session_context
+from tests.test_redact import FORMS
 
 TOKEN = "xoxb-123456789012-abcdefABCDEF"
 
@@ -183,3 +184,27 @@ def test_configure_logging_replaces_only_its_own_handler() -> None:
             if handler not in before:
                 root.removeHandler(handler)
         root.setLevel(level)
+
+
+@pytest.mark.parametrize(("text", "secrets"), FORMS)
+def test_every_known_form_is_masked_in_log_lines_of_both_formats(
+    captured: tuple[logging.Logger, io.StringIO], text: str, secrets: list[str]
+) -> None:
+    logger, stream = captured
+    logger.warning("probe said: %s", text, extra={"output": text, "lines": [text]})
+    record = logging.LogRecord("bot.x", logging.INFO, __file__, 1, "%s", (text,), None)
+    written = stream.getvalue() + TextFormatter().format(record)
+    for secret in secrets:
+        assert secret not in written
+        assert json.dumps(secret)[1:-1] not in written  # nor as JSON escapes it
+
+
+def test_a_huge_unhandled_action_id_is_logged_whole_and_redacted(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    # A 10 KB action_id once held a log line for 15 s (quadratic redaction); see
+    # benchmarks/redact.py for the time it takes now.
+    action_id = "a" * 10_000 + " password=hunter2"
+    logger, stream = captured
+    logger.warning("unhandled action %s", action_id)
+    assert lines(stream)[0]["message"] == f"unhandled action {'a' * 10_000} password=[REDACTED]"

@@ -81,7 +81,8 @@ def _probe_failed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) ->
         return
     probe = found[1].probe
     severity = str(event.data.get("severity") or Severity.CRITICAL.value)
-    failure = Failure(probe, str(event.data.get("summary", "")), severity, event.at)
+    summary = str(event.data.get("summary", ""))
+    failure = Failure(probe, summary, severity, event.at, _last_detail(uow, change, probe))
     if not event.data.get("runnable", True):
         if not _failed_before(uow, change, probe):
             fx.incidents.probe_not_runnable(uow, session, failure)
@@ -105,6 +106,12 @@ def _probe_passed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) ->
     if _failed_before(uow, change, probe):
         summary = str(event.data.get("summary", ""))
         fx.incidents.probe_recovered(uow, change.after, probe, summary, event.at)
+
+
+def _last_detail(uow: UnitOfWork, change: Change, probe: str) -> str:
+    """The detail of the probe's latest run for the session (stored before the effects)."""
+    runs = [r for r in uow.probe_runs.for_session(change.session_id) if r.probe == probe]
+    return runs[-1].detail if runs else ""
 
 
 def _failed_before(uow: UnitOfWork, change: Change, probe: str) -> bool:

@@ -59,7 +59,8 @@ class Incidents:
             [failure.probe],
             key=f"trigger:{failure.since.isoformat()}",
             summary=f"{session.title}: {failure.probe} failed: {failure.summary}",
-            details={"summary": failure.summary, "severity": failure.severity},
+            # What on-call needs beyond the summary: the probe's detail (fitted by page_payload).
+            details={"detail": failure.detail} if failure.detail else {},
             at=failure.since,
         )
         if not opened and not again:

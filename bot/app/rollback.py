@@ -11,7 +11,8 @@ incident thread through the effects of its audit events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +27,7 @@ from bot.domain.errors import DeployError, DomainError
 from bot.integrations.rollback_targets import RollbackTarget, run_target
 from bot.ops import metrics
 from bot.ops.logs import session_scoped
-from bot.ops.redact import redact
+from bot.ops.redact import StepEnvironment, step_environment
 from bot.storage.schedule_slots import claim_slot
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,12 @@ class Rollbacks:
         probes: SessionProbes,
         run: Callable[[RollbackTarget], str] = run_target,
         session_factory: sessionmaker[Session] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
+        # Where a step's variables come from (``run``'s own default); their values are masked
+        # in whatever the step reports, as well as every known shape of secret.
+        self.environ = environ
         self.service = service
         # Where steps are claimed (``schedule_slots``); the service's database unless given.
         self.session_factory = session_factory or service.session_factory
@@ -103,20 +108,27 @@ class Rollbacks:
                 )
                 return
             self._note(session, "rollback_step_started", attempt, step, what)
+            env = self._step_environment(target)
             try:
-                result = redact(self.run_step(target))
+                result = env.redact(self.run_step(target))
             except DeployError as error:
-                self._note(session, "rollback_step_failed", attempt, step, redact(str(error)))
-                self._fail(session, f"step {step} failed: {redact(str(error))}")
+                detail = env.redact(str(error))
+                self._note(session, "rollback_step_failed", attempt, step, detail)
+                self._fail(session, f"step {step} failed: {detail}")
                 return
             except Exception as error:  # an unexpected failure is still a failed step
                 log.exception("rollback step crashed", extra={"session_id": session_id})
-                detail = redact(f"{type(error).__name__}: {error}")
+                detail = env.redact(f"{type(error).__name__}: {error}")
                 self._note(session, "rollback_step_failed", attempt, step, detail)
                 self._fail(session, f"step {step} failed: {detail}")
                 return
             self._note(session, "rollback_step_done", attempt, step, result)
         self._verify(session)
+
+    def _step_environment(self, target: RollbackTarget) -> StepEnvironment:
+        """The variables ``target`` runs with (a command's ``env``; none for the others)."""
+        names = getattr(target, "env", ())
+        return step_environment(names, os.environ if self.environ is None else self.environ)
 
     def _verify(self, session: DeploySession) -> None:
         assert session.id is not None

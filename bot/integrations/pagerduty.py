@@ -1,5 +1,10 @@
 """Paging on-call through PagerDuty's Events API v2, as the outbox's ``"pagerduty"`` handler.
 
+A page carries what on-call needs: the summary, the severity, the link to the session, and
+in ``custom_details`` the probe's detail, redacted and cut to :data:`DETAIL_LIMIT` characters
+(every string in ``custom_details`` is, and the summary is redacted too; again at delivery,
+for rows written before).
+
 A page is recorded in the outbox with :func:`page_payload` and delivered by
 :meth:`PagerDuty.deliver` with PagerDuty's official client (``pagerduty.EventsApiV2Client``).
 The payload names the environment variable holding the routing key, never the key itself:
@@ -13,6 +18,7 @@ are retried with backoff, any other 4xx (and a missing routing key) is a permane
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import ssl
@@ -25,6 +31,7 @@ import httpx2
 import pagerduty
 
 from bot.ops.metrics import counts_pages
+from bot.ops.redact import redact
 from bot.storage.outbox import OUTBOX_ID, PermanentFailure, RetryAfter
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,7 @@ EVENTS_URL_ENV = "PAGERDUTY_EVENTS_URL"
 ACTIONS = ("trigger", "acknowledge", "resolve")
 SEVERITIES = ("critical", "error", "warning", "info")
 SUMMARY_LIMIT = 1024
+DETAIL_LIMIT = 1000  # characters of each custom_details string: enough to see why, no dump
 DEDUP_KEY_LIMIT = 255
 
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -65,9 +73,11 @@ def page_payload(
         routing_key_env: the environment variable that holds the routing key.
         session_id: the deploy session.
         probe: the probe's name.
-        summary: what is wrong, one line; cut to 1024 characters.
+        summary: what is wrong, one line; redacted and cut to 1024 characters.
         severity: ``critical``, ``error``, ``warning`` or ``info``.
-        details: extra facts for the alert's ``custom_details`` (JSON-serialisable).
+        details: extra facts for the alert's ``custom_details`` (the probe's ``detail``);
+            strings are redacted and cut to :data:`DETAIL_LIMIT` characters; lists and
+            mappings are written as JSON strings and treated alike.
         link: a URL for the alert's links (the session in Slack), if any.
         at: when it was detected (timezone-aware); now if not given.
         source: the affected system; the environment's name if not given.
@@ -93,12 +103,12 @@ def page_payload(
         "action": action,
         "routing_key_env": routing_key_env,
         "dedup_key": dedup_key,
-        "summary": truncate_summary(summary),
+        "summary": truncate_summary(redact(summary)),
         "source": source or env_name,
         "severity": severity,
         "component": probe,
         "custom_details": {
-            **details,
+            **fit_details(details),
             "environment": env_name,
             "session_id": session_id,
             "probe": probe,
@@ -113,6 +123,19 @@ def truncate_summary(summary: str) -> str:
     if len(summary) <= SUMMARY_LIMIT:
         return summary
     return summary[: SUMMARY_LIMIT - 1] + "…"
+
+
+def fit_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """``details`` fit to leave for PagerDuty: strings redacted and cut to DETAIL_LIMIT."""
+    fitted: dict[str, Any] = {}
+    for key, value in details.items():
+        if value is None or isinstance(value, bool | int | float):
+            fitted[str(key)] = value
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        text = redact(text)
+        fitted[str(key)] = text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
+    return fitted
 
 
 class _RateLimited(Exception):
@@ -224,7 +247,7 @@ class PagerDuty:
             raise PermanentFailure(f"PagerDuty events URL: {error}") from error
 
     def _trigger(self, client: _EventsClient, dedup_key: str, payload: dict[str, Any]) -> None:
-        details = dict(payload.get("custom_details") or {})
+        details = fit_details(payload.get("custom_details") or {})
         if OUTBOX_ID in payload:
             details[OUTBOX_ID] = payload[OUTBOX_ID]
         extra: dict[str, Any] = {
@@ -235,7 +258,7 @@ class PagerDuty:
             extra["component"] = payload["component"]
         try:
             client.trigger(
-                summary=truncate_summary(str(payload["summary"])),
+                summary=truncate_summary(redact(str(payload["summary"]))),
                 source=str(payload["source"]),
                 dedup_key=dedup_key,
                 severity=str(payload["severity"]),

@@ -22,6 +22,7 @@ from bot.integrations.kubernetes import (
     plan_undo,
     rollout_status,
 )
+from bot.ops.redact import step_environment
 
 RollbackTarget = KubernetesRollback | EcsRollback | LambdaRollback | CommandRollback
 POLL_SECONDS = 1.0
@@ -100,9 +101,13 @@ def run_lambda(target: LambdaRollback) -> str:
 
 
 def run_command(target: CommandRollback, *, environ: Mapping[str, str]) -> str:
-    """A configured argv (never a shell, never text from Slack), with only the named variables."""
+    """A configured argv (never a shell, never text from Slack), with only the named variables.
+
+    What it printed is reported with those variables' values masked (and every known shape of
+    secret): a command that echoes its token does not put it in Slack or the audit log.
+    """
     what = " ".join(target.argv)
-    env = {name: environ[name] for name in target.env if name in environ}
+    env = step_environment(target.env, environ)
     try:
         done = subprocess.run(
             list(target.argv),
@@ -117,7 +122,8 @@ def run_command(target: CommandRollback, *, environ: Mapping[str, str]) -> str:
         raise RollbackFailed(f"{what}: timed out after {target.timeout}") from None
     except OSError as error:
         raise RollbackFailed(f"{what}: could not run: {error.strerror}") from None
-    last = (done.stdout or done.stderr).strip().splitlines()[-1:] or [""]
+    # Redacted whole, before it is cut: a cut would break the shapes the redactor knows.
+    last = env.redact(done.stdout or done.stderr).strip().splitlines()[-1:] or [""]
     if done.returncode != 0:
         raise RollbackFailed(f"{what}: exit {done.returncode}: {last[0][:200]}")
     return f"{what}: exit 0" + (f": {last[0][:200]}" if last[0] else "")

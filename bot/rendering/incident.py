@@ -29,6 +29,7 @@ class Failure:
     summary: str
     severity: str
     since: datetime
+    detail: str = ""  # the failed run's detail (redacted when stored); for the page only
 
 
 class IncidentPhase(StrEnum):

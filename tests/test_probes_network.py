@@ -663,6 +663,16 @@ def test_command_detail_shows_the_command_and_its_output() -> None:
     assert result.detail.startswith(f"$ {sys.executable} -c ")
 
 
+def test_command_output_is_redacted_before_it_is_cut() -> None:
+    # A token whose first half falls just before the last 1,000 characters shown.
+    body = "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
+    # The command line holds the token reversed, so only the output can hold it as is.
+    code = f"print('x' * 5000 + ' ghp_' + {body[::-1]!r}[::-1] + ' ' + 'y' * 990)"
+    result = run(_command(code))
+    assert body[-6:] not in result.detail
+    assert result.detail.rstrip().endswith("] " + "y" * 990)
+
+
 def test_command_sees_only_the_variables_it_names() -> None:
     code = "import os; print(sorted(os.environ)); print(os.environ['DEPLOY_TOKEN'])"
     spec = _command(code, env=["DEPLOY_TOKEN"])

@@ -12,6 +12,7 @@ import time
 
 from bot.config.probe_specs import CommandProbe
 from bot.integrations.probes.base import ProbeContext, ProbeOutcome
+from bot.ops.redact import redact
 
 SHOWN = 1000
 
@@ -55,10 +56,11 @@ def check(spec: CommandProbe, ctx: ProbeContext) -> ProbeOutcome:
         raw, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         raw = _kill_group(process)
-        return ProbeOutcome(False, f"timed out after {timeout:g}s", _detail(command, None, raw))
+        detail = _detail(command, None, raw, ctx.secrets)
+        return ProbeOutcome(False, f"timed out after {timeout:g}s", detail)
     elapsed_ms = (time.monotonic() - started) * 1000
     output = raw.decode(errors="replace")
-    detail = _detail(command, process.returncode, raw)
+    detail = _detail(command, process.returncode, raw, ctx.secrets)
     if process.returncode != spec.expect_exit:
         summary = f"exit {process.returncode} (expected {spec.expect_exit})"
         return ProbeOutcome(False, summary, detail)
@@ -80,8 +82,11 @@ def _kill_group(process: subprocess.Popen[bytes]) -> bytes:
         return b""
 
 
-def _detail(command: str, status: int | None, raw: bytes) -> str:
+def _detail(command: str, status: int | None, raw: bytes, secrets: list[str]) -> str:
     output = raw.decode(errors="replace")
-    shown = output[-SHOWN:]  # the end of the output says why a command failed
+    # Redact before cutting: a cut through a secret would leave a part no pattern knows.
+    # The tail read is far longer than what is shown, so a secret cut there is not shown.
+    tail = redact(output[-64 * SHOWN :], secrets=secrets)
+    shown = tail[-SHOWN:]  # the end of the output says why a command failed
     head = f"$ {command}" + (f"\nexit {status}" if status is not None else "")
     return head + ("\n" + ("…" if len(output) > SHOWN else "") + shown if shown else "")

@@ -80,7 +80,11 @@ def pd_client(fake: FakePagerDuty) -> PagerDuty:
 
 
 def write_config(
-    tmp_path: Path, *, probe: dict[str, Any] | None, rollback: list[dict[str, Any]]
+    tmp_path: Path,
+    *,
+    probe: dict[str, Any] | None,
+    rollback: list[dict[str, Any]],
+    **environment: Any,
 ) -> Path:
     """prod: one sign-off, on-call responders, PagerDuty, and one probe-linked item."""
     item: dict[str, Any] = {"text": "api is healthy"}
@@ -105,6 +109,7 @@ def write_config(
                 "signoffs": [{"role": "QA Lead", "by": ["approvers"]}],
                 "pagerduty": {"routing_key_env": "PD_KEY_PROD"},
                 "rollback": rollback,
+                **environment,
             }
         },
     }
@@ -552,6 +557,59 @@ def test_ecs_and_lambda_roll_back_to_the_previous_revision_and_version(
 
 
 @pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("heals", [True, False], ids=["takes-effect-late", "never-takes-effect"])
+def test_a_rollback_is_verified_over_its_window(
+    database_url: str,
+    tmp_path: Path,
+    pagerduty: FakePagerDuty,
+    health: HealthEndpoint,
+    heals: bool,
+) -> None:
+    upgrade(database_url)
+    config = write_config(
+        tmp_path,
+        probe=http_probe(health),
+        rollback=[{"kind": "command", "argv": ["true"], "timeout": "10s"}],
+        rollback_verify="every 1s for 4s",
+    )
+    with running_bot(
+        database_url, config=config, pagerduty=pd_client(pagerduty), background=True
+    ) as bot:
+        deploy_and_verify(bot)
+        health.check = lambda: False
+        probe_until_failed(bot)
+        bot.click("U0ONCALL", ActionId.ROLL_BACK, "1", reply="rb")
+        service = bot.bot.runtime.service
+
+        def verifying() -> bool:
+            return any(e.kind == "rollback_verifying" for e in service.history(1))
+
+        wait(verifying, "the rollback's verification began")
+        if heals:  # the rollback takes effect a while after its steps are done
+            wait(lambda: len(probe_runs(service)) >= 2, "a second failing round")
+            health.check = lambda: True
+        wait_settled(bot, SessionState.ROLLED_BACK if heals else SessionState.ROLLBACK_FAILED)
+        runs = probe_runs(service)
+        assert [r.ok for r in runs] == [False] * (len(runs) - heals) + [True] * heals
+        if heals:
+            assert len(runs) >= 3
+        else:
+            assert len(runs) in (3, 4, 5)  # every 1 s for 4 s, however late each round began
+            reason = bot.session(1).outcome_reason or ""
+            assert re.fullmatch(
+                r"the probes still fail [34]s after the rollback: api: HTTP 503 \(expected 200\)",
+                reason,
+            ), reason
+        notes = incident_replies(bot, 3)
+        assert ":mag: Verifying the rollback: probes every 1s for up to 4s." in notes
+
+
+def probe_runs(service: DeployService) -> list[Any]:
+    """The api probe's runs during the rollback verification (after the rollback started)."""
+    started = next(e.at for e in service.history(1) if e.kind == "rollback_verifying")
+    return [r for r in service.probe_runs(1) if r.at >= started]
+
+
 def test_a_failing_step_fails_the_rollback_says_why_and_keeps_the_page_open(
     database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: HealthEndpoint
 ) -> None:

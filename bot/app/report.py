@@ -25,6 +25,7 @@ INCIDENT_KINDS = frozenset(
         "probe_failed",
         "session_failed",
         "rollback_started",
+        "rollback_verifying",
         "rollback_succeeded",
         "rollback_failed",
         "incident_opened",

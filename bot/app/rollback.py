@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +29,8 @@ from bot.integrations.rollback_targets import RollbackTarget, run_target
 from bot.ops import metrics
 from bot.ops.logs import session_scoped
 from bot.ops.redact import StepEnvironment, step_environment
+from bot.storage.outbox import Defer
+from bot.storage.repositories import AuditEntry
 from bot.storage.schedule_slots import claim_slot
 
 log = logging.getLogger(__name__)
@@ -123,22 +126,50 @@ class Rollbacks:
                 self._fail(session, f"step {step} failed: {detail}")
                 return
             self._note(session, "rollback_step_done", attempt, step, result)
-        self._verify(session)
+        self._verify(session, attempt, history)
 
     def _step_environment(self, target: RollbackTarget) -> StepEnvironment:
         """The variables ``target`` runs with (a command's ``env``; none for the others)."""
         names = getattr(target, "env", ())
         return step_environment(names, os.environ if self.environ is None else self.environ)
 
-    def _verify(self, session: DeploySession) -> None:
+    def _verify(self, session: DeploySession, attempt: int, history: list[AuditEntry]) -> None:
+        """Probe rounds over the environment's verify window until they pass or it ends.
+
+        A rollback can take a while to take effect, so a failing round is tried again
+        ``every`` so often (the outbox row is deferred, so no thread waits) until ``for_``
+        has passed since the first round.
+
+        Raises:
+            Defer: the probes still fail and the window is still open.
+        """
         assert session.id is not None
+        window = self.config.environment(session.environment).rollback_verify
+        now = self.service.clock()
+        began = next(
+            (
+                e.at
+                for e in history
+                if e.kind == "rollback_verifying" and e.data.get("attempt") == attempt
+            ),
+            None,
+        )
+        if began is None:
+            began = now
+            what = f"probes every {_short(window.every)} for up to {_short(window.for_)}"
+            self._note(session, "rollback_verifying", attempt, 0, what)
         if any(item.probe for _, item in session.checklist.walk()):
             failed = self.probes.run(session.id, why="rollback verification").critical_failures
         else:
             failed = []
         if failed:
+            if now + window.every <= began + window.for_:
+                raise Defer(window.every.total_seconds())
             names = "; ".join(f"{r.name}: {r.summary}" for r in failed)
-            self._fail(session, f"the probes still fail after the rollback: {names}")
+            self._fail(
+                session,
+                f"the probes still fail {_short(now - began)} after the rollback: {names}",
+            )
             return
         self.service.act_as(session.id, RollbackSucceeded(), SYSTEM)
         metrics.rollback_settled(ok=True)
@@ -159,3 +190,10 @@ class Rollbacks:
                 {"attempt": attempt, "step": step, "detail": text},
             ),
         )
+
+
+def _short(delta: timedelta) -> str:
+    """``3m``, ``1m30s``, ``10s``: a duration as the config writes it."""
+    seconds = int(delta.total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    return (f"{minutes}m" if minutes else "") + (f"{seconds}s" if seconds or not minutes else "")

@@ -153,6 +153,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
 DEFAULTS_IN_WORDS: dict[tuple[str, str], str] = {
     ("Environment", "incident_channel"): "the `channel`",
     ("Environment", "operators"): "the `starters`",
+    ("Environment", "rollback_verify"): "`every 10s for 3m`",
     ("Gates", "deploy"): "every required sign-off",
     ("Gates", "complete"): "every required sign-off",
     ("TlsProbe", "server_name"): "the `host`",

@@ -233,6 +233,12 @@ class Environment(_Strict):
     probes: ProbeRefs = ()
     pagerduty: PagerDuty | None = None
     rollback: tuple[RollbackTarget, ...] = ()
+    rollback_verify: Monitoring = Field(
+        default_factory=lambda: Monitoring(every=timedelta(seconds=10), for_=timedelta(minutes=3)),
+        description="How a rollback is verified: probe rounds `every` so often until they "
+        "pass or `for` has passed (a rollback may take a while to take effect), written "
+        "like `every 10s for 3m`.",
+    )
     monitoring: Monitoring | None = None
     reminders: Reminders | None = None
     expire_after: Duration = timedelta(hours=24)

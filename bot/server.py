@@ -154,15 +154,28 @@ def _assemble(
             return
         reply(payload.get("reply_to"), verdict(outcome))
 
-    # Quick effects (Slack, PagerDuty) and long ones (probe rounds, rollback steps) have
-    # workers of their own, so a rollback waiting on a rollout never delays a Slack update.
+    # Slack effects, pages and long effects (probe rounds, rollback steps) have workers of
+    # their own: a rollback waiting on a rollout never delays a Slack update, and a PagerDuty
+    # outage (requests hanging until their timeout) delays neither.
     outbox = OutboxWorker(
         factory,
-        {"publish": publisher.deliver, "slack": delivery.deliver, "pagerduty": pagerduty.deliver},
+        {"publish": publisher.deliver, "slack": delivery.deliver},
         backoff_base=settings.outbox_backoff,
         backoff_cap=settings.outbox_backoff_cap,
         lease=settings.outbox_lease,
         max_attempts=200,
+        poll_interval=settings.outbox_poll,
+    )
+    page_cap = settings.pagerduty_backoff_cap
+    pages = OutboxWorker(
+        factory,
+        {"pagerduty": pagerduty.deliver},
+        backoff_base=min(settings.outbox_backoff, page_cap),
+        backoff_cap=page_cap,
+        lease=settings.outbox_lease,
+        # Retried every few seconds for hours: a page is not given up during an outage, and
+        # acknowledge and resolve wait behind their trigger.
+        max_attempts=5000,
         poll_interval=settings.outbox_poll,
     )
     work = OutboxWorker(
@@ -183,6 +196,7 @@ def _assemble(
 
     def wake() -> None:
         outbox.wake()
+        pages.wake()
         work.wake()
 
     service.wake = wake
@@ -200,7 +214,7 @@ def _assemble(
         probes,
         rollbacks,
         scheduler,
-        (outbox, work),
+        (outbox, pages, work),
         InboxWorker(inbox, app, poll=settings.outbox_poll),
     )
 

@@ -110,6 +110,11 @@ class OutboxWorker:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics this worker delivers."""
+        return frozenset(self._handlers)
+
     # -- the thread ----------------------------------------------------------------------------
 
     def start(self) -> None:

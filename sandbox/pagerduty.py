@@ -87,6 +87,13 @@ class Alert:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+_HUNG: tuple[int, dict[str, str], dict[str, Any] | None] = (
+    503,
+    {},
+    {"status": "error", "message": "timed out"},
+)
+
+
 @dataclass(frozen=True)
 class _Fault:
     status: int
@@ -221,7 +228,7 @@ class FakePagerDuty(ServedInBackground):
             self._recovered.wait()
         with self._changed:
             if hung:
-                status, reply_headers, reply = 503, {}, {"status": "error", "message": "timeout"}
+                status, reply_headers, reply = _HUNG
             else:
                 status, reply_headers, reply = self._answer(method, path, body, headers)
             self._requests.append(Request(path, status, body, headers, time.monotonic()))

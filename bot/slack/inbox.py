@@ -21,6 +21,7 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.request import BoltRequest
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.storage.db import database_unreachable
 from bot.storage.inbox import request_key
 from bot.storage.uow import UnitOfWork
 
@@ -51,9 +52,15 @@ class SlackInbox:
         """Bolt middleware: record the request, or answer a repeat with an empty 200."""
         key = request_key(req.body) if isinstance(req.body, dict) else None
         if key is not None and req.context.get(REDELIVERY) != key:
-            with UnitOfWork(self.session_factory) as uow:
-                first = uow.inbox.receive(key, req.body, at=self.clock(), claim=self.claim)
-                uow.commit()
+            try:
+                with UnitOfWork(self.session_factory) as uow:
+                    first = uow.inbox.receive(key, req.body, at=self.clock(), claim=self.claim)
+                    uow.commit()
+            except Exception as error:
+                if not database_unreachable(error):
+                    raise
+                log.warning("database unreachable: Slack request not recorded", exc_info=True)
+                return not_recorded(req)
             if not first:
                 log.info("repeated Slack request ignored", extra={"request_key": key})
                 return BoltResponse(status=200, body="")
@@ -72,6 +79,36 @@ class SlackInbox:
             # arrived, and comes from our own database.
             app.dispatch(BoltRequest(body=body, mode="socket_mode", context={REDELIVERY: key}))
         return len(abandoned)
+
+
+def not_recorded_text(body: Any) -> str:
+    """What to tell a person whose request the bot could not record (database away)."""
+    command = isinstance(body, dict) and bool(body.get("command"))
+    what, again = ("command", "Run it again") if command else ("click", "Click again")
+    return (
+        f":warning: deploybot can't reach its database right now, so your {what} was not "
+        f"recorded. {again} in a minute."
+    )
+
+
+def not_recorded(req: BoltRequest) -> BoltResponse:
+    """The answer to a request the database was not there to record: a 200 saying so, not
+    a 500 (which Slack shows as a bare failure). A slash command's answer is the ack's body;
+    a click's goes to its response URL, from a thread so that the ack is not held up."""
+    text = not_recorded_text(req.body)
+    if isinstance(req.body, dict) and req.body.get("command"):
+        return BoltResponse(status=200, body=text)
+    respond = req.context.respond
+    if respond is not None:
+
+        def tell() -> None:
+            try:
+                respond(text=text, response_type="ephemeral", replace_original=False)
+            except Exception:  # Slack unreachable too: the log has it
+                log.warning("could not tell the clicker their click was lost", exc_info=True)
+
+        threading.Thread(target=tell, name="not-recorded", daemon=True).start()
+    return BoltResponse(status=200, body="")
 
 
 class InboxWorker:

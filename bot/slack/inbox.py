@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +48,8 @@ class SlackInbox:
         self.session_factory = session_factory
         self.claim = timedelta(seconds=claim)
         self.clock = clock
+        self._received: OrderedDict[str, None] = OrderedDict()  # this process's, newest last
+        self._received_lock = threading.Lock()
 
     def middleware(self, req: BoltRequest, resp: BoltResponse, next: Callable[[], Any]) -> Any:
         """Bolt middleware: record the request, or answer a repeat with an empty 200."""
@@ -64,9 +67,28 @@ class SlackInbox:
             if not first:
                 log.info("repeated Slack request ignored", extra={"request_key": key})
                 return BoltResponse(status=200, body="")
+            with self._received_lock:
+                self._received[key] = None
+                if len(self._received) > 10_000:
+                    self._received.popitem(last=False)
         if key is not None:
             req.context["request_key"] = key
         return next()
+
+    def release(self) -> int:
+        """This process stops: the requests it received and has not finished are released,
+        so another replica takes them over at once rather than when their claim runs out."""
+        with self._received_lock:
+            keys = list(self._received)
+            self._received.clear()
+        released = 0
+        with UnitOfWork(self.session_factory) as uow:
+            for start in range(0, len(keys), 500):
+                released += uow.inbox.release(keys[start : start + 500], at=self.clock())
+            uow.commit()
+        if released:
+            log.warning("released %d unfinished Slack request(s)", released)
+        return released
 
     def take_over(self, app: App, limit: int = 10) -> int:
         """Dispatch requests whose receiver stopped before finishing them; returns how many."""

@@ -124,9 +124,12 @@ def test_sigterm_hands_back_a_hanging_probe_and_exits_0(
         try:
             first.wait_for("listening on")
             wait_until(
-                lambda: service.get(sid).progress(item).status is ItemStatus.RUNNING,
+                lambda: (
+                    service.get(sid).progress(item).status is ItemStatus.RUNNING
+                    and (tmp_path / "first-run-started").exists()
+                ),
                 30,
-                "the probe runs",
+                "the probe runs (its hanging first run has started)",
             )
             first.proc.send_signal(signal.SIGTERM)
             assert first.proc.wait(timeout=20) == 0, first.output()
@@ -224,16 +227,19 @@ def test_after_a_sigkill_during_a_probe_the_next_process_recovers_it(
         try:
             first.wait_for("listening on")
             wait_until(
-                lambda: service.get(sid).progress(item).status is ItemStatus.RUNNING,
+                lambda: (
+                    service.get(sid).progress(item).status is ItemStatus.RUNNING
+                    and (tmp_path / "first-run-started").exists()
+                ),
                 30,
-                "the probe runs",
+                "the probe runs (its hanging first run has started)",
             )
             first.kill()
             second = BotProcess("second", env, tmp_path)
             wait_until(
                 lambda: service.get(sid).progress(item).status is ItemStatus.DONE,
-                40,
-                f"the item is {service.get(sid).progress(item).status} after a restart",
+                60,
+                "the item is still running after a restart",
             )
             kinds = [e.kind for e in service.history(sid)]
             assert "probe_interrupted" in kinds

@@ -33,7 +33,15 @@ from bot.domain.commands import (
 from bot.domain.errors import DomainError
 from bot.integrations.probes import ProbeContext, ProbeResult, run_probes
 from bot.ops.logs import session_scoped
-from bot.storage.probe_rounds import abandon, beat, begin_round, claim_dead, end_round, live_round
+from bot.storage.probe_rounds import (
+    abandon,
+    beat,
+    begin_round,
+    claim_dead,
+    end_round,
+    live_round,
+    reopen,
+)
 from bot.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -236,6 +244,7 @@ class SessionProbes:
                 log.exception(
                     "could not recover interrupted probes", extra={"session_id": session_id}
                 )
+                reopen(factory, [rid for rid, sid in dead if sid == session_id])
         return recovered
 
     def _advance(self, session_id: int, outcome: ProbeRound, why: str) -> None:

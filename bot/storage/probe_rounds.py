@@ -67,6 +67,18 @@ def abandon(factory: sessionmaker[Session], round_ids: Collection[int]) -> None:
         )
 
 
+def reopen(factory: sessionmaker[Session], round_ids: Collection[int]) -> None:
+    """Put claimed dead rounds back, still dead, for the next sweep to try again."""
+    if not round_ids:
+        return
+    with factory() as db, db.begin():
+        db.execute(
+            update(ProbeRoundRow)
+            .where(ProbeRoundRow.id.in_(sorted(round_ids)))
+            .values(finished_at=None, heartbeat_at=_LONG_AGO)
+        )
+
+
 def claim_dead(
     db: Session, *, now: datetime, stale: timedelta, limit: int = 20
 ) -> list[tuple[int, int]]:

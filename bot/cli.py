@@ -259,11 +259,15 @@ def serve(
 ) -> None:
     """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on $PORT."""
     import logging
+    import os
+    import signal
+    import time
+    from typing import Any
 
     from bot.domain.errors import ConfigError
     from bot.ops.logs import configure_logging
     from bot.ops.settings import get_settings
-    from bot.server import create_bot, serve_http, serve_socket_mode
+    from bot.server import HttpServing, create_bot, serve_http, serve_socket_mode
 
     settings = get_settings()
     try:
@@ -279,23 +283,44 @@ def serve(
     # Formatted logs from here on; a refusal to start above stays one line for a person.
     configure_logging(log_format)
     log = logging.getLogger("deploybot")
+    # SIGTERM (Kubernetes stopping the pod) stops it as Ctrl-C does: gracefully.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     bot.start()
+    http: HttpServing | None = None
+    socket_mode: Any = None
     try:
         if settings.slack_app_token:
             log.info("deploybot: Socket Mode")
-            serve_socket_mode(bot, app_token=settings.slack_app_token, health_port=settings.port)
+            socket_mode = serve_socket_mode(
+                bot, app_token=settings.slack_app_token, health_port=settings.port, block=False
+            )
         else:
-            server = serve_http(bot, host=settings.host, port=settings.port)
+            http = HttpServing(serve_http(bot, host=settings.host, port=settings.port))
             log.info(
                 "deploybot: listening on %s:%s (/slack/events, /healthz, /readyz, /metrics)",
                 settings.host,
-                server.effective_port,
+                http.port,
             )
-            server.run()
+        while True:
+            # Not one endless wait: the kernel may hand the signal to another thread, and the
+            # main thread runs Python's handler only once its wait returns.
+            time.sleep(1)
     except KeyboardInterrupt:
-        pass
-    finally:
+        # A second signal must not cut the drain short; the drain itself is bounded.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log.warning("deploybot: stopping (drain of at most %g s)", settings.drain_timeout)
+        if socket_mode is not None:
+            socket_mode.close()
+        bot.drain(http, timeout=settings.drain_timeout)
+        log.warning("deploybot: stopped")
+        logging.shutdown()
+        # Threads still busy past the deadline (a probe that ignores its timeout) have had
+        # their work handed back: they must not keep the process past its grace period.
+        os._exit(0)
+    except BaseException:
         bot.close()
+        raise
 
 
 @app.command("sandbox")

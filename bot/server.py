@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ from bot.storage.db import migrations_current
 from bot.workers.jobs import JobContext
 from bot.workers.leader import leader_lock_for
 from bot.workers.outbox import OutboxWorker
+from bot.workers.periodic import Periodic
 from bot.workers.scheduler import ScheduleRunner
 from commands import Deps, register
 
@@ -57,6 +60,7 @@ class Bot:
     scheduler: ScheduleRunner
     workers: tuple[OutboxWorker, ...]
     inbox: InboxWorker
+    recovery: Periodic  # marks interrupted the probe rounds of processes that stopped
 
     def wsgi(self) -> WSGIApplication:
         return make_wsgi(
@@ -71,14 +75,49 @@ class Bot:
         for worker in self.workers:
             worker.start()
         self.inbox.start()
+        self.recovery.start()
         if scheduler:
             self.scheduler.start()
 
     def close(self) -> None:
         self.scheduler.stop()
+        self.recovery.stop()
         self.inbox.stop()
         for worker in self.workers:
             worker.stop()
+        self.runtime.engine.dispose()
+
+    def drain(self, http: HttpServing | None, *, timeout: float) -> None:
+        """Stop on SIGTERM within ``timeout`` seconds, losing and holding up nothing.
+
+        In order: stop accepting (requests being answered get their answer); give up the
+        scheduler's leader lock (another replica leads at once); let acknowledged requests'
+        listeners finish; deliver the Slack effects and pages that come due, and finish the
+        long effect in hand; then hand back whatever is still in hand (outbox rows due now,
+        probe rounds interrupted, unfinished Slack requests released), so another replica
+        takes it over at once instead of a lease later.
+        """
+        deadline = time.monotonic() + timeout
+
+        def left(share: float = 1.0) -> float:
+            return max(0.0, (deadline - time.monotonic()) * share)
+
+        if http is not None:
+            http.close(timeout=left(0.25))
+        self.scheduler.stop()
+        self.recovery.stop()
+        self.inbox.stop()
+        _bounded(self.app.listener_runner.listener_executor.shutdown, left(0.5))
+        # The last fifth delivers what handing back writes (the interrupted probes' notes).
+        handing_back = deadline - timeout / 5
+        _together([partial(w.drain, handing_back) for w in self.workers], left() + 1.0)
+        for what in (self.probes.hand_back, self.inbox.inbox.release):
+            try:
+                what()
+            except Exception:  # the database may be away: leases and claims run out anyway
+                log.exception("could not hand back work on the way out")
+        quick = [w for w in self.workers if w.drains]
+        _together([partial(w.finish, deadline) for w in quick], left() + 1.0)
         self.runtime.engine.dispose()
 
 
@@ -142,7 +181,7 @@ def _assemble(
         links=links,
     )
     delivery = SlackDelivery(client=client, session_factory=factory)
-    probes = SessionProbes(config=config, service=service)
+    probes = SessionProbes(config=config, service=service, lease=settings.outbox_lease)
     rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
 
     def probe_round(payload: dict[str, Any]) -> None:
@@ -154,15 +193,28 @@ def _assemble(
             return
         reply(payload.get("reply_to"), verdict(outcome))
 
-    # Quick effects (Slack, PagerDuty) and long ones (probe rounds, rollback steps) have
-    # workers of their own, so a rollback waiting on a rollout never delays a Slack update.
+    # Slack effects, pages and long effects (probe rounds, rollback steps) have workers of
+    # their own: a rollback waiting on a rollout never delays a Slack update, and a PagerDuty
+    # outage (requests hanging until their timeout) delays neither.
     outbox = OutboxWorker(
         factory,
-        {"publish": publisher.deliver, "slack": delivery.deliver, "pagerduty": pagerduty.deliver},
+        {"publish": publisher.deliver, "slack": delivery.deliver},
         backoff_base=settings.outbox_backoff,
         backoff_cap=settings.outbox_backoff_cap,
         lease=settings.outbox_lease,
         max_attempts=200,
+        poll_interval=settings.outbox_poll,
+    )
+    page_cap = settings.pagerduty_backoff_cap
+    pages = OutboxWorker(
+        factory,
+        {"pagerduty": pagerduty.deliver},
+        backoff_base=min(settings.outbox_backoff, page_cap),
+        backoff_cap=page_cap,
+        lease=settings.outbox_lease,
+        # Retried every few seconds for hours: a page is not given up during an outage, and
+        # acknowledge and resolve wait behind their trigger.
+        max_attempts=5000,
         poll_interval=settings.outbox_poll,
     )
     work = OutboxWorker(
@@ -173,6 +225,7 @@ def _assemble(
         lease=settings.outbox_lease,
         max_attempts=5,
         poll_interval=settings.outbox_poll,
+        drains=False,  # on SIGTERM: finish the step in hand; another replica takes the rest
     )
     scheduler = ScheduleRunner(
         context=JobContext(config=config, service=service, probes=probes, session_factory=factory),
@@ -183,6 +236,7 @@ def _assemble(
 
     def wake() -> None:
         outbox.wake()
+        pages.wake()
         work.wake()
 
     service.wake = wake
@@ -200,9 +254,29 @@ def _assemble(
         probes,
         rollbacks,
         scheduler,
-        (outbox, work),
+        (outbox, pages, work),
         InboxWorker(inbox, app, poll=settings.outbox_poll),
+        Periodic(
+            probes.recover_interrupted,
+            interval=settings.outbox_lease / 3,
+            name="probe-recovery",
+        ),
     )
+
+
+def _bounded(call: Callable[[], object], timeout: float) -> None:
+    """Run ``call`` in a daemon thread, waiting for it ``timeout`` seconds at most."""
+    _together([call], timeout)
+
+
+def _together(calls: list[Callable[[], object]], timeout: float) -> None:
+    """Run ``calls`` side by side in daemon threads, waiting ``timeout`` seconds at most."""
+    threads = [threading.Thread(target=call, name="draining", daemon=True) for call in calls]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
 
 
 def readiness(runtime: Runtime) -> tuple[bool, str]:
@@ -258,6 +332,51 @@ def serve_http(bot: Bot, *, host: str, port: int, threads: int = 16) -> Any:
     import waitress
 
     return waitress.create_server(bot.wsgi(), host=host, port=port, threads=threads)
+
+
+class HttpServing:
+    """A waitress server running on a daemon thread, closed gracefully from another one.
+
+    waitress's ``close()`` belongs in its loop's thread; here the closing steps go through
+    its trigger, in waitress's own order: stop accepting, let the requests being answered
+    finish, send what they wrote, close the connections (then the loop ends by itself).
+    """
+
+    def __init__(self, server: Any, *, name: str = "waitress") -> None:
+        self.server = server
+        self._thread = threading.Thread(target=server.run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.effective_port)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, finish the requests being answered, close the rest; wait for it."""
+        from waitress import wasyncore
+
+        server = self.server
+        if not self._thread.is_alive():
+            server.task_dispatcher.shutdown(timeout=timeout)
+            return
+        not_accepting = threading.Event()
+
+        def stop_accepting() -> None:  # the listening socket only: answers pull the trigger
+            wasyncore.dispatcher.close(server)
+            not_accepting.set()
+
+        def close_the_rest() -> None:  # the trigger, idle connections; the others once sent
+            for dispatcher in list(server._map.values()):
+                if getattr(dispatcher, "total_outbufs_len", 0):
+                    dispatcher.close_when_flushed = True
+                else:
+                    dispatcher.close()
+
+        server.trigger.pull_trigger(stop_accepting)
+        not_accepting.wait(timeout)
+        server.task_dispatcher.shutdown(timeout=timeout)  # requests being answered finish
+        server.trigger.pull_trigger(close_the_rest)
+        self._thread.join(timeout)
 
 
 def serve_socket_mode(

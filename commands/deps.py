@@ -19,7 +19,9 @@ from bot.app.rollback import Rollbacks
 from bot.app.sessions import DeployService
 from bot.config.schema import Config
 from bot.domain.errors import DeployError
+from bot.slack.inbox import not_recorded_text
 from bot.slack.publisher import SessionPublisher
+from bot.storage.db import database_unreachable
 
 log = logging.getLogger("deploybot.commands")
 
@@ -77,10 +79,20 @@ def tell(respond: Callable[..., Any] | None, text: str) -> None:
         respond(text=text, response_type="ephemeral", replace_original=False)
 
 
-def answer_error(error: Exception, respond: Callable[..., Any] | None) -> None:
-    """The Bolt error handler: errors written for people go back to them, privately."""
+def answer_error(
+    error: Exception, respond: Callable[..., Any] | None, body: dict[str, Any] | None = None
+) -> None:
+    """The Bolt error handler: errors written for people go back to them, privately.
+
+    An unreachable database says so: the person's command or click was not recorded and
+    needs repeating once it is back (nothing else is wrong with it).
+    """
     if isinstance(error, DeployError):
         tell(respond, f":warning: {error}")
+        return
+    if database_unreachable(error):
+        log.warning("database unreachable: request not recorded (%s)", type(error).__name__)
+        tell(respond, not_recorded_text(body))
         return
     log.error("listener failed", exc_info=error)
     tell(

@@ -87,6 +87,13 @@ class Alert:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+_HUNG: tuple[int, dict[str, str], dict[str, Any] | None] = (
+    503,
+    {},
+    {"status": "error", "message": "timed out"},
+)
+
+
 @dataclass(frozen=True)
 class _Fault:
     status: int
@@ -113,6 +120,9 @@ class FakePagerDuty(ServedInBackground):
         self._events: list[dict[str, Any]] = []
         self._alerts: dict[str, list[Alert]] = {}
         self._faults: deque[_Fault] = deque()
+        self._outage: _Fault | None = None
+        self._recovered = threading.Event()
+        self._recovered.set()
         self._start_serving(_Server(self), "fake-pagerduty")
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -140,6 +150,22 @@ class FakePagerDuty(ServedInBackground):
         header = None if retry_after is None else f"{retry_after:g}"
         with self._lock:
             self._faults.extend([_Fault(429, header)] * times)
+
+    def outage(self, status: int | None = 503, *, retry_after: float | None = None) -> None:
+        """Fail every request until :meth:`recover`: answer ``status`` (429 with
+        ``Retry-After`` if given), or with None hold each request unanswered (the client
+        times out) and answer it 503 once recovered, never accepting it."""
+        header = None if retry_after is None else f"{retry_after:g}"
+        with self._lock:
+            self._outage = _Fault(status or 0, header)
+            if status is None:
+                self._recovered.clear()
+
+    def recover(self) -> None:
+        """End the :meth:`outage`: requests are answered as usual again."""
+        with self._lock:
+            self._outage = None
+            self._recovered.set()
 
     # -- what happened -----------------------------------------------------------------------
 
@@ -197,8 +223,14 @@ class FakePagerDuty(ServedInBackground):
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
+        hung = not self._recovered.is_set()
+        if hung:  # an outage that holds requests: answered (refused) only once it ends
+            self._recovered.wait()
         with self._changed:
-            status, reply_headers, reply = self._answer(method, path, body, headers)
+            if hung:
+                status, reply_headers, reply = _HUNG
+            else:
+                status, reply_headers, reply = self._answer(method, path, body, headers)
             self._requests.append(Request(path, status, body, headers, time.monotonic()))
             self._changed.notify_all()
         if self.on_change is not None:
@@ -210,8 +242,9 @@ class FakePagerDuty(ServedInBackground):
     ) -> tuple[int, dict[str, str], dict[str, Any] | None]:
         if method != "POST" or path != "/v2/enqueue":
             return 404, {}, {"status": "not found", "message": f"no {method} {path}"}
-        if self._faults:
-            fault = self._faults.popleft()
+        if self._faults or self._outage is not None:
+            fault = self._faults.popleft() if self._faults else self._outage
+            assert fault is not None
             if fault.status == 429:
                 return 429, {"Retry-After": fault.retry_after} if fault.retry_after else {}, None
             return fault.status, {}, {"status": "error", "message": "Internal Server Error"}

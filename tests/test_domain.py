@@ -90,6 +90,7 @@ COMMANDS: list[tuple[c.Command, Actor]] = [
     (c.SkipItem("1.1", "not needed"), REQUESTER),
     (c.RequestProbes("a manual run"), REQUESTER),
     (c.StartProbe("1.1"), SYSTEM),
+    (c.InterruptProbe("1.1", "the bot stopped"), SYSTEM),
     (c.RecordProbeResult("1.1", ok=True, summary="HTTP 200"), SYSTEM),
     (c.SignOff("qa-lead"), QA),
     (c.StartDeployment(), OPERATOR),
@@ -142,6 +143,18 @@ def test_every_state_and_command(state: SessionState, command: c.Command, actor:
 def test_table_names_every_command() -> None:
     named = {command for _, command in TRANSITIONS}
     assert named == {type(cmd) for cmd, _ in COMMANDS}
+
+
+def test_an_interrupted_probe_goes_back_to_pending_saying_why() -> None:
+    s = apply(make_session(), c.StartProbe("1.1"), SYSTEM, NOW).session
+    outcome = apply(s, c.InterruptProbe("1.1", "the bot stopped"), SYSTEM, NOW)
+    progress = outcome.session.progress("1.1")
+    assert (progress.status, progress.reason) == (ItemStatus.PENDING, "the bot stopped")
+    assert [e.kind for e in outcome.events] == ["probe_interrupted"]
+    # Not running (any more): nothing to interrupt, nothing audited.
+    assert apply(outcome.session, c.InterruptProbe("1.1", "again"), SYSTEM, NOW).events == ()
+    with pytest.raises(PermissionDenied):
+        apply(s, c.InterruptProbe("1.1", "by hand"), REQUESTER, NOW)
 
 
 def test_happy_path_to_completed() -> None:

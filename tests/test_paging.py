@@ -395,3 +395,103 @@ def test_the_receiver_checks_the_events_v2_schema(receiver: FakePagerDuty) -> No
     with pytest.raises(PermanentFailure, match="not an ISO 8601 date-time"):
         paging.deliver({**page(), "timestamp": "yesterday"})
     assert receiver.events() == []
+
+
+# Outages
+
+
+def wait_requests(receiver: FakePagerDuty, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(receiver.requests()) < count:
+        assert time.monotonic() < deadline, f"{len(receiver.requests())} requests"
+        time.sleep(0.01)
+
+
+def test_after_an_outage_every_event_goes_out_once_and_in_order(
+    session_factory: sessionmaker[Session], receiver: FakePagerDuty
+) -> None:
+    """Server errors, rate limits and hanging requests in turn; then PagerDuty recovers."""
+    paging = PagerDuty(
+        events_url=receiver.url,
+        verify=receiver.client_ssl_context(),
+        environ={ROUTING_KEY_ENV: ROUTING_KEY},
+        timeout=1.0,  # short, yet long enough for a loaded machine's answers in time
+    )
+    worker = OutboxWorker(
+        session_factory,
+        {"pagerduty": paging.deliver},
+        backoff_base=0.01,
+        backoff_cap=0.05,
+        poll_interval=0.05,
+        max_attempts=1000,
+    )
+    receiver.outage(500)
+    first, other = page(), page(probe="db-health")
+    rows = [enqueue(session_factory, p) for p in (first, page("acknowledge"), other)]
+    worker.start()
+    try:
+        wait_requests(receiver, 5)
+        rows.append(enqueue(session_factory, page("resolve")))
+        receiver.outage(429, retry_after=0.05)
+        wait_requests(receiver, 10)
+        receiver.outage(None)  # requests hang until the client's timeout
+        tried = outbox_row(session_factory, rows[0]).attempts
+        deadline = time.monotonic() + 10
+        while outbox_row(session_factory, rows[0]).attempts < tried + 2:
+            assert time.monotonic() < deadline, "no attempt timed out"
+            time.sleep(0.01)
+        receiver.recover()
+        events = receiver.wait_for_events(4, timeout=10)
+    finally:
+        worker.stop()
+
+    statuses = Counter(r.status for r in receiver.requests())
+    assert statuses[500] >= 5 and statuses[429] >= 1 and statuses[202] == 4
+    arrived = Counter(e["payload"]["custom_details"][OUTBOX_ID] for e in events if "payload" in e)
+    assert arrived == {rows[0]: 1, rows[2]: 1}  # each trigger once
+    assert [e["event_action"] for e in receiver.alert(first["dedup_key"]).events] == [
+        "trigger", "acknowledge", "resolve",
+    ]  # fmt: skip
+    assert [e["event_action"] for e in receiver.alert(other["dedup_key"]).events] == ["trigger"]
+    assert receiver.alert_count(first["dedup_key"]) == 1
+
+
+def test_pages_have_a_worker_and_a_backoff_cap_of_their_own(
+    database_url: str, receiver: FakePagerDuty
+) -> None:
+    """Slack effects may wait minutes between tries; a page never waits more than its cap."""
+    from bot.ops.settings import Settings
+    from bot.server import create_bot
+    from bot.storage.db import upgrade
+    from tests.support.slack import FakeSlack
+
+    upgrade(database_url)
+    with FakeSlack() as fake:
+        settings = Settings(
+            SLACK_BOT_TOKEN="xoxb-test",
+            SLACK_SIGNING_SECRET="secret",
+            SLACK_API_URL=fake.base_url,
+            DATABASE_URL=database_url,
+            DEPLOYBOT_CONFIG="examples/minimal.yaml",
+            DEPLOYBOT_OUTBOX_BACKOFF_CAP=300,
+            DEPLOYBOT_PAGERDUTY_BACKOFF_CAP=2,
+        )
+        bot = create_bot(settings, pagerduty=make_pagerduty(receiver))
+        try:
+            (pages,) = [w for w in bot.workers if "pagerduty" in w.topics]
+            assert pages.topics == {"pagerduty"}  # a hanging PagerDuty holds up no Slack update
+            factory = bot.runtime.session_factory
+            receiver.outage(500)
+            row_id = enqueue(factory, page())
+            for _ in range(12):  # 2**11 s uncapped
+                with factory() as db, db.begin():
+                    row = db.get(OutboxRow, row_id)
+                    assert row is not None
+                    row.next_attempt_at = datetime.now(UTC)
+                pages.deliver_due()
+                row = outbox_row(factory, row_id)
+                wait = row.next_attempt_at - datetime.now(UTC)
+                assert wait <= timedelta(seconds=2)
+            assert row.attempts == 12 and row.failed_at is None
+        finally:
+            bot.close()

@@ -19,6 +19,7 @@ from bot.config.schema import Config
 from bot.domain import DeploySession, Event
 from bot.domain.checklist import Severity
 from bot.rendering.incident import Failure
+from bot.storage.outbox import pending
 from bot.storage.uow import UnitOfWork
 
 
@@ -114,6 +115,23 @@ def _last_detail(uow: UnitOfWork, change: Change, probe: str) -> str:
     return runs[-1].detail if runs else ""
 
 
+def _probe_interrupted(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    """One note in the session's thread for the items a stopped process left, and one new
+    round, unless a round is already due (the stopped process's own, which any replica
+    takes over) or the session is closed."""
+    interrupted = [e for e in change.events if e.kind == "probe_interrupted"]
+    if event is not interrupted[0]:
+        return
+    items = ", ".join(str(e.data["item"]) for e in interrupted)
+    again = not change.after.state.is_closed and not pending(uow.db, "probes", change.session_id)
+    text = f":warning: Probe run of item {items} interrupted: {event.data['reason']}."
+    if again:
+        text += " The probes run again now."
+    fx.incidents.thread(uow, change.after, text, at=event.at, purpose=SUMMARY)
+    if again:
+        fx.probe_round(uow, change, "a re-run after an interruption", event.at)
+
+
 def _failed_before(uow: UnitOfWork, change: Change, probe: str) -> bool:
     """Did this probe's previous run for the session fail? Its runs are stored in order, and
     the current one is written in this unit of work before the effects."""
@@ -161,6 +179,7 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "deployment_finished": (_verify,),
     "probe_failed": (_probe_failed,),
     "probe_passed": (_probe_passed,),
+    "probe_interrupted": (_probe_interrupted,),
     "incident_acknowledged": (_acknowledged,),
     "incident_resolved": (_resolved,),
     "rollback_started": (_rollback_started,),

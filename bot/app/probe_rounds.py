@@ -9,23 +9,45 @@ effect (topic ``probes``), so any replica may run it and none is lost to a crash
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from bot.app.sessions import DeployService
 from bot.config.probe_specs import ProbeSpec
 from bot.config.schema import Config
-from bot.domain import SYSTEM, DeploySession, SessionState
+from bot.domain import SYSTEM, DeploySession, ItemStatus, SessionState
 from bot.domain.checklist import Severity
-from bot.domain.commands import Fail, RecordProbeResult, StartMonitoring, StartProbe
+from bot.domain.commands import (
+    Fail,
+    InterruptProbe,
+    RecordProbeResult,
+    StartMonitoring,
+    StartProbe,
+)
 from bot.domain.errors import DomainError
 from bot.integrations.probes import ProbeContext, ProbeResult, run_probes
 from bot.ops.logs import session_scoped
+from bot.storage.probe_rounds import (
+    abandon,
+    beat,
+    begin_round,
+    claim_dead,
+    end_round,
+    live_round,
+    reopen,
+)
 from bot.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 DEPLOYED = (SessionState.DEPLOYING, SessionState.VERIFYING, SessionState.MONITORING)
+INTERRUPTED = "probe interrupted: the bot stopped while it ran"
 
 
 def probe_links(session: DeploySession) -> dict[str, list[str]]:
@@ -75,11 +97,18 @@ class SessionProbes:
         service: DeployService,
         context: Callable[[], ProbeContext] = ProbeContext,
         concurrency: int = 32,
+        lease: float = 15.0,
+        owner: str | None = None,
     ) -> None:
         self.config = config
         self.service = service
         self.context = context
         self.concurrency = concurrency
+        self.lease = timedelta(seconds=lease)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._running: set[int] = set()
+        self._running_lock = threading.Lock()
+        self._handed_back = False
 
     @session_scoped
     def run(self, session_id: int, *, why: str = "requested") -> ProbeRound:
@@ -100,8 +129,30 @@ class SessionProbes:
         links = probe_links(session)
         specs: dict[str, ProbeSpec] = {name: self.config.probes[name] for name in links}
         starts = [StartProbe(item_id) for item_ids in links.values() for item_id in item_ids]
+        begun: list[int] = []
         if starts:
-            self.service.handle(session_id, starts, SYSTEM)
+
+            def begin(uow: UnitOfWork, now: DeploySession) -> None:
+                at = self.service.clock()
+                begun[:] = [begin_round(uow.db, session_id=session_id, owner=self.owner, at=at)]
+
+            self.service.handle(session_id, starts, SYSTEM, also=begin)
+        with self._heartbeat(begun):
+            outcome = self._run(session, links, specs)
+        if begun:
+            end_round(self.service.session_factory, begun[0], self.service.clock())
+        self._advance(session_id, outcome, why)
+        log.info(
+            "probes ran",
+            extra={"session_id": session_id, "why": why, "failed": len(outcome.critical_failures)},
+        )
+        return outcome
+
+    def _run(
+        self, session: DeploySession, links: dict[str, list[str]], specs: dict[str, ProbeSpec]
+    ) -> ProbeRound:
+        assert session.id is not None
+        session_id = session.id
         severity = effective_severities(session, specs)
         recorded: dict[str, ProbeResult] = {}
 
@@ -127,13 +178,80 @@ class SessionProbes:
             self.service.handle(session_id, commands, SYSTEM, also=store)
 
         ran = run_probes(specs, ctx=self.context(), concurrency=self.concurrency, on_result=record)
-        outcome = ProbeRound(session_id, [recorded.get(r.name, r) for r in ran])
-        self._advance(session_id, outcome, why)
-        log.info(
-            "probes ran",
-            extra={"session_id": session_id, "why": why, "failed": len(outcome.critical_failures)},
-        )
-        return outcome
+        return ProbeRound(session_id, [recorded.get(r.name, r) for r in ran])
+
+    @contextmanager
+    def _heartbeat(self, rounds: list[int]) -> Iterator[None]:
+        """Renew the rounds' heartbeat every third of a lease while they run. A round that
+        raises keeps its items "running" and stops beating: it is recovered as interrupted."""
+        with self._running_lock:
+            self._running.update(rounds)
+        stop = threading.Event()
+
+        def beating() -> None:
+            while not stop.wait(self.lease.total_seconds() / 3):
+                with self._running_lock:
+                    if self._handed_back:
+                        return
+                try:
+                    beat(self.service.session_factory, rounds, self.service.clock())
+                except Exception:  # the next beat tries again; the lease has slack
+                    log.warning("could not renew a probe round's heartbeat", exc_info=True)
+
+        beater = threading.Thread(target=beating, name="probe-heartbeat", daemon=True)
+        if rounds:
+            beater.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if rounds:
+                beater.join()
+            with self._running_lock:
+                self._running.difference_update(rounds)
+
+    def hand_back(self) -> None:
+        """This process stops: the rounds it still runs are given up now, and their items
+        marked interrupted (by this process, or by another replica if it can't)."""
+        with self._running_lock:
+            self._handed_back = True
+            rounds = sorted(self._running)
+        if rounds:
+            log.warning("handing back probe rounds still running", extra={"rounds": rounds})
+            abandon(self.service.session_factory, rounds)
+            self.recover_interrupted()
+
+    def recover_interrupted(self) -> int:
+        """Mark interrupted the items of rounds whose process stopped (no heartbeat for a
+        lease), in sessions that no live process probes now; returns how many sessions.
+
+        Each is audited (``probe_interrupted``), refreshes the session's Slack messages, says
+        so in its thread and runs the probes again unless a round is already due.
+        """
+        factory, now = self.service.session_factory, self.service.clock()
+        with factory() as db, db.begin():
+            dead = claim_dead(db, now=now, stale=self.lease)
+        recovered = 0
+        for session_id in sorted({sid for _, sid in dead}):
+            try:
+                with factory() as db:
+                    if live_round(db, session_id, now=now, stale=self.lease):
+                        continue  # a live round runs the same probes again
+                session = self.service.get(session_id)
+                interrupts = [
+                    InterruptProbe(item.id, INTERRUPTED)
+                    for _, item in session.checklist.walk()
+                    if session.progress(item.id).status is ItemStatus.RUNNING
+                ]
+                if interrupts:
+                    self.service.handle(session_id, interrupts, SYSTEM)
+                    recovered += 1
+            except Exception:  # one session's trouble does not hold up the others
+                log.exception(
+                    "could not recover interrupted probes", extra={"session_id": session_id}
+                )
+                reopen(factory, [rid for rid, sid in dead if sid == session_id])
+        return recovered
 
     def _advance(self, session_id: int, outcome: ProbeRound, why: str) -> None:
         """After deployment, a critical failure fails the session; a clean verify moves on."""

@@ -31,6 +31,15 @@ class StartProbe:
 
 
 @dataclass(frozen=True)
+class InterruptProbe:
+    """The run of an item's probe ended with no result: the process running it stopped.
+    A running item goes back to pending, saying so; any other item is left as it is."""
+
+    item_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RequestProbes:
     """Someone (or the bot, to verify) asks for the session's probes to run now."""
 
@@ -125,6 +134,7 @@ Command = (
     | SkipItem
     | RequestProbes
     | StartProbe
+    | InterruptProbe
     | RecordProbeResult
     | SignOff
     | StartDeployment

@@ -55,6 +55,8 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(ACTIVE + NEEDS_ATTENTION, c.RequestProbes),
     **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.StartProbe),
     **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.RecordProbeResult),
+    # In any state: a probe cut short stays "running" nowhere, even in a closed session.
+    **_rows(tuple(S), c.InterruptProbe),
     **_rows(ACTIVE, c.SignOff),
     **_rows((S.OPEN,), c.StartDeployment, S.DEPLOYING),
     **_rows((S.DEPLOYING,), c.FinishDeployment, S.VERIFYING),
@@ -78,6 +80,7 @@ VERBS: dict[type[Any], str] = {
     c.SkipItem: "skip items on",
     c.RequestProbes: "run probes on",
     c.StartProbe: "start probes on",
+    c.InterruptProbe: "interrupt probes on",
     c.RecordProbeResult: "record probe results on",
     c.SignOff: "sign off",
     c.StartDeployment: "start deploying",
@@ -101,6 +104,7 @@ ACTIONS: dict[type[Any], Action] = {
     c.SkipItem: Action.SKIP,
     c.RequestProbes: Action.RUN_PROBES,
     c.StartProbe: Action.RECORD,
+    c.InterruptProbe: Action.RECORD,
     c.RecordProbeResult: Action.RECORD,
     c.SignOff: Action.SIGN_OFF,
     c.StartDeployment: Action.START_DEPLOYMENT,
@@ -226,6 +230,18 @@ def _start_probe(s: DeploySession, cmd: c.StartProbe, actor: Actor, at: datetime
     if s.progress(cmd.item_id).status is not ItemStatus.SKIPPED:  # a skip stands until a pass
         s.items[cmd.item_id] = ItemProgress(ItemStatus.RUNNING, actor.user_id, at)
     return [Event("probe_started", actor.user_id, at, {"item": cmd.item_id})]
+
+
+def _interrupt_probe(
+    s: DeploySession, cmd: c.InterruptProbe, actor: Actor, at: datetime
+) -> list[Event]:
+    _item(s, cmd.item_id)
+    if s.progress(cmd.item_id).status is not ItemStatus.RUNNING:
+        return []
+    s.items[cmd.item_id] = ItemProgress(ItemStatus.PENDING, actor.user_id, at, cmd.reason)
+    return [
+        Event("probe_interrupted", actor.user_id, at, {"item": cmd.item_id, "reason": cmd.reason})
+    ]
 
 
 def _probe_result(
@@ -378,6 +394,7 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.SkipItem: _skip,
     c.RequestProbes: _request_probes,
     c.StartProbe: _start_probe,
+    c.InterruptProbe: _interrupt_probe,
     c.RecordProbeResult: _probe_result,
     c.SignOff: _sign_off,
     c.StartDeployment: _start_deployment,

@@ -172,8 +172,10 @@ class PagerDuty:
             the client's default. A URL ending in ``/v2/enqueue`` is taken as its base.
         verify: TLS verification for the client: True (system CAs), or an
             ``ssl.SSLContext`` (tests: one trusting their CA).
-        timeout: seconds per request; keep it below the outbox worker's lease.
-        rate_limit_delay: seconds to wait after a 429 without ``Retry-After``.
+        timeout: seconds per request; keep it below the outbox worker's lease. A request
+            hanging in an outage holds the pages' worker this long.
+        rate_limit_delay: seconds to wait after a 429 without ``Retry-After`` (as long as
+            the pages' backoff cap, so a rate limit ending is noticed as soon).
         environ: where routing keys are looked up at delivery time; ``os.environ`` by default.
 
     Raises:
@@ -185,8 +187,8 @@ class PagerDuty:
         *,
         events_url: str | None = None,
         verify: ssl.SSLContext | bool = True,
-        timeout: float = 10.0,
-        rate_limit_delay: float = 30.0,
+        timeout: float = 5.0,
+        rate_limit_delay: float = 5.0,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         url = events_url or os.environ.get(EVENTS_URL_ENV) or None

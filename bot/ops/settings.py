@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     # short so that Slack and PagerDuty catch up within seconds of an outage's end.
     outbox_backoff: float = Field(1.0, alias="DEPLOYBOT_OUTBOX_BACKOFF")
     outbox_backoff_cap: float = Field(15.0, alias="DEPLOYBOT_OUTBOX_BACKOFF_CAP")
+    # Pages have a worker and a cap of their own (seconds, whatever the cap above): after a
+    # PagerDuty outage the first page goes out within seconds of its recovery.
+    pagerduty_backoff_cap: float = Field(5.0, alias="DEPLOYBOT_PAGERDUTY_BACKOFF_CAP")
+    # On SIGTERM (or Ctrl-C), how long `serve` may take to finish or hand back its in-flight
+    # work before it exits; keep it under the pod's terminationGracePeriodSeconds (30 s).
+    drain_timeout: float = Field(20.0, alias="DEPLOYBOT_DRAIN_TIMEOUT")
     # How long a replica keeps an effect or a Slack request it took before another replica
     # may take it over (it renews effects while it works on them): what a crash delays.
     outbox_lease: float = Field(15.0, alias="DEPLOYBOT_OUTBOX_LEASE")

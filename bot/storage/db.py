@@ -21,6 +21,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -72,6 +74,23 @@ def taking_turns(factory: sessionmaker[Session]) -> AbstractContextManager[objec
     key = str(bind.url.database)
     with _SQLITE_TURNS_LOCK:
         return _SQLITE_TURNS.setdefault(key, threading.RLock())
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """True when ``error`` (or what caused it) says the database is out of reach: refused
+    or lost connections, a server shutting down, a pool waiting in vain, a SQLite file that
+    can't be opened or stays locked. Not for errors in a query itself (constraints, syntax).
+    """
+    seen: BaseException | None = error
+    for _ in range(5):  # the error, and what it was raised from
+        if seen is None:
+            return False
+        if isinstance(seen, OperationalError | InterfaceError | PoolTimeout):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -74,6 +74,18 @@ class Inbox:
         )
         return bool(getattr(result, "rowcount", 0))
 
+    def release(self, keys: list[str], *, at: datetime) -> int:
+        """Give up the claim on requests not finished yet: any replica may take them now."""
+        if not keys:
+            return 0
+        result = self._db.execute(
+            update(InboxRow)
+            .where(InboxRow.key.in_(keys), InboxRow.done_at.is_(None))
+            .values(claimed_until=at)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     def claim_abandoned(
         self, *, now: datetime, claim: timedelta, limit: int = 10
     ) -> list[tuple[str, dict[str, Any]]]:

@@ -199,6 +199,26 @@ class ScheduleSlotRow(Base):
     fired_at: Mapped[datetime]
 
 
+class ProbeRoundRow(Base):
+    """A probe round in progress: which process runs it, and when that process last said
+    it still does. A round whose owner stopped (no heartbeat for a lease) left its items
+    "running"; any replica then marks them interrupted."""
+
+    __tablename__ = "probe_rounds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("deploy_sessions.id"))
+    owner: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_probe_rounds_open", "finished_at", "heartbeat_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
 # APScheduler 3's SQLAlchemyJobStore table, created by migration 0002. Nothing writes it any
 # more (the leader derives its jobs from the sessions and keeps them in memory); it stays
 # here, in step with the migrations, until a migration drops it.

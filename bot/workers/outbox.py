@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +74,9 @@ class OutboxWorker:
             are noticed within it; :meth:`wake` skips the wait).
         clock: returns now, timezone-aware.
         rng: random source for jitter.
+        drains: what :meth:`drain` does: deliver every row that comes due before the
+            deadline (quick effects), or only finish the row in hand and hand the rest back
+            (long effects: another replica starts them at once).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class OutboxWorker:
         poll_interval: float = 2.0,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        drains: bool = True,
     ) -> None:
         if not handlers:
             raise ValueError("an outbox worker needs at least one handler")
@@ -109,6 +114,14 @@ class OutboxWorker:
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.drains = drains
+        self._in_hand: set[int] = set()
+        self._drain_until: float | None = None  # time.monotonic() deadline while draining
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics this worker delivers."""
+        return frozenset(self._handlers)
 
     # -- the thread ----------------------------------------------------------------------------
 
@@ -129,6 +142,76 @@ class OutboxWorker:
             self._thread.join(timeout)
             self._thread = None
 
+    def drain(self, deadline: float) -> bool:
+        """Stop gracefully by ``deadline`` (a ``time.monotonic()`` value): deliver what is due
+        (see ``drains``), then stop; rows still in hand at the deadline are handed back, due
+        at once for any replica. Returns True when the thread stopped in time."""
+        self._drain_until = deadline
+        self._wakeup.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stopped = thread is None or not thread.is_alive()
+        self._stopping.set()
+        self._wakeup.set()
+        self.hand_back()
+        if stopped:
+            self._thread = None
+        return stopped
+
+    def finish(self, deadline: float) -> None:
+        """Once the thread has stopped (:meth:`drain`): deliver, in the caller's thread, what
+        comes due before ``deadline`` (effects written since, on the way out), then hand
+        back what is left in hand."""
+        self._drain_until = deadline
+        try:
+            while not self._drained():
+                self.deliver_due()
+                time.sleep(min(self._next_due_in() or 0.0, self.poll_interval) or 0.01)
+        finally:
+            self.hand_back()
+
+    def hand_back(self) -> int:
+        """Make the rows in hand due now, for any worker: this one is going away."""
+        with self._hand_lock:
+            held, self._in_hand = sorted(self._in_hand), set()
+        if not held:
+            return 0
+        with self._factory() as db, db.begin():
+            db.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id.in_(held),
+                    OutboxRow.delivered_at.is_(None),
+                    OutboxRow.failed_at.is_(None),
+                )
+                .values(next_attempt_at=self._clock())
+                .execution_options(synchronize_session=False)
+            )
+        log.warning("handed back %d outbox row(s) in hand: %s", len(held), held)
+        return len(held)
+
+    def _drained(self) -> bool:
+        """While draining: True once nothing more of ours comes due before the deadline."""
+        until = self._drain_until
+        if until is None:
+            return False
+        if self._draining():
+            return True
+        try:
+            due = self._next_due_in()
+        except Exception:  # the database is away: nothing more to deliver in time
+            return True
+        return due is None or time.monotonic() + due >= until
+
+    def _draining(self) -> bool:
+        """True when no new row should be started (a drain past its deadline, or one that
+        only finishes what is in hand)."""
+        until = self._drain_until
+        if until is None:
+            return False
+        return not self.drains or time.monotonic() >= until
+
     def wake(self) -> None:
         """Deliver now rather than at the next poll (call it after committing an enqueue)."""
         self._wakeup.set()
@@ -142,10 +225,17 @@ class OutboxWorker:
             except Exception:  # the database may be down: keep the thread, try again later
                 log.exception("outbox pass failed; trying again in %g s", self.poll_interval)
                 wait = self.poll_interval
+            if self._drain_until is not None and self._drained():
+                return
             if wait > 0:
                 self._wakeup.wait(wait)
 
     def _seconds_until_next_due(self) -> float:
+        due = self._next_due_in()
+        return self.poll_interval if due is None else min(self.poll_interval, due)
+
+    def _next_due_in(self) -> float | None:
+        """Seconds until the next row of ours comes due (0 if one is due), None if none."""
         with self._factory() as db:
             due = db.scalar(
                 select(func.min(OutboxRow.next_attempt_at)).where(
@@ -155,9 +245,8 @@ class OutboxWorker:
                 )
             )
         if due is None:
-            return self.poll_interval
-        seconds = (due - self._clock()).total_seconds()
-        return min(self.poll_interval, max(0.0, seconds))
+            return None
+        return max(0.0, (due - self._clock()).total_seconds())
 
     # -- one pass ------------------------------------------------------------------------------
 
@@ -171,17 +260,20 @@ class OutboxWorker:
         """
         started = self._clock()
         delivered = 0
-        while claimed := self._claim(started):
-            in_hand = {row.id for row in claimed}
-            with self._renewing(in_hand):
+        while not self._draining() and (claimed := self._claim(started)):
+            with self._hand_lock:
+                self._in_hand.update(row.id for row in claimed)
+            with self._renewing():
                 for row in claimed:
+                    if self._draining():
+                        break  # the rest stay in hand: handed back by drain()
                     delivered += self._deliver(row)
                     with self._hand_lock:
-                        in_hand.discard(row.id)
+                        self._in_hand.discard(row.id)
         return delivered
 
     @contextmanager
-    def _renewing(self, in_hand: set[int]) -> Iterator[None]:
+    def _renewing(self) -> Iterator[None]:
         """Renew the lease of the rows in hand while a batch is delivered.
 
         A long effect (a rollback step waiting on a rollout) keeps its row; a replica that
@@ -192,7 +284,7 @@ class OutboxWorker:
         def renew() -> None:
             while not stop.wait(self.lease.total_seconds() / 3):
                 with self._hand_lock:
-                    held = sorted(in_hand)
+                    held = sorted(self._in_hand)
                 if not held:
                     continue
                 try:

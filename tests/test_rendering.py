@@ -336,7 +336,8 @@ def test_user_text_cannot_inject_mentions_or_links() -> None:
     for blocks in rendered:
         dumped = texts(blocks, only="mrkdwn")  # plain_text shows "<!channel>" as it is
         assert "<!channel>" not in dumped and "<@U0BOSS>" not in dumped
-        assert "<https://evil" not in dumped
+        # A Markdown autolink is a link, to the address it shows: never a disguised one.
+        assert "|click>" not in dumped
     assert "&lt;!channel&gt; ping &lt;@U0BOSS&gt; &amp;" in texts(
         checklist_messages(session)[0].blocks
     )
@@ -453,18 +454,37 @@ def test_read_only_without_checkboxes_or_buttons(state: SessionState) -> None:
     ]
 
 
-def test_long_item_text_is_cut_and_shown_in_full_beside_its_chunk() -> None:
+def test_long_item_text_is_cut_and_goes_on_beside_its_chunk_once() -> None:
     long_text = "Confirm that every replica of the orders database caught up " * 3
     checklist = Checklist(
         sections=(Section(title="S", items=(ChecklistItem(text=long_text.strip()),)),)
     )
     blocks = checklist_messages(make_session(checklist))[0].blocks
     option = actions(blocks)[0]["options"][0]["text"]["text"]
-    assert 70 <= len(option) <= 75 and option.endswith("…") and option.startswith("*1.1* Confirm")
+    assert 60 <= len(option) <= 75 and option.endswith("…") and option.startswith("*1.1* Confirm")
     tick_index = next(i for i, b in enumerate(blocks) if b.get("block_id", "").startswith("tick"))
     beside = blocks[tick_index + 1]
     assert beside["type"] == "context"
-    assert beside["elements"][0]["text"] == "*1.1* " + long_text.strip()
+    rest = beside["elements"][0]["text"]
+    assert rest.startswith("*1.1* …")
+    # Together they show the text once: nothing repeated, nothing lost.
+    shown = option.removeprefix("*1.1* ").removesuffix("…") + " " + rest.removeprefix("*1.1* …")
+    assert shown == long_text.strip()
+
+
+def test_an_item_cut_inside_inline_code_closes_it_and_reopens_it_for_the_rest() -> None:
+    text = (
+        "Check `kubectl rollout status deployment/orders-api -n production --timeout=600s` "
+        "and **wait for every pod**"
+    )
+    checklist = Checklist(sections=(Section(title="S", items=(ChecklistItem(text=text),)),))
+    blocks = checklist_messages(make_session(checklist))[0].blocks
+    option = actions(blocks)[0]["options"][0]["text"]["text"]
+    assert option.endswith("`…") and option.count("`") == 2, option
+    rest = next(b for b in blocks if b["type"] == "context")["elements"][0]["text"]
+    assert rest.startswith("*1.1* …`") and rest.count("`") == 2, rest
+    assert rest.endswith("` and *wait for every pod*")
+    assert "Check" not in rest  # the start is not shown twice
 
 
 # A large checklist

@@ -35,6 +35,7 @@ from bot.rendering.limits import (
     json_size,
     width,
 )
+from bot.rendering.mrkdwn import split_mrkdwn, to_plain
 
 STATUS_ICON = {
     ItemStatus.PENDING: "⬜",
@@ -46,7 +47,7 @@ STATUS_ICON = {
 INDENT = "\u2003"  # em space: Slack keeps it, unlike leading spaces
 HEADER_TEXT_JSON = 300
 HEADER_SECTION_JSON = 700
-FULL_TEXT_JSON = 1_500  # an item's full text beside its chunk; longer texts are cut
+FULL_TEXT_JSON = 1_500  # the rest of an item's text beside its chunk; longer texts are cut
 STATUS_JSON = 320  # one status line ("❌ 1.4 probe failed: ..."), when it has room
 CHUNK_STATUS_JSON = 1_200  # all status lines of a chunk: reasons share it
 REASON_CHARS = 200
@@ -100,7 +101,7 @@ class _Row:
 
     item: ChecklistItem
     option: dict[str, Any]
-    full_text: str | None  # set when the option text had to be cut
+    full_text: str | None  # the rest of the text, when the option text had to be cut
     cost: int
 
 
@@ -123,7 +124,7 @@ def checklist_messages(session: DeploySession) -> list[ChecklistMessage]:
                 blocks.append(_skip_block(sid, section))
             settled, total = session.section_counts(section)
             part = f" (part {number}/{len(parts)})" if len(parts) > 1 else ""
-            text = f"{escape(section.title)}{part}: {settled}/{total} done"
+            text = f"{escape(to_plain(section.title))}{part}: {settled}/{total} done"
             messages.append(ChecklistMessage(purpose, clip(text, 300), blocks))
     return messages
 
@@ -219,14 +220,17 @@ def _walk(items: tuple[ChecklistItem, ...], depth: int) -> Iterator[tuple[Checkl
 
 def _row(item: ChecklistItem, depth: int) -> _Row:
     indent = (INDENT * (depth - 1) + "↳ ") if depth else ""
-    label = f"{indent}*{escape(item.id)}* {escape(item.text)}"
-    shown = clip(f"{indent}*{item.id}* {item.text}", MAX_OPTION_TEXT, mrkdwn=True)
-    option = {"text": {"type": "mrkdwn", "text": shown}, "value": item.id}
-    full = None
-    if shown != label:
-        full = clip(
-            f"*{item.id}* {item.text}", MAX_CONTEXT_TEXT, json_limit=FULL_TEXT_JSON, mrkdwn=True
-        )
+    prefix = f"{indent}*{escape(item.id)}* "
+    ref = f"*{escape(item.id)}* "
+    # Cut between tokens; what does not fit goes on in the chunk's context, once.
+    shown, rest = split_mrkdwn(
+        item.text,
+        max(MAX_OPTION_TEXT - width(prefix), 10),
+        rest_limit=MAX_CONTEXT_TEXT - width(ref),
+        rest_json_limit=FULL_TEXT_JSON - json_len(ref),
+    )
+    option = {"text": {"type": "mrkdwn", "text": prefix + shown}, "value": item.id}
+    full = ref + rest if rest is not None else None
     # Worst case: the option twice (options and initial_options) and the full text in an
     # element of its own; status lines are bounded per chunk (see _chunk_cost).
     cost = 2 * (json_size(option) + 2)
@@ -265,7 +269,7 @@ def _header(
 ) -> list[JsonBlock]:
     suffix = f" (part {number}/{parts})" if parts > 1 else ""
     title = clip(
-        section.title.strip() or section.id,
+        to_plain(section.title).strip() or section.id,
         MAX_HEADER_TEXT - len(suffix),
         json_limit=HEADER_TEXT_JSON - len(suffix),
     )

@@ -11,6 +11,7 @@ from bot.domain.errors import NotFound
 from bot.rendering.checklist import STATUS_ICON, session_id
 from bot.rendering.ids import InputId, ViewId, pack
 from bot.rendering.limits import MAX_OPTION_TEXT, MAX_SECTION_TEXT, MAX_SELECT_OPTIONS, clip
+from bot.rendering.mrkdwn import to_plain
 
 REASON_MAX_LENGTH = 1_000
 
@@ -30,7 +31,7 @@ def skip_modal(session: DeploySession, section_id: str) -> dict[str, Any]:
     if section is None:
         raise NotFound(f"Deploy #{sid} has no checklist section '{section_id}'.")
     metadata = pack(sid, section.id)
-    where = f"*{clip(section.title, 200, mrkdwn=True)}* of deploy #{sid}"
+    where = f"*{clip(to_plain(section.title), 200, mrkdwn=True)}* of deploy #{sid}"
     if (session.state, SkipItem) not in TRANSITIONS:
         return _notice(
             ViewId.SKIP,
@@ -64,7 +65,8 @@ def skip_modal(session: DeploySession, section_id: str) -> dict[str, Any]:
             "text": {
                 "type": "plain_text",
                 "text": clip(
-                    f"{STATUS_ICON[progress.status]} {item.id} {item.text}", MAX_OPTION_TEXT
+                    f"{STATUS_ICON[progress.status]} {item.id} {to_plain(item.text)}",
+                    MAX_OPTION_TEXT,
                 ),
             },
             "value": item.id,

@@ -28,6 +28,7 @@ from bot.rendering.limits import (
     escape,
     fits,
 )
+from bot.rendering.mrkdwn import clip_mrkdwn, to_plain
 
 S = SessionState
 STATE_EMOJI: dict[SessionState, str] = {
@@ -222,7 +223,7 @@ def _progress(session: DeploySession, scale: float) -> str:
         done, count = session.section_counts(section)
         closed = section.gate is not None and session.gate_missing(section.gate)
         mark = "🔒" if closed else "✅" if count and done == count else "•"
-        title = clip(section.title, 60, json_limit=200, mrkdwn=True)
+        title = clip(to_plain(section.title), 60, json_limit=200, mrkdwn=True)
         lines.append(f"{mark} {title} {done}/{count}")
     shown = bounded_lines(
         lines,
@@ -256,7 +257,7 @@ def _failing(session: DeploySession, scale: float) -> str:
     failing = session.failing_items()
     lines = []
     for item, progress in failing[:MAX_FAILING_SHOWN]:
-        text = clip(item.text, 80, json_limit=250, mrkdwn=True)
+        text = clip_mrkdwn(item.text, 80, json_limit=250)
         summary = clip(progress.reason or "no detail", 150, json_limit=400, mrkdwn=True)
         severity = f" ({progress.severity.value})" if progress.severity else ""
         lines.append(f"❌ *{escape(item.id)}* {text}: {summary}{severity}")
@@ -276,7 +277,7 @@ def _overridden(session: DeploySession, scale: float) -> str:
     """Failed critical checks an operator chose to go on without: kept in sight."""
     lines = []
     for item, progress in session.overridden_items():
-        text = clip(item.text, 80, json_limit=250, mrkdwn=True)
+        text = clip_mrkdwn(item.text, 80, json_limit=250)
         failure = clip(progress.overrode or "", 120, json_limit=300, mrkdwn=True)
         reason = clip(progress.reason or "", 150, json_limit=400, mrkdwn=True)
         lines.append(

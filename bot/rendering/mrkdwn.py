@@ -153,7 +153,7 @@ class _Cutter:
     def _chars(self, text: str) -> int:
         """Keep as many characters of text (escaped as a unit, so ``&amp;`` is never cut) as
         fit; back off to a space when one is near. Returns how many source characters."""
-        count, pieces = 0, []
+        count, pieces = 0, list[str]()
         for char in _units(text):
             if not self.fits("".join(pieces) + char, self.open):
                 break

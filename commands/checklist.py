@@ -1,4 +1,4 @@
-"""Checklist interactions: tick and untick items, skip one with a reason."""
+"""Checklist interactions: tick and untick items, skip one (or take a skip back) with a reason."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.domain.commands import Command, SkipItem, TickItem, UntickItem
+from bot.domain.commands import Command, SkipItem, TickItem, UnskipItem, UntickItem
 from bot.domain.errors import DeployError
-from bot.rendering.ids import ActionId, InputId, ViewId, unpack
+from bot.rendering.ids import SEPARATOR, UNSKIP, ActionId, InputId, ViewId, unpack
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import skip_modal
 from commands.deps import deps_of, finishing, parse_id, request_of
@@ -62,12 +62,11 @@ def submit_skip(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: B
         ack(response_action="errors", errors={InputId.SKIP_ITEM: "Pick the item to skip."})
         return
     deps = deps_of(context)
+    kind, _, item_id = str(item["value"]).rpartition(SEPARATOR)
+    command: Command = UnskipItem(item_id, reason) if kind == UNSKIP else SkipItem(item_id, reason)
     try:
         deps.service.act(
-            parse_id(session_id),
-            SkipItem(item["value"], reason),
-            body["user"]["id"],
-            request=request_of(context),
+            parse_id(session_id), command, body["user"]["id"], request=request_of(context)
         )
     except DeployError as refused:
         # Shown inline in the modal, which stays open so nothing typed is lost.

@@ -127,15 +127,27 @@ def texts(blocks: list[dict[str, Any]], only: str | None = None) -> str:
 
 
 def shown_items(messages: list[Any]) -> list[list[str]]:
-    """The item ids each message's checkboxes show."""
+    """The item ids each message's checkboxes stand for (their block ids name them all)."""
     return [
-        [o["value"] for e in actions(m.blocks) if e["type"] == "checkboxes" for o in e["options"]]
+        [
+            i
+            for b in m.blocks
+            if b.get("block_id", "").startswith("tick|")
+            for i in unpack(b["block_id"])[2].split(",")
+        ]
         for m in messages
     ]
 
 
 def option_values(messages: list[Any]) -> list[str]:
-    return [value for values in shown_items(messages) for value in values]
+    """The item ids offered as checkboxes."""
+    return [
+        o["value"]
+        for m in messages
+        for e in actions(m.blocks)
+        if e["type"] == "checkboxes"
+        for o in e["options"]
+    ]
 
 
 # slack_ids
@@ -413,10 +425,12 @@ def test_item_states_show_who_when_and_why() -> None:
     first, second = checklist_messages(session)
     box = actions(first.blocks)[0]
     assert box["initial_options"] == [box["options"][0]]  # the done item, and only it
+    # The skipped item is no checkbox (an empty box would read "to do"): its line says it.
+    assert [o["value"] for o in box["options"]] == ["1.1", "1.2.1"]
     context = next(b for b in first.blocks if b["type"] == "context")["elements"][0]["text"]
     assert context.splitlines() == [
         "✅ 1.1 <@U0X> 12:02",
-        "⏭ 1.2 skipped by <@U0Y>: not applicable · 12:00",
+        "⏭ *1.2* Database · skipped by <@U0Y>: not applicable · 12:00",
         "⏳ 1.2.1 running · 12:00",
     ]
     assert "❌ 2.1 probe failed: HTTP 503 (critical) · 12:00" in texts(second.blocks)
@@ -540,7 +554,8 @@ def test_230_items_fit_slack_limits_in_every_state() -> None:
         assert [m.purpose for m in messages] == [m.purpose for m in pending]
         assert shown_items(messages) == shown_items(pending)
         values = option_values(messages)
-        assert sorted(values) == sorted(ids) and len(values) == len(set(values))
+        offered = [i for i in ids if variant.progress(i).status is not ItemStatus.SKIPPED]
+        assert sorted(values) == sorted(offered) and len(values) == len(set(values))
         for message in messages:
             validate_message(message.blocks, text=message.text)
             assert len(json.dumps(message.blocks)) <= 12_000 and len(message.blocks) <= 50
@@ -656,6 +671,41 @@ def test_skip_modal_lists_the_sections_open_items() -> None:
     assert view["submit"]["text"] == "Skip item"
 
 
+def test_skipped_items_are_unskipped_in_the_skip_modal_in_a_group_of_their_own() -> None:
+    session = make_session()
+    session.items["1.1"] = ItemProgress(ItemStatus.SKIPPED, QA, NOW, "not applicable")
+    view = skip_modal(session, "pre-deployment")
+    validate_view(view)
+    select = next(b for b in view["blocks"] if b.get("block_id") == InputId.SKIP_ITEM)["element"]
+    groups = [
+        (g["label"]["text"], [(o["text"]["text"], o["value"]) for o in g["options"]])
+        for g in select["option_groups"]
+    ]
+    assert groups == [
+        ("Skip", [("⬜ 1.2 Database", "1.2"), ("⬜ 1.2.1 Replicas", "1.2.1")]),
+        ("Skipped: unskip", [("⏭ 1.1 Backups verified", "unskip|1.1")]),
+    ]
+    assert "unskip" in texts(view["blocks"])
+    # With everything else done, the skipped item can still be taken back.
+    for item_id in ("1.2", "1.2.1"):
+        session.items[item_id] = ItemProgress(ItemStatus.DONE, QA, NOW)
+    only = skip_modal(session, "pre-deployment")
+    validate_view(only)
+    select = only["blocks"][1]["element"]
+    assert [g["label"]["text"] for g in select["option_groups"]] == ["Skipped: unskip"]
+
+
+def test_a_chunk_of_skipped_items_has_no_checkboxes_but_says_what_was_skipped() -> None:
+    session = make_session()
+    for item_id in ("1.1", "1.2", "1.2.1"):
+        session.items[item_id] = ItemProgress(ItemStatus.SKIPPED, QA, NOW, "n/a")
+    first = checklist_messages(session)[0]
+    validate_message(first.blocks, text=first.text)
+    assert not [e for e in actions(first.blocks) if e["type"] == "checkboxes"]
+    lines = texts(first.blocks).splitlines()
+    assert "⏭ *1.1* Backups verified · skipped by <@U0QA>: n/a · 12:00" in lines
+
+
 def test_skip_modal_caps_options_and_explains_when_nothing_can_be_skipped() -> None:
     many = Checklist(
         sections=(
@@ -666,7 +716,7 @@ def test_skip_modal_caps_options_and_explains_when_nothing_can_be_skipped() -> N
     validate_view(view)
     options = view["blocks"][1]["element"]["options"]
     assert len(options) == 100 and all(len(o["text"]["text"]) <= 75 for o in options)
-    assert "Showing the first 100 of 130 open items" in texts(view["blocks"])
+    assert "Showing the first 100 of 130 items" in texts(view["blocks"])
 
     done = settle_all(make_session())
     view = skip_modal(done, "pre-deployment")

@@ -160,23 +160,30 @@ def utc(at: datetime) -> datetime:
 
 
 def status_line(
-    item: ChecklistItem, progress: ItemProgress, *, json_limit: int = STATUS_JSON
+    item: ChecklistItem,
+    progress: ItemProgress,
+    *,
+    json_limit: int = STATUS_JSON,
+    label: str | None = None,
 ) -> str:
     """One line on an item that is not pending: its state, who changed it and when, and why.
 
     For example "✅ 1.2 <@U0X> 14:02" or "⏭ 1.3 skipped by <@U0Y>: not applicable · 14:05".
     The reason (skip reason, probe summary) is cut so the line stays within ``json_limit``
-    JSON characters.
+    JSON characters, not counting ``label``: the item as its checkbox would show it, which
+    stands for the id (a skipped item has no checkbox, so its line shows what it is).
     """
     status, icon, when = progress.status, STATUS_ICON[progress.status], hhmm(progress.at)
-    ref = clip(item.id, 40, mrkdwn=True)
+    ref = clip(item.id, 40, mrkdwn=True) if label is None else label
+    if label is not None:
+        json_limit += json_len(label)
     reason, tail = progress.reason or "", f" · {when}"
     if status is ItemStatus.DONE and progress.by == SYSTEM.user_id:
         head = f"{icon} {ref} probe passed" + (": " if reason else "")
     elif status is ItemStatus.DONE:
         head, tail = f"{icon} {ref} {mention(progress.by)} {when}", ""
     elif status is ItemStatus.SKIPPED:
-        head, reason = f"{icon} {ref} skipped by {mention(progress.by)}: ", reason or "no reason"
+        head, reason = f"{icon} {ref} · skipped by {mention(progress.by)}: ", reason or "no reason"
     elif status is ItemStatus.FAILED:
         head, reason = f"{icon} {ref} probe failed: ", reason or "no detail"
         tail = (f" ({progress.severity.value})" if progress.severity else "") + tail
@@ -185,7 +192,10 @@ def status_line(
     room = json_limit - json_len(head) - json_len(tail)
     if reason:
         reason = clip(reason, REASON_CHARS, json_limit=max(room, 6), mrkdwn=True)
-    return clip(head + reason + tail, MAX_CONTEXT_TEXT, json_limit=json_limit)
+    line = head + reason + tail
+    if width(line) <= MAX_CONTEXT_TEXT and json_len(line) <= json_limit:
+        return line
+    return clip(line, MAX_CONTEXT_TEXT, json_limit=json_limit)
 
 
 # Planning: which items go in which chunk and part, from the checklist alone.
@@ -306,19 +316,29 @@ def _header(
 
 def _chunk(session: DeploySession, sid: int, rows: list[_Row]) -> list[JsonBlock]:
     progress = [session.progress(r.item.id) for r in rows]
-    blocks: list[JsonBlock]
-    if (session.state, TickItem) in TRANSITIONS:
+    blocks: list[JsonBlock] = []
+    interactive = (session.state, TickItem) in TRANSITIONS
+    if interactive:
+        # A skipped item is no checkbox: an empty box would read "to do", and ticking it
+        # would turn "skipped" into "done" unseen. Its line below says so; unskipping is
+        # done in the skip modal. The block id keeps every item, so it never changes.
         element: dict[str, Any] = {
             "type": "checkboxes",
             "action_id": ActionId.TICK.value,
-            "options": [r.option for r in rows],
+            "options": [
+                r.option
+                for r, p in zip(rows, progress, strict=True)
+                if p.status is not ItemStatus.SKIPPED
+            ],
         }
         done = [
             r.option for r, p in zip(rows, progress, strict=True) if p.status is ItemStatus.DONE
         ]
         if done:
             element["initial_options"] = done
-        blocks = [{"type": "actions", "block_id": _tick_block_id(sid, rows), "elements": [element]}]
+        if element["options"]:
+            block_id = _tick_block_id(sid, rows)
+            blocks = [{"type": "actions", "block_id": block_id, "elements": [element]}]
     else:
         lines = [
             f"{STATUS_ICON[p.status]} {r.option['text']['text']}"
@@ -330,7 +350,17 @@ def _chunk(session: DeploySession, sid: int, rows: list[_Row]) -> list[JsonBlock
     ]
     # The chunk's status lines share CHUNK_STATUS_JSON (2 for each joining newline).
     share = min(STATUS_JSON, CHUNK_STATUS_JSON // max(len(changed), 1) - 2)
-    notes = [status_line(r.item, p, json_limit=share) for r, p in changed]
+    notes = [
+        status_line(
+            r.item,
+            p,
+            json_limit=share,
+            label=r.option["text"]["text"]
+            if interactive and p.status is ItemStatus.SKIPPED
+            else None,
+        )
+        for r, p in changed
+    ]
     notes += [r.full_text for r in rows if r.full_text is not None]
     return blocks + context_blocks(notes)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from bot.rendering import (
 )
 from bot.rendering.ids import ActionId, InputId, ViewId, pack, unpack
 from bot.rendering.limits import clip, escape, json_len, width
+from bot.rendering.times import clock, slack_date
 
 S = SessionState
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -177,7 +179,11 @@ def test_summary_shows_who_what_and_when() -> None:
         "*Requester*\n<@U0DEPLOYER>",
     ]
     assert fields[4] == "*State*\n📝 open"
-    assert fields[5] == "*Opened*\n2026-11-23 12:00 UTC\n1h 05m ago"
+    # Slack shows times in each reader's zone and keeps "ago" current; the fallback is UTC.
+    assert fields[5] == (
+        "*Opened*\n<!date^1795435200^{date_short_pretty} {time}|2026-11-23 12:00 UTC>"
+        "\n<!date^1795435200^{ago}|1h 05m ago>"
+    )
     assert summary_text(make_session()) == "Deploy #7: prod api v1.4.2 is open · 0/4 items done"
 
 
@@ -280,7 +286,7 @@ def test_progress_sign_offs_and_failures_are_shown() -> None:
     assert "*Progress*  ▓▓▓▓▓░░░░░ 2/4" in text
     assert "• Pre-Deployment 2/3" in text
     assert "🔒 Post-Deployment 0/1" in text  # gate: pre-deployment unfinished
-    assert "✅ *QA Lead*: <@U0QA> · 2026-11-23 12:05 UTC" in text
+    assert f"✅ *QA Lead*: <@U0QA> · {slack_date(NOW + timedelta(minutes=5))}" in text
     assert "⏳ *DevOps Lead*: missing" in text
     assert "*Failing* (1)\n❌ *2.1* Smoke test: HTTP 503 (critical)" in text
 
@@ -318,9 +324,9 @@ def test_many_sections_are_cut_with_a_count() -> None:
 @pytest.mark.parametrize(
     ("state", "reason", "expected"),
     [
-        (S.ABORTED, "change freeze", "🛑 *Aborted* at 2026-11-23 13:05 UTC: change freeze"),
-        (S.COMPLETED, None, "✅ *Completed* at 2026-11-23 13:05 UTC"),
-        (S.ROLLED_BACK, "rolled back", "↩️ *Rolled back* at 2026-11-23 13:05 UTC: rolled back"),
+        (S.ABORTED, "change freeze", f"🛑 *Aborted* {slack_date(LATER)}: change freeze"),
+        (S.COMPLETED, None, f"✅ *Completed* {slack_date(LATER)}"),
+        (S.ROLLED_BACK, "rolled back", f"↩️ *Rolled back* {slack_date(LATER)}: rolled back"),
     ],
 )
 def test_closed_sessions_show_the_outcome_and_no_buttons(
@@ -333,7 +339,7 @@ def test_closed_sessions_show_the_outcome_and_no_buttons(
     assert action_ids(blocks) == []
     assert expected in texts(blocks)
     assert "🚨 <https://x.slack.com/archives/C1/p1|Incident thread>" in texts(blocks)
-    assert "closed at 13:05, after 1h 05m" in texts(blocks)
+    assert f"closed {slack_date(LATER)}, after 1h 05m" in texts(blocks)
 
 
 def test_user_text_cannot_inject_mentions_or_links() -> None:
@@ -370,7 +376,10 @@ def test_status_list_and_help() -> None:
     validate_message(listed)
     text = texts(listed)
     assert "*#7* prod api v1.4.2 · 📝 open · ░░░░░░░░░░ 0/4 · requested by <@U0DEPLOYER>" in text
-    assert "*#8* staging api v1.4.2 · 🚀 deploying" in text and "opened 1h 05m ago" in text
+    assert (
+        "*#8* staging api v1.4.2 · 🚀 deploying" in text
+        and "opened <!date^1795435200^{ago}|1h 05m ago>" in text
+    )
 
     helped = help_blocks()
     validate_message(helped)
@@ -429,11 +438,11 @@ def test_item_states_show_who_when_and_why() -> None:
     assert [o["value"] for o in box["options"]] == ["1.1", "1.2.1"]
     context = next(b for b in first.blocks if b["type"] == "context")["elements"][0]["text"]
     assert context.splitlines() == [
-        "✅ 1.1 <@U0X> 12:02",
-        "⏭ *1.2* Database · skipped by <@U0Y>: not applicable · 12:00",
-        "⏳ 1.2.1 running · 12:00",
+        "✅ 1.1 <@U0X> <!date^1795435320^{time}|12:02 UTC>",
+        f"⏭ *1.2* Database · skipped by <@U0Y>: not applicable · {clock(NOW)}",
+        f"⏳ 1.2.1 running · {clock(NOW)}",
     ]
-    assert "❌ 2.1 probe failed: HTTP 503 (critical) · 12:00" in texts(second.blocks)
+    assert f"❌ 2.1 probe failed: HTTP 503 (critical) · {clock(NOW)}" in texts(second.blocks)
     assert "1/3 done" not in texts(first.blocks) and "*2/3* done" in texts(first.blocks)
 
 
@@ -703,7 +712,7 @@ def test_a_chunk_of_skipped_items_has_no_checkboxes_but_says_what_was_skipped() 
     validate_message(first.blocks, text=first.text)
     assert not [e for e in actions(first.blocks) if e["type"] == "checkboxes"]
     lines = texts(first.blocks).splitlines()
-    assert "⏭ *1.1* Backups verified · skipped by <@U0QA>: n/a · 12:00" in lines
+    assert f"⏭ *1.1* Backups verified · skipped by <@U0QA>: n/a · {clock(NOW)}" in lines
 
 
 def test_skip_modal_caps_options_and_explains_when_nothing_can_be_skipped() -> None:
@@ -833,3 +842,25 @@ def test_the_summary_keeps_an_overridden_failed_check_in_sight() -> None:
     report = report_markdown(session, [])
     assert "2.1 Smoke test (known flaky) **overrode a failed critical probe: HTTP 503**" in report
     assert "1.1 Backups verified (not needed) —" in report
+
+
+def test_no_time_is_frozen_into_a_message() -> None:
+    """Every time shown is Slack's date formatting: local to the reader, "ago" kept current."""
+    session = sign(make_session(), "qa-lead")
+    session.items["1.1"] = ItemProgress(ItemStatus.DONE, QA, NOW)
+    session.items["1.2"] = ItemProgress(ItemStatus.SKIPPED, QA, NOW, "n/a")
+    session.items["2.1"] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, "HTTP 503")
+    closed = replace(session, state=S.ABORTED, closed_at=LATER, outcome_reason="freeze")
+    shown = [
+        summary_blocks(session, now=LATER),
+        status_blocks(closed, now=LATER),
+        list_blocks([session], now=LATER),
+        *(m.blocks for m in checklist_messages(session)),
+    ]
+    date = re.compile(r"<!date\^(\d+)\^\{[a-z_]+\}(?: \{[a-z_]+\})*\|[^<>|]+>")
+    for blocks in shown:
+        text = texts(blocks)
+        left = date.sub("", text)
+        assert not re.search(r"\d\d:\d\d|\bago\b|UTC", left), left
+    stamps = {int(m) for blocks in shown for m in date.findall(texts(blocks))}
+    assert stamps <= {int(t.timestamp()) for t in (NOW, LATER, NOW + timedelta(minutes=5))}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain import TRANSITIONS, DeploySession, ItemProgress, ItemStatus
@@ -36,6 +35,7 @@ from bot.rendering.limits import (
     width,
 )
 from bot.rendering.mrkdwn import split_mrkdwn, to_plain
+from bot.rendering.times import clock
 
 STATUS_ICON = {
     ItemStatus.PENDING: "⬜",
@@ -48,8 +48,8 @@ INDENT = "\u2003"  # em space: Slack keeps it, unlike leading spaces
 HEADER_TEXT_JSON = 300
 HEADER_SECTION_JSON = 700
 FULL_TEXT_JSON = 1_500  # the rest of an item's text beside its chunk; longer texts are cut
-STATUS_JSON = 320  # one status line ("❌ 1.4 probe failed: ..."), when it has room
-CHUNK_STATUS_JSON = 1_200  # all status lines of a chunk: reasons share it
+STATUS_JSON = 350  # one status line ("❌ 1.4 probe failed: ..."), when it has room
+CHUNK_STATUS_JSON = 1_500  # all status lines of a chunk (each with a date): reasons share it
 REASON_CHARS = 200
 MESSAGE_MARGIN = 100  # slack in the worst-case arithmetic (which is a bound already)
 
@@ -149,16 +149,6 @@ def mention(user: str | None) -> str:
     return escape(user or "someone")
 
 
-def hhmm(at: datetime | None) -> str:
-    """``14:02`` in UTC ("" when unknown)."""
-    return utc(at).strftime("%H:%M") if at else ""
-
-
-def utc(at: datetime) -> datetime:
-    """``at`` in UTC; naive datetimes are taken to be UTC already."""
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 def status_line(
     item: ChecklistItem,
     progress: ItemProgress,
@@ -173,7 +163,7 @@ def status_line(
     JSON characters, not counting ``label``: the item as its checkbox would show it, which
     stands for the id (a skipped item has no checkbox, so its line shows what it is).
     """
-    status, icon, when = progress.status, STATUS_ICON[progress.status], hhmm(progress.at)
+    status, icon, when = progress.status, STATUS_ICON[progress.status], clock(progress.at)
     ref = clip(item.id, 40, mrkdwn=True) if label is None else label
     if label is not None:
         json_limit += json_len(label)
@@ -189,6 +179,8 @@ def status_line(
         tail = (f" ({progress.severity.value})" if progress.severity else "") + tail
     else:
         head, reason = f"{icon} {ref} {status.value}", ""
+    if json_len(head) + json_len(tail) + 6 > json_limit:
+        tail = tail.replace(f" · {when}", "").replace(when, "")  # never cut a date in two
     room = json_limit - json_len(head) - json_len(tail)
     if reason:
         reason = clip(reason, REASON_CHARS, json_limit=max(room, 6), mrkdwn=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.domain import TRANSITIONS, DeploySession, SessionState
@@ -14,7 +14,7 @@ from bot.domain.commands import (
     StartDeployment,
     StartProbe,
 )
-from bot.rendering.checklist import hhmm, mention, session_id, utc
+from bot.rendering.checklist import mention, session_id
 from bot.rendering.ids import ActionId, pack
 from bot.rendering.limits import (
     MAX_ACTIONS_ELEMENTS,
@@ -29,6 +29,7 @@ from bot.rendering.limits import (
     fits,
 )
 from bot.rendering.mrkdwn import clip_mrkdwn, to_plain
+from bot.rendering.times import ago, duration, slack_date
 
 S = SessionState
 STATE_EMOJI: dict[SessionState, str] = {
@@ -123,7 +124,7 @@ def list_blocks(sessions: list[DeploySession], *, now: datetime) -> list[JsonBlo
             f"*#{session_id(session)}* {clip(session.title, 100, json_limit=300, mrkdwn=True)}"
             f" · {state_label(session.state)} · {progress_bar(settled, total)}"
             f" · requested by {mention(session.requester)}"
-            f" · opened {_duration(now - session.opened_at)} ago"
+            f" · opened {ago(session.opened_at, now)}"
         )
         blocks.append(_section(line))
     if len(sessions) > MAX_LISTED_SESSIONS:
@@ -192,12 +193,12 @@ def _fields(session: DeploySession, now: datetime) -> JsonBlock:
     def value(text: str) -> str:
         return clip(text, 80, json_limit=300, mrkdwn=True) if text else "—"
 
-    opened = f"{utc(session.opened_at):%Y-%m-%d %H:%M} UTC"
+    opened = slack_date(session.opened_at)
     if session.closed_at is not None:
-        opened += f"\nclosed at {hhmm(session.closed_at)}, after "
-        opened += _duration(session.closed_at - session.opened_at)
+        opened += f"\nclosed {slack_date(session.closed_at)}, after "
+        opened += duration(session.closed_at - session.opened_at)
     else:
-        opened += f"\n{_duration(now - session.opened_at)} ago"
+        opened += "\n" + ago(session.opened_at, now)
     fields = {
         "Environment": value(session.environment),
         "Service": value(session.service),
@@ -242,7 +243,7 @@ def _signoffs(session: DeploySession, scale: float) -> str:
         if record is None:
             lines.append(f"⏳ *{role}*: missing")
         else:
-            when = f"{utc(record.at):%Y-%m-%d %H:%M} UTC"
+            when = slack_date(record.at)
             lines.append(f"✅ *{role}*: {mention(record.by)} · {when}")
     shown = bounded_lines(
         lines,
@@ -298,7 +299,7 @@ def _outcome(session: DeploySession) -> str | None:
         return None
     text = f"{STATE_EMOJI[session.state]} *{session.state.label.capitalize()}*"
     if session.closed_at is not None:
-        text += f" at {utc(session.closed_at):%Y-%m-%d %H:%M} UTC"
+        text += f" {slack_date(session.closed_at)}"
     if session.outcome_reason:
         text += ": " + clip(session.outcome_reason, 500, json_limit=1_000, mrkdwn=True)
     return text
@@ -425,15 +426,3 @@ def _link(icon: str, url: str | None, label: str) -> str | None:
     if any(c in url for c in "<>| \n") or len(url) > 1_000:
         return f"{icon} {label}: {clip(url, 1_000, mrkdwn=True)}"
     return f"{icon} <{url}|{label}>"
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if seconds < 60:
-        return f"{seconds}s"
-    if minutes < 60:
-        return f"{minutes}m"
-    if hours < 24:
-        return f"{hours}h {minutes % 60:02d}m"
-    return f"{days}d {hours % 24}h"

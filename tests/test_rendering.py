@@ -291,14 +291,43 @@ def test_progress_sign_offs_and_failures_are_shown() -> None:
     assert "*Failing* (1)\n❌ *2.1* Smoke test: HTTP 503 (critical)" in text
 
 
-def test_failing_items_are_capped_at_ten() -> None:
-    items = tuple(ChecklistItem(text=f"Probe {i}") for i in range(15))
+def test_identical_failures_are_shown_once_with_the_items_they_hit() -> None:
+    hint = "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID for the bot"
+    items = tuple(ChecklistItem(text=f"AWS check {i}") for i in range(6))
+    items += (ChecklistItem(text="Health endpoint"),)
     session = make_session(Checklist(sections=(Section(title="Checks", items=items),)))
-    for _, item in session.checklist.walk():
-        session.items[item.id] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, "down")
-    text = texts(summary_blocks(session, now=LATER))
-    assert "❌ *1.10* Probe 9: down" in text and "*1.11*" not in text
-    assert "… and 5 more failing items" in text
+    for n in range(6):
+        session.items[f"1.{n + 1}"] = ItemProgress(
+            ItemStatus.FAILED, SYSTEM.user_id, NOW, hint, Severity.CRITICAL
+        )
+    session.items["1.7"] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, "HTTP 503")
+    session.state = S.VERIFYING
+    blocks = summary_blocks(session, now=LATER)
+    text = texts(blocks)
+    assert text.count(hint) == 1
+    assert (
+        f"*Failing* (7)\n❌ {hint} (critical): 6 items, *1.1*, *1.2*, *1.3*, *1.4* and 2 more\n"
+        "❌ *1.7* Health endpoint: HTTP 503"
+    ) in text
+    assert "DevOps Lead*; 7 failed items (*1.1*, *1.2*, *1.3*, *1.4* and 3 more)" in text
+
+
+def test_many_distinct_failures_are_counted_and_the_summary_stays_short() -> None:
+    items = tuple(ChecklistItem(text=f"Probe {i}") for i in range(200))
+    session = make_session(Checklist(sections=(Section(title="Checks", items=items),)))
+    for n, (_, item) in enumerate(session.checklist.walk()):
+        reason = f"check {n} failed: " + "connection refused by upstream " * 3
+        session.items[item.id] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, reason)
+    session.state = S.VERIFYING
+    blocks = summary_blocks(session, now=LATER)
+    validate_message(blocks, text=summary_text(session))
+    failing = next(
+        b["text"]["text"] for b in blocks if "*Failing*" in b.get("text", {}).get("text", "")
+    )
+    lines = failing.splitlines()
+    assert lines[0] == "*Failing* (200)" and len(lines) <= 7
+    assert lines[-1] == "… and 195 other failures on 195 items"
+    assert len(json.dumps(blocks)) < 6_000  # well inside one screen, not at Slack's limit
 
 
 def test_many_sections_are_cut_with_a_count() -> None:

@@ -15,6 +15,7 @@ from bot.domain.commands import (
     StartProbe,
 )
 from bot.rendering.checklist import mention, session_id
+from bot.rendering.failures import completion_missing, failing_text, overridden_text
 from bot.rendering.ids import ActionId, pack
 from bot.rendering.limits import (
     MAX_ACTIONS_ELEMENTS,
@@ -28,7 +29,7 @@ from bot.rendering.limits import (
     escape,
     fits,
 )
-from bot.rendering.mrkdwn import clip_mrkdwn, to_plain
+from bot.rendering.mrkdwn import to_plain
 from bot.rendering.times import ago, duration, slack_date
 
 S = SessionState
@@ -44,7 +45,6 @@ STATE_EMOJI: dict[SessionState, str] = {
     S.ROLLED_BACK: "↩️",
     S.ROLLBACK_FAILED: "🔥",
 }
-MAX_FAILING_SHOWN = 10
 MAX_LISTED_SESSIONS = 15
 # Budgets (JSON characters) of the variable parts at full scale; halved until the message fits.
 SECTIONS_JSON = 2_400
@@ -174,9 +174,9 @@ def _overview(
     if session.policy.signoffs:
         blocks.append(_section(_signoffs(session, max(scale, 0.3))))
     if session.failing_items():
-        blocks.append(_section(_failing(session, scale)))
+        blocks.append(_section(failing_text(session, int(FAILING_JSON * scale))))
     if session.overridden_items():
-        blocks.append(_section(_overridden(session, scale)))
+        blocks.append(_section(overridden_text(session, int(FAILING_JSON * scale))))
     outcome = _outcome(session)
     if outcome:
         blocks.append(_section(outcome))
@@ -254,46 +254,6 @@ def _signoffs(session: DeploySession, scale: float) -> str:
     return "\n".join(["*Sign-offs*", *shown])
 
 
-def _failing(session: DeploySession, scale: float) -> str:
-    failing = session.failing_items()
-    lines = []
-    for item, progress in failing[:MAX_FAILING_SHOWN]:
-        text = clip_mrkdwn(item.text, 80, json_limit=250)
-        summary = clip(progress.reason or "no detail", 150, json_limit=400, mrkdwn=True)
-        severity = f" ({progress.severity.value})" if progress.severity else ""
-        lines.append(f"❌ *{escape(item.id)}* {text}: {summary}{severity}")
-    hidden = len(failing) - len(lines)
-    shown = bounded_lines(
-        lines,
-        limit=MAX_SECTION_TEXT - 60,
-        json_limit=int(FAILING_JSON * scale),
-        more=lambda n: f"… and {n + hidden} more failing item{'s' if n + hidden != 1 else ''}",
-    )
-    if hidden and len(shown) == len(lines):
-        shown.append(f"… and {hidden} more failing item{'s' if hidden != 1 else ''}")
-    return "\n".join([f"*Failing* ({len(failing)})", *shown])
-
-
-def _overridden(session: DeploySession, scale: float) -> str:
-    """Failed critical checks an operator chose to go on without: kept in sight."""
-    lines = []
-    for item, progress in session.overridden_items():
-        text = clip_mrkdwn(item.text, 80, json_limit=250)
-        failure = clip(progress.overrode or "", 120, json_limit=300, mrkdwn=True)
-        reason = clip(progress.reason or "", 150, json_limit=400, mrkdwn=True)
-        lines.append(
-            f"⚠️ *{escape(item.id)}* {text}: failed ({failure}), skipped by "
-            f"{mention(progress.by or '')}: {reason}"
-        )
-    shown = bounded_lines(
-        lines,
-        limit=MAX_SECTION_TEXT - 60,
-        json_limit=int(FAILING_JSON * scale),
-        more=lambda n: f"… and {n} more",
-    )
-    return "\n".join([f"*Failed checks overridden* ({len(lines)})", *shown])
-
-
 def _outcome(session: DeploySession) -> str | None:
     if not session.state.is_closed and not session.outcome_reason:
         return None
@@ -313,15 +273,10 @@ def _waits(session: DeploySession) -> list[str]:
         if missing:
             waits.append("⏸ *Start deployment* waits for: " + escape("; ".join(missing)))
     if (session.state, Complete) in TRANSITIONS:
-        missing = _completion_missing(session)
+        missing = completion_missing(session)
         if missing:
             waits.append("⏸ *Mark complete* waits for: " + escape("; ".join(missing)))
     return [clip(w, 1_000, json_limit=1_500) for w in waits]
-
-
-def _completion_missing(session: DeploySession) -> list[str]:
-    missing = session.gate_missing(session.policy.complete_gate)
-    return missing + [f"failed item *{item.id}*" for item, _ in session.failing_items()]
 
 
 # Buttons
@@ -345,7 +300,7 @@ def _actions(session: DeploySession) -> list[JsonBlock]:
     # During a rollback the bot re-runs the probes itself when it is done.
     if allowed(StartProbe) and state is not S.ROLLING_BACK:
         buttons.append(button("Run probes", ActionId.RUN_PROBES, sid))
-    if allowed(Complete) and not _completion_missing(session):
+    if allowed(Complete) and not completion_missing(session):
         confirm = confirm_dialog(
             f"Mark deploy #{sid} complete?",
             f"This closes the session and frees {session.environment}.",

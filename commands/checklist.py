@@ -1,24 +1,34 @@
-"""Checklist interactions: tick and untick items, skip one with a reason."""
+"""Checklist interactions: tick and untick items, skip one (or take a skip back) with a reason."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.domain.commands import Command, SkipItem, TickItem, UntickItem
+from bot.domain.commands import Command, SkipItem, TickItem, UnskipItem, UntickItem
 from bot.domain.errors import DeployError
-from bot.rendering.ids import ActionId, InputId, ViewId, unpack
+from bot.rendering.ids import SEPARATOR, UNSKIP, ActionId, InputId, ViewId, unpack
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import skip_modal
-from commands.deps import deps_of, finishing, parse_id, request_of
+from commands.deps import deps_of, finishing, parse_id, request_of, tell_where_clicked
 
 
-def tick(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
+def tick(
+    ack: Ack,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    context: BoltContext,
+) -> None:
     """What a click changes is the difference between the element as the clicker saw it
     (its ``initial_options`` in the clicked message) and its ``selected_options``: a stale
-    message or someone else's concurrent tick is never undone by this click."""
+    message or someone else's concurrent tick is never undone by this click.
+
+    A refused click is redrawn as it was (by the bus) and the clicker is told why, in the
+    checklist's thread where they clicked."""
     ack()
     deps = deps_of(context)
     _, sid, shown = unpack(action["block_id"])
@@ -27,9 +37,16 @@ def tick(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltCo
     selected = {o["value"] for o in action.get("selected_options") or []} & items
     commands: list[Command] = [TickItem(i) for i in sorted(selected - seen)]
     commands += [UntickItem(i) for i in sorted(seen - selected)]
-    if commands:
-        actor = deps.service.actor(body["user"]["id"])
+    if not commands:
+        return
+    actor = deps.service.actor(body["user"]["id"])
+    try:
         deps.service.handle(parse_id(sid), commands, actor, request=request_of(context))
+    except DeployError as refused:
+        changes = [f"tick {i}" for i in sorted(selected - seen)]
+        changes += [f"untick {i}" for i in sorted(seen - selected)]
+        text = f":warning: Not changed ({', '.join(changes)}): {refused}"
+        tell_where_clicked(client, body, respond, text)
 
 
 def shown_ticked(body: dict[str, Any], block_id: str) -> set[str]:
@@ -62,12 +79,11 @@ def submit_skip(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: B
         ack(response_action="errors", errors={InputId.SKIP_ITEM: "Pick the item to skip."})
         return
     deps = deps_of(context)
+    kind, _, item_id = str(item["value"]).rpartition(SEPARATOR)
+    command: Command = UnskipItem(item_id, reason) if kind == UNSKIP else SkipItem(item_id, reason)
     try:
         deps.service.act(
-            parse_id(session_id),
-            SkipItem(item["value"], reason),
-            body["user"]["id"],
-            request=request_of(context),
+            parse_id(session_id), command, body["user"]["id"], request=request_of(context)
         )
     except DeployError as refused:
         # Shown inline in the modal, which stays open so nothing typed is lost.

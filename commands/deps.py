@@ -14,6 +14,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from slack_bolt import BoltContext, BoltResponse
 from slack_bolt.request import BoltRequest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.app.rollback import Rollbacks
 from bot.app.sessions import DeployService
@@ -79,23 +81,57 @@ def tell(respond: Callable[..., Any] | None, text: str) -> None:
         respond(text=text, response_type="ephemeral", replace_original=False)
 
 
-def answer_error(
-    error: Exception, respond: Callable[..., Any] | None, body: dict[str, Any] | None = None
+def tell_where_clicked(
+    client: WebClient | None,
+    body: dict[str, Any] | None,
+    respond: Callable[..., Any] | None,
+    text: str,
 ) -> None:
-    """The Bolt error handler: errors written for people go back to them, privately.
+    """An ephemeral reply shown where the person clicked: in the thread, for a message in one.
+
+    ``chat.postEphemeral`` takes the thread's ``thread_ts`` (Slack shows it in that thread),
+    while a response_url reply lands in the channel, away from the checklist. Elsewhere (a
+    message in the channel itself, a modal), or when Slack refuses the post, the answer goes
+    through the response_url.
+    """
+    body = body or {}
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    thread = container.get("thread_ts") or message.get("thread_ts")
+    user = (body.get("user") or {}).get("id")
+    if client is not None and channel and user and thread:
+        try:
+            client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread)
+            return
+        except SlackApiError as error:
+            log.warning("could not answer in the thread: %s", error.response.get("error"))
+    tell(respond, text)
+
+
+def answer_error(
+    error: Exception,
+    respond: Callable[..., Any] | None,
+    body: dict[str, Any] | None = None,
+    client: WebClient | None = None,
+) -> None:
+    """The Bolt error handler: errors written for people go back to them, privately, where
+    they clicked.
 
     An unreachable database says so: the person's command or click was not recorded and
     needs repeating once it is back (nothing else is wrong with it).
     """
     if isinstance(error, DeployError):
-        tell(respond, f":warning: {error}")
+        tell_where_clicked(client, body, respond, f":warning: {error}")
         return
     if database_unreachable(error):
         log.warning("database unreachable: request not recorded (%s)", type(error).__name__)
         tell(respond, not_recorded_text(body))
         return
     log.error("listener failed", exc_info=error)
-    tell(
+    tell_where_clicked(
+        client,
+        body,
         respond,
         ":x: Something went wrong inside deploybot (it is logged). "
         "Check `/deploy status` and try again.",

@@ -16,7 +16,7 @@ from bot.rendering.ids import ActionId
 from bot.server import Bot, create_bot, serve_http
 from bot.storage.repositories import AuditEntry
 from sandbox.serving import WaitressInBackground
-from tests.support.slack import FakeSlack, Message, Response, SlackRequests
+from tests.support.slack import Ephemeral, FakeSlack, Message, Response, SlackRequests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SECRET = "e2e-signing-secret"
@@ -44,6 +44,16 @@ class RunningBot:
             time.sleep(0.02)
         seen = [c.path for c in self.fake.calls("response_url")]
         raise AssertionError(f"no reply at {name}; replies seen: {seen}")
+
+    def thread_answer(self, user: str, containing: str, timeout: float = 10.0) -> Ephemeral:
+        """The ephemeral answer shown to ``user`` in a thread that contains ``containing``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for shown in self.fake.ephemerals(user):
+                if shown.thread_ts and containing in shown.text:
+                    return shown
+            time.sleep(0.02)
+        raise AssertionError(f"no answer in a thread for {user}: {self.fake.ephemerals()}")
 
     def session(self, session_id: int) -> DeploySession:
         return self.bot.runtime.service.get(session_id)

@@ -6,6 +6,7 @@ Web API answered by the recording stand-in.
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,7 @@ from slack_bolt.request import BoltRequest
 
 from bot.domain import ItemStatus, SessionState
 from bot.rendering.checklist import checklist_messages
-from bot.rendering.ids import ActionId
+from bot.rendering.ids import ActionId, InputId, ViewId
 from bot.slack.inbox import SlackInbox
 from bot.storage.db import upgrade
 from tests.e2e import RunningBot, running_bot
@@ -252,3 +253,67 @@ def test_a_lock_stops_the_deployment_of_an_open_session(database_url: str) -> No
         bot.reply("unlock")
         bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="start-deploying")
         bot.wait_state(1, SessionState.DEPLOYING)
+
+
+def test_a_refused_tick_is_answered_in_the_thread_where_it_was_clicked(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        message = opened(bot)
+        click(bot, "U0OUTSIDER", message, {"1.1"}, "outsider")
+        answer = bot.thread_answer("U0OUTSIDER", "Not changed (tick 1.1)")
+        summary = bot.summary()
+        assert (answer.channel, answer.thread_ts) == (summary.channel, summary.ts)
+        assert "only the requester <@U0DEPLOYER>" in answer.text
+        assert not [c for c in bot.fake.calls("response_url") if c.path.endswith("/outsider")]
+        assert bot.session(1).progress("1.1").status is ItemStatus.PENDING
+        assert ticks_in(bot.checklist_messages()[0]) == set()  # the box is shown unticked
+        refused = [e for e in bot.session_history(1) if e.kind == "refused"]
+        assert [e.actor for e in refused] == ["U0OUTSIDER"]
+
+
+def submit_skip_modal(bot: RunningBot, user: str, value: str, reason: str) -> Any:
+    return bot.slack.view_submission(
+        user_id=user,
+        callback_id=ViewId.SKIP,
+        private_metadata="1|pre-deployment",
+        values={
+            InputId.SKIP_ITEM: {
+                InputId.SKIP_ITEM: {"type": "static_select", "selected_option": {"value": value}}
+            },
+            InputId.SKIP_REASON: {
+                InputId.SKIP_REASON: {"type": "plain_text_input", "value": reason}
+            },
+        },
+    )
+
+
+def test_a_skipped_item_is_unskipped_explicitly_never_ticked_away(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        message = opened(bot)
+        assert submit_skip_modal(bot, "U0DEPLOYER", "1.2", "no schema change").status == 200
+        bot.wait_item(1, "1.2", ItemStatus.SKIPPED)
+        skipped_view = bot.checklist_messages()[0]
+        options = [
+            o["value"]
+            for b in skipped_view.blocks
+            for e in b.get("elements") or []
+            if e.get("type") == "checkboxes"
+            for o in e["options"]
+        ]
+        assert "1.2" not in options  # no empty box that reads "to do"
+        assert "skipped by <@U0DEPLOYER>: no schema change" in json.dumps(skipped_view.blocks)
+        # A stale message still offers the box: the tick is refused, and says how to unskip.
+        click(bot, "U0DEPLOYER", message, {"1.2"}, "stale")
+        answer = bot.thread_answer("U0DEPLOYER", "1.2 is skipped")
+        assert "unskip" in answer.text
+        assert bot.session(1).progress("1.2").status is ItemStatus.SKIPPED
+        # Unskipping is its own choice in the skip modal, audited with its reason.
+        assert submit_skip_modal(bot, "U0DEPLOYER", "unskip|1.2", "schema changed").status == 200
+        bot.wait_item(1, "1.2", ItemStatus.PENDING)
+        unskipped = [e for e in bot.session_history(1) if e.kind == "item_unskipped"]
+        assert [(e.actor, e.data["reason"]) for e in unskipped] == [
+            ("U0DEPLOYER", "schema changed")
+        ]
+        bot.tick("U0DEPLOYER", ["1.2"], reply="tick")
+        bot.wait_item(1, "1.2", ItemStatus.DONE)

@@ -12,6 +12,7 @@ from bot.domain import (
     TRANSITIONS,
     Actor,
     DeploySession,
+    ItemProgress,
     ItemStatus,
     SessionPolicy,
     SessionState,
@@ -88,6 +89,7 @@ COMMANDS: list[tuple[c.Command, Actor]] = [
     (c.TickItem("1.1"), REQUESTER),
     (c.UntickItem("1.1"), REQUESTER),
     (c.SkipItem("1.1", "not needed"), REQUESTER),
+    (c.UnskipItem("1.1", "needed after all"), REQUESTER),
     (c.RequestProbes("a manual run"), REQUESTER),
     (c.StartProbe("1.1"), SYSTEM),
     (c.InterruptProbe("1.1", "the bot stopped"), SYSTEM),
@@ -117,6 +119,8 @@ def _ready_for(command: c.Command, session: DeploySession) -> DeploySession:
         SessionState.MONITORING,
     ):
         return signed(session)
+    if isinstance(command, c.UnskipItem):
+        session.items["1.1"] = ItemProgress(ItemStatus.SKIPPED, "U0DEPLOYER", NOW, "not needed")
     return session
 
 
@@ -195,6 +199,45 @@ def test_untick_returns_item_to_pending() -> None:
 def test_unknown_item_is_refused() -> None:
     with pytest.raises(DomainError, match=r"no item 9\.9"):
         apply(make_session(), c.TickItem("9.9"), REQUESTER, NOW)
+
+
+def test_a_skipped_item_is_not_ticked_or_unticked_but_unskipped_with_a_reason() -> None:
+    s = apply(make_session(), c.SkipItem("1.2", "single-node database"), OPERATOR, NOW).session
+    for command in (c.TickItem("1.2"), c.UntickItem("1.2")):
+        with pytest.raises(DomainError, match=r"1\.2 is skipped .*single-node database.*unskip"):
+            apply(s, command, REQUESTER, NOW)
+    with pytest.raises(DomainError, match="reason is required"):
+        apply(s, c.UnskipItem("1.2", " "), REQUESTER, NOW)
+    with pytest.raises(PermissionDenied, match="skip items"):
+        apply(s, c.UnskipItem("1.2", "we have replicas now"), OUTSIDER, NOW)
+    out = apply(s, c.UnskipItem("1.2", "we have replicas now"), REQUESTER, NOW)
+    assert out.session.progress("1.2").status is ItemStatus.PENDING
+    assert [(e.kind, e.actor, e.data) for e in out.events] == [
+        (
+            "item_unskipped",
+            "U0DEPLOYER",
+            {"item": "1.2", "reason": "we have replicas now", "was": "single-node database"},
+        )
+    ]
+    ticked = apply(out.session, c.TickItem("1.2"), REQUESTER, NOW).session
+    assert ticked.progress("1.2").status is ItemStatus.DONE
+    with pytest.raises(DomainError, match="not skipped"):
+        apply(ticked, c.UnskipItem("1.2", "again"), REQUESTER, NOW)
+
+
+def test_unskipping_an_overridden_failed_check_brings_the_failure_back() -> None:
+    s = apply(make_session(), c.StartProbe("1.1"), SYSTEM, NOW).session
+    failed = c.RecordProbeResult("1.1", False, "HTTP 503", Severity.CRITICAL)
+    s = apply(s, failed, SYSTEM, NOW).session
+    s = apply(s, c.SkipItem("1.1", "known flaky"), OPERATOR, NOW).session
+    back = apply(s, c.UnskipItem("1.1", "not flaky after all"), OPERATOR, NOW).session
+    progress = back.progress("1.1")
+    assert (progress.status, progress.reason, progress.severity) == (
+        ItemStatus.FAILED,
+        "HTTP 503",
+        Severity.CRITICAL,
+    )
+    assert [i.id for i, _ in back.failing_items()] == ["1.1"]
 
 
 def test_skip_needs_a_reason() -> None:

@@ -66,7 +66,9 @@ def render(session: DeploySession) -> list[dict[str, Any]]:
     return blocks
 
 
-ACKNOWLEDGED_LINE = "Acknowledged by <@U0ONCALL> at 12:03 UTC"
+ACKNOWLEDGED_LINE = (
+    "Acknowledged by <@U0ONCALL> <!date^1795435380^{date_short_pretty} {time}|2026-11-23 12:03 UTC>"
+)
 PHASES: list[tuple[Callable[[], DeploySession], IncidentPhase, str, list[str]]] = [
     (
         failed,
@@ -88,7 +90,13 @@ PHASES: list[tuple[Callable[[], DeploySession], IncidentPhase, str, list[str]]] 
         "*Status:* Rollback failed: step 1 failed: deployment/api timed out",
         [ActionId.ROLL_BACK, ActionId.RESOLVE],
     ),
-    (resolved, IncidentPhase.RESOLVED, "*Status:* Resolved by <@U0QA> at 12:41 UTC", []),
+    (
+        resolved,
+        IncidentPhase.RESOLVED,
+        "*Status:* Resolved by <@U0QA> "
+        "<!date^1795437660^{date_short_pretty} {time}|2026-11-23 12:41 UTC>",
+        [],
+    ),
 ]
 
 
@@ -108,7 +116,7 @@ def test_each_phase_shows_its_status_and_only_its_buttons(
     assert "*backups* (critical) failed: HTTP 503" in shown
     assert f"<{LINK}|deploy #7> requested by <@U0DEPLOYER>" in shown
     assert "On call: <@U0ONCALL> <!subteam^S0SRE> @dba-team" in shown
-    assert "Since 12:00 UTC" in shown
+    assert "Since <!date^1795435200^{date_short_pretty} {time}|2026-11-23 12:00 UTC>" in shown
     assert blocks[0]["text"]["text"].endswith("prod api v1.4.2: backups failed")
     assert status.removeprefix("*Status:* ") in incident_message_text(session)
 

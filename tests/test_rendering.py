@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from bot.rendering import (
 )
 from bot.rendering.ids import ActionId, InputId, ViewId, pack, unpack
 from bot.rendering.limits import clip, escape, json_len, width
+from bot.rendering.times import clock, slack_date
 
 S = SessionState
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -127,15 +129,27 @@ def texts(blocks: list[dict[str, Any]], only: str | None = None) -> str:
 
 
 def shown_items(messages: list[Any]) -> list[list[str]]:
-    """The item ids each message's checkboxes show."""
+    """The item ids each message's checkboxes stand for (their block ids name them all)."""
     return [
-        [o["value"] for e in actions(m.blocks) if e["type"] == "checkboxes" for o in e["options"]]
+        [
+            i
+            for b in m.blocks
+            if b.get("block_id", "").startswith("tick|")
+            for i in unpack(b["block_id"])[2].split(",")
+        ]
         for m in messages
     ]
 
 
 def option_values(messages: list[Any]) -> list[str]:
-    return [value for values in shown_items(messages) for value in values]
+    """The item ids offered as checkboxes."""
+    return [
+        o["value"]
+        for m in messages
+        for e in actions(m.blocks)
+        if e["type"] == "checkboxes"
+        for o in e["options"]
+    ]
 
 
 # slack_ids
@@ -165,7 +179,11 @@ def test_summary_shows_who_what_and_when() -> None:
         "*Requester*\n<@U0DEPLOYER>",
     ]
     assert fields[4] == "*State*\n📝 open"
-    assert fields[5] == "*Opened*\n2026-11-23 12:00 UTC\n1h 05m ago"
+    # Slack shows times in each reader's zone and keeps "ago" current; the fallback is UTC.
+    assert fields[5] == (
+        "*Opened*\n<!date^1795435200^{date_short_pretty} {time}|2026-11-23 12:00 UTC>"
+        "\n<!date^1795435200^{ago}|1h 05m ago>"
+    )
     assert summary_text(make_session()) == "Deploy #7: prod api v1.4.2 is open · 0/4 items done"
 
 
@@ -267,19 +285,48 @@ def test_progress_sign_offs_and_failures_are_shown() -> None:
     assert "*Progress*  ▓▓▓▓▓░░░░░ 2/4" in text
     assert "• Pre-Deployment 2/3" in text
     assert "🔒 Post-Deployment 0/1" in text  # gate: pre-deployment unfinished
-    assert "✅ *QA Lead*: <@U0QA> · 2026-11-23 12:05 UTC" in text
+    assert f"✅ *QA Lead*: <@U0QA> · {slack_date(NOW + timedelta(minutes=5))}" in text
     assert "⏳ *DevOps Lead*: missing" in text
     assert "*Failing* (1)\n❌ *2.1* Smoke test: HTTP 503 (critical)" in text
 
 
-def test_failing_items_are_capped_at_ten() -> None:
-    items = tuple(ChecklistItem(text=f"Probe {i}") for i in range(15))
+def test_identical_failures_are_shown_once_with_the_items_they_hit() -> None:
+    hint = "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID for the bot"
+    items = tuple(ChecklistItem(text=f"AWS check {i}") for i in range(6))
+    items += (ChecklistItem(text="Health endpoint"),)
     session = make_session(Checklist(sections=(Section(title="Checks", items=items),)))
-    for _, item in session.checklist.walk():
-        session.items[item.id] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, "down")
-    text = texts(summary_blocks(session, now=LATER))
-    assert "❌ *1.10* Probe 9: down" in text and "*1.11*" not in text
-    assert "… and 5 more failing items" in text
+    for n in range(6):
+        session.items[f"1.{n + 1}"] = ItemProgress(
+            ItemStatus.FAILED, SYSTEM.user_id, NOW, hint, Severity.CRITICAL
+        )
+    session.items["1.7"] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, "HTTP 503")
+    session.state = S.VERIFYING
+    blocks = summary_blocks(session, now=LATER)
+    text = texts(blocks)
+    assert text.count(hint) == 1
+    assert (
+        f"*Failing* (7)\n❌ {hint} (critical): 6 items, *1.1*, *1.2*, *1.3*, *1.4* and 2 more\n"
+        "❌ *1.7* Health endpoint: HTTP 503"
+    ) in text
+    assert "DevOps Lead*; 7 failed items (*1.1*, *1.2*, *1.3*, *1.4* and 3 more)" in text
+
+
+def test_many_distinct_failures_are_counted_and_the_summary_stays_short() -> None:
+    items = tuple(ChecklistItem(text=f"Probe {i}") for i in range(200))
+    session = make_session(Checklist(sections=(Section(title="Checks", items=items),)))
+    for n, (_, item) in enumerate(session.checklist.walk()):
+        reason = f"check {n} failed: " + "connection refused by upstream " * 3
+        session.items[item.id] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, reason)
+    session.state = S.VERIFYING
+    blocks = summary_blocks(session, now=LATER)
+    validate_message(blocks, text=summary_text(session))
+    failing = next(
+        b["text"]["text"] for b in blocks if "*Failing*" in b.get("text", {}).get("text", "")
+    )
+    lines = failing.splitlines()
+    assert lines[0] == "*Failing* (200)" and len(lines) <= 7
+    assert lines[-1] == "… and 195 other failures on 195 items"
+    assert len(json.dumps(blocks)) < 6_000  # well inside one screen, not at Slack's limit
 
 
 def test_many_sections_are_cut_with_a_count() -> None:
@@ -305,9 +352,9 @@ def test_many_sections_are_cut_with_a_count() -> None:
 @pytest.mark.parametrize(
     ("state", "reason", "expected"),
     [
-        (S.ABORTED, "change freeze", "🛑 *Aborted* at 2026-11-23 13:05 UTC: change freeze"),
-        (S.COMPLETED, None, "✅ *Completed* at 2026-11-23 13:05 UTC"),
-        (S.ROLLED_BACK, "rolled back", "↩️ *Rolled back* at 2026-11-23 13:05 UTC: rolled back"),
+        (S.ABORTED, "change freeze", f"🛑 *Aborted* {slack_date(LATER)}: change freeze"),
+        (S.COMPLETED, None, f"✅ *Completed* {slack_date(LATER)}"),
+        (S.ROLLED_BACK, "rolled back", f"↩️ *Rolled back* {slack_date(LATER)}: rolled back"),
     ],
 )
 def test_closed_sessions_show_the_outcome_and_no_buttons(
@@ -320,7 +367,7 @@ def test_closed_sessions_show_the_outcome_and_no_buttons(
     assert action_ids(blocks) == []
     assert expected in texts(blocks)
     assert "🚨 <https://x.slack.com/archives/C1/p1|Incident thread>" in texts(blocks)
-    assert "closed at 13:05, after 1h 05m" in texts(blocks)
+    assert f"closed {slack_date(LATER)}, after 1h 05m" in texts(blocks)
 
 
 def test_user_text_cannot_inject_mentions_or_links() -> None:
@@ -335,7 +382,8 @@ def test_user_text_cannot_inject_mentions_or_links() -> None:
     for blocks in rendered:
         dumped = texts(blocks, only="mrkdwn")  # plain_text shows "<!channel>" as it is
         assert "<!channel>" not in dumped and "<@U0BOSS>" not in dumped
-        assert "<https://evil" not in dumped
+        # A Markdown autolink is a link, to the address it shows: never a disguised one.
+        assert "|click>" not in dumped
     assert "&lt;!channel&gt; ping &lt;@U0BOSS&gt; &amp;" in texts(
         checklist_messages(session)[0].blocks
     )
@@ -356,7 +404,10 @@ def test_status_list_and_help() -> None:
     validate_message(listed)
     text = texts(listed)
     assert "*#7* prod api v1.4.2 · 📝 open · ░░░░░░░░░░ 0/4 · requested by <@U0DEPLOYER>" in text
-    assert "*#8* staging api v1.4.2 · 🚀 deploying" in text and "opened 1h 05m ago" in text
+    assert (
+        "*#8* staging api v1.4.2 · 🚀 deploying" in text
+        and "opened <!date^1795435200^{ago}|1h 05m ago>" in text
+    )
 
     helped = help_blocks()
     validate_message(helped)
@@ -411,13 +462,15 @@ def test_item_states_show_who_when_and_why() -> None:
     first, second = checklist_messages(session)
     box = actions(first.blocks)[0]
     assert box["initial_options"] == [box["options"][0]]  # the done item, and only it
+    # The skipped item is no checkbox (an empty box would read "to do"): its line says it.
+    assert [o["value"] for o in box["options"]] == ["1.1", "1.2.1"]
     context = next(b for b in first.blocks if b["type"] == "context")["elements"][0]["text"]
     assert context.splitlines() == [
-        "✅ 1.1 <@U0X> 12:02",
-        "⏭ 1.2 skipped by <@U0Y>: not applicable · 12:00",
-        "⏳ 1.2.1 running · 12:00",
+        "✅ 1.1 <@U0X> <!date^1795435320^{time}|12:02 UTC>",
+        f"⏭ *1.2* Database · skipped by <@U0Y>: not applicable · {clock(NOW)}",
+        f"⏳ 1.2.1 running · {clock(NOW)}",
     ]
-    assert "❌ 2.1 probe failed: HTTP 503 (critical) · 12:00" in texts(second.blocks)
+    assert f"❌ 2.1 probe failed: HTTP 503 (critical) · {clock(NOW)}" in texts(second.blocks)
     assert "1/3 done" not in texts(first.blocks) and "*2/3* done" in texts(first.blocks)
 
 
@@ -452,18 +505,37 @@ def test_read_only_without_checkboxes_or_buttons(state: SessionState) -> None:
     ]
 
 
-def test_long_item_text_is_cut_and_shown_in_full_beside_its_chunk() -> None:
+def test_long_item_text_is_cut_and_goes_on_beside_its_chunk_once() -> None:
     long_text = "Confirm that every replica of the orders database caught up " * 3
     checklist = Checklist(
         sections=(Section(title="S", items=(ChecklistItem(text=long_text.strip()),)),)
     )
     blocks = checklist_messages(make_session(checklist))[0].blocks
     option = actions(blocks)[0]["options"][0]["text"]["text"]
-    assert 70 <= len(option) <= 75 and option.endswith("…") and option.startswith("*1.1* Confirm")
+    assert 60 <= len(option) <= 75 and option.endswith("…") and option.startswith("*1.1* Confirm")
     tick_index = next(i for i, b in enumerate(blocks) if b.get("block_id", "").startswith("tick"))
     beside = blocks[tick_index + 1]
     assert beside["type"] == "context"
-    assert beside["elements"][0]["text"] == "*1.1* " + long_text.strip()
+    rest = beside["elements"][0]["text"]
+    assert rest.startswith("*1.1* …")
+    # Together they show the text once: nothing repeated, nothing lost.
+    shown = option.removeprefix("*1.1* ").removesuffix("…") + " " + rest.removeprefix("*1.1* …")
+    assert shown == long_text.strip()
+
+
+def test_an_item_cut_inside_inline_code_closes_it_and_reopens_it_for_the_rest() -> None:
+    text = (
+        "Check `kubectl rollout status deployment/orders-api -n production --timeout=600s` "
+        "and **wait for every pod**"
+    )
+    checklist = Checklist(sections=(Section(title="S", items=(ChecklistItem(text=text),)),))
+    blocks = checklist_messages(make_session(checklist))[0].blocks
+    option = actions(blocks)[0]["options"][0]["text"]["text"]
+    assert option.endswith("`…") and option.count("`") == 2, option
+    rest = next(b for b in blocks if b["type"] == "context")["elements"][0]["text"]
+    assert rest.startswith("*1.1* …`") and rest.count("`") == 2, rest
+    assert rest.endswith("` and *wait for every pod*")
+    assert "Check" not in rest  # the start is not shown twice
 
 
 # A large checklist
@@ -519,7 +591,8 @@ def test_230_items_fit_slack_limits_in_every_state() -> None:
         assert [m.purpose for m in messages] == [m.purpose for m in pending]
         assert shown_items(messages) == shown_items(pending)
         values = option_values(messages)
-        assert sorted(values) == sorted(ids) and len(values) == len(set(values))
+        offered = [i for i in ids if variant.progress(i).status is not ItemStatus.SKIPPED]
+        assert sorted(values) == sorted(offered) and len(values) == len(set(values))
         for message in messages:
             validate_message(message.blocks, text=message.text)
             assert len(json.dumps(message.blocks)) <= 12_000 and len(message.blocks) <= 50
@@ -635,6 +708,41 @@ def test_skip_modal_lists_the_sections_open_items() -> None:
     assert view["submit"]["text"] == "Skip item"
 
 
+def test_skipped_items_are_unskipped_in_the_skip_modal_in_a_group_of_their_own() -> None:
+    session = make_session()
+    session.items["1.1"] = ItemProgress(ItemStatus.SKIPPED, QA, NOW, "not applicable")
+    view = skip_modal(session, "pre-deployment")
+    validate_view(view)
+    select = next(b for b in view["blocks"] if b.get("block_id") == InputId.SKIP_ITEM)["element"]
+    groups = [
+        (g["label"]["text"], [(o["text"]["text"], o["value"]) for o in g["options"]])
+        for g in select["option_groups"]
+    ]
+    assert groups == [
+        ("Skip", [("⬜ 1.2 Database", "1.2"), ("⬜ 1.2.1 Replicas", "1.2.1")]),
+        ("Skipped: unskip", [("⏭ 1.1 Backups verified", "unskip|1.1")]),
+    ]
+    assert "unskip" in texts(view["blocks"])
+    # With everything else done, the skipped item can still be taken back.
+    for item_id in ("1.2", "1.2.1"):
+        session.items[item_id] = ItemProgress(ItemStatus.DONE, QA, NOW)
+    only = skip_modal(session, "pre-deployment")
+    validate_view(only)
+    select = only["blocks"][1]["element"]
+    assert [g["label"]["text"] for g in select["option_groups"]] == ["Skipped: unskip"]
+
+
+def test_a_chunk_of_skipped_items_has_no_checkboxes_but_says_what_was_skipped() -> None:
+    session = make_session()
+    for item_id in ("1.1", "1.2", "1.2.1"):
+        session.items[item_id] = ItemProgress(ItemStatus.SKIPPED, QA, NOW, "n/a")
+    first = checklist_messages(session)[0]
+    validate_message(first.blocks, text=first.text)
+    assert not [e for e in actions(first.blocks) if e["type"] == "checkboxes"]
+    lines = texts(first.blocks).splitlines()
+    assert f"⏭ *1.1* Backups verified · skipped by <@U0QA>: n/a · {clock(NOW)}" in lines
+
+
 def test_skip_modal_caps_options_and_explains_when_nothing_can_be_skipped() -> None:
     many = Checklist(
         sections=(
@@ -645,7 +753,7 @@ def test_skip_modal_caps_options_and_explains_when_nothing_can_be_skipped() -> N
     validate_view(view)
     options = view["blocks"][1]["element"]["options"]
     assert len(options) == 100 and all(len(o["text"]["text"]) <= 75 for o in options)
-    assert "Showing the first 100 of 130 open items" in texts(view["blocks"])
+    assert "Showing the first 100 of 130 items" in texts(view["blocks"])
 
     done = settle_all(make_session())
     view = skip_modal(done, "pre-deployment")
@@ -762,3 +870,25 @@ def test_the_summary_keeps_an_overridden_failed_check_in_sight() -> None:
     report = report_markdown(session, [])
     assert "2.1 Smoke test (known flaky) **overrode a failed critical probe: HTTP 503**" in report
     assert "1.1 Backups verified (not needed) —" in report
+
+
+def test_no_time_is_frozen_into_a_message() -> None:
+    """Every time shown is Slack's date formatting: local to the reader, "ago" kept current."""
+    session = sign(make_session(), "qa-lead")
+    session.items["1.1"] = ItemProgress(ItemStatus.DONE, QA, NOW)
+    session.items["1.2"] = ItemProgress(ItemStatus.SKIPPED, QA, NOW, "n/a")
+    session.items["2.1"] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, "HTTP 503")
+    closed = replace(session, state=S.ABORTED, closed_at=LATER, outcome_reason="freeze")
+    shown = [
+        summary_blocks(session, now=LATER),
+        status_blocks(closed, now=LATER),
+        list_blocks([session], now=LATER),
+        *(m.blocks for m in checklist_messages(session)),
+    ]
+    date = re.compile(r"<!date\^(\d+)\^\{[a-z_]+\}(?: \{[a-z_]+\})*\|[^<>|]+>")
+    for blocks in shown:
+        text = texts(blocks)
+        left = date.sub("", text)
+        assert not re.search(r"\d\d:\d\d|\bago\b|UTC", left), left
+    stamps = {int(m) for blocks in shown for m in date.findall(texts(blocks))}
+    assert stamps <= {int(t.timestamp()) for t in (NOW, LATER, NOW + timedelta(minutes=5))}

@@ -56,10 +56,10 @@ def test_whole_deploy_from_slack(database_url: str) -> None:
         bot.tick("U0DEPLOYER", ["1.1", "1.2"], reply="tick1")
         bot.wait_item(1, "1.2", ItemStatus.DONE)
         bot.tick("U0OUTSIDER", ["1.3"], reply="tick-outsider")
-        assert "only the requester <@U0DEPLOYER>" in bot.reply("tick-outsider")["text"]
+        bot.thread_answer("U0OUTSIDER", "only the requester <@U0DEPLOYER>")
         # Post-Deployment is gated on Pre-Deployment.
         bot.tick("U0DEPLOYER", ["2.1"], reply="gated")
-        assert "*Post-Deployment* is still closed" in bot.reply("gated")["text"]
+        bot.thread_answer("U0DEPLOYER", "*Post-Deployment* is still closed")
 
         # Skip an item through the modal.
         bot.slack.block_action(

@@ -24,6 +24,7 @@ from bot.domain.commands import Command, StartDeployment
 from bot.domain.errors import DomainError, PermissionDenied
 from bot.domain.policy import Action, EnvironmentPolicy
 from bot.ops.logs import session_scoped
+from bot.rendering.times import slack_date
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry, EnvironmentLock
 from bot.storage.uow import UnitOfWork, run_in_transaction
@@ -394,5 +395,5 @@ def _with_facts(
 def describe_lock(lock: EnvironmentLock) -> str:
     return (
         f"{lock.environment} is locked by <@{lock.locked_by}> since "
-        f"{lock.locked_at:%Y-%m-%d %H:%M} UTC: {lock.reason or 'no reason given'}."
+        f"{slack_date(lock.locked_at)}: {lock.reason or 'no reason given'}."
     )

@@ -24,6 +24,15 @@ class SkipItem:
 
 
 @dataclass(frozen=True)
+class UnskipItem:
+    """Take back a skip: the item is open again (or failed again, if the skip overrode a
+    failed check). Ticking a skipped item is refused; this is the explicit way back."""
+
+    item_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class StartProbe:
     """The bot started the probe linked to an item."""
 
@@ -132,6 +141,7 @@ Command = (
     TickItem
     | UntickItem
     | SkipItem
+    | UnskipItem
     | RequestProbes
     | StartProbe
     | InterruptProbe

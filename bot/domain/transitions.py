@@ -51,6 +51,7 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(ACTIVE + (S.FAILED,), c.TickItem),
     **_rows(ACTIVE + (S.FAILED,), c.UntickItem),
     **_rows(ACTIVE + (S.FAILED,), c.SkipItem),
+    **_rows(ACTIVE + (S.FAILED,), c.UnskipItem),
     # People may not ask during a rollback: the bot re-runs the probes itself when it is done.
     **_rows(ACTIVE + NEEDS_ATTENTION, c.RequestProbes),
     **_rows(ACTIVE + NEEDS_ATTENTION + (S.ROLLING_BACK,), c.StartProbe),
@@ -78,6 +79,7 @@ VERBS: dict[type[Any], str] = {
     c.TickItem: "tick items on",
     c.UntickItem: "untick items on",
     c.SkipItem: "skip items on",
+    c.UnskipItem: "unskip items on",
     c.RequestProbes: "run probes on",
     c.StartProbe: "start probes on",
     c.InterruptProbe: "interrupt probes on",
@@ -102,6 +104,7 @@ ACTIONS: dict[type[Any], Action] = {
     c.TickItem: Action.TICK,
     c.UntickItem: Action.UNTICK,
     c.SkipItem: Action.SKIP,
+    c.UnskipItem: Action.SKIP,  # who may skip may take a skip back
     c.RequestProbes: Action.RUN_PROBES,
     c.StartProbe: Action.RECORD,
     c.InterruptProbe: Action.RECORD,
@@ -173,6 +176,8 @@ def _tick(s: DeploySession, cmd: c.TickItem, actor: Actor, at: datetime) -> list
     progress = s.progress(cmd.item_id)
     if progress.status is ItemStatus.DONE:
         return []  # a double click or a retried request: nothing new happened
+    if progress.status is ItemStatus.SKIPPED:
+        raise DomainError(_skipped_message(cmd.item_id, progress, "tick"))
     if _failed_critical(progress) and actor != SYSTEM:
         # A tick would hide a failing check from the completion gate without a word.
         raise DomainError(
@@ -185,8 +190,11 @@ def _tick(s: DeploySession, cmd: c.TickItem, actor: Actor, at: datetime) -> list
 
 def _untick(s: DeploySession, cmd: c.UntickItem, actor: Actor, at: datetime) -> list[Event]:
     _open_item(s, cmd.item_id)
-    if s.progress(cmd.item_id).status is ItemStatus.PENDING:
+    progress = s.progress(cmd.item_id)
+    if progress.status is ItemStatus.PENDING:
         return []
+    if progress.status is ItemStatus.SKIPPED:
+        raise DomainError(_skipped_message(cmd.item_id, progress, "untick"))
     s.items[cmd.item_id] = ItemProgress(ItemStatus.PENDING, actor.user_id, at)
     return [Event("item_unticked", actor.user_id, at, {"item": cmd.item_id})]
 
@@ -213,6 +221,34 @@ def _skip(s: DeploySession, cmd: c.SkipItem, actor: Actor, at: datetime) -> list
 
 
 RUNNING = ItemStatus.RUNNING
+
+
+def _unskip(s: DeploySession, cmd: c.UnskipItem, actor: Actor, at: datetime) -> list[Event]:
+    _open_item(s, cmd.item_id)
+    progress = s.progress(cmd.item_id)
+    if progress.status is not ItemStatus.SKIPPED:
+        raise DomainError(f"Item {cmd.item_id} is not skipped: there is nothing to unskip.")
+    reason = cmd.reason.strip()
+    if not reason:
+        raise DomainError("Say why you unskip this item: a reason is required.")
+    if progress.overrode is not None:
+        # The skip overrode a failed check: taking it back puts the failure back in sight.
+        s.items[cmd.item_id] = ItemProgress(
+            ItemStatus.FAILED, actor.user_id, at, progress.overrode, progress.severity
+        )
+    else:
+        s.items[cmd.item_id] = ItemProgress(ItemStatus.PENDING, actor.user_id, at)
+    data = {"item": cmd.item_id, "reason": reason, "was": progress.reason or ""}
+    return [Event("item_unskipped", actor.user_id, at, data)]
+
+
+def _skipped_message(item_id: str, progress: ItemProgress, verb: str) -> str:
+    why = f": {progress.reason}" if progress.reason else ""
+    return (
+        f"Item {item_id} is skipped (by <@{progress.by}>{why}), so it can't be {verb}ed. "
+        f"To work on it again, unskip it first: *Skip an item…* in its section, then pick it "
+        "under *Skipped: unskip*."
+    )
 
 
 def _failed_critical(progress: ItemProgress) -> bool:
@@ -392,6 +428,7 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.TickItem: _tick,
     c.UntickItem: _untick,
     c.SkipItem: _skip,
+    c.UnskipItem: _unskip,
     c.RequestProbes: _request_probes,
     c.StartProbe: _start_probe,
     c.InterruptProbe: _interrupt_probe,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain import TRANSITIONS, DeploySession, ItemProgress, ItemStatus
@@ -35,6 +34,8 @@ from bot.rendering.limits import (
     json_size,
     width,
 )
+from bot.rendering.mrkdwn import split_mrkdwn, to_plain
+from bot.rendering.times import clock
 
 STATUS_ICON = {
     ItemStatus.PENDING: "⬜",
@@ -46,9 +47,9 @@ STATUS_ICON = {
 INDENT = "\u2003"  # em space: Slack keeps it, unlike leading spaces
 HEADER_TEXT_JSON = 300
 HEADER_SECTION_JSON = 700
-FULL_TEXT_JSON = 1_500  # an item's full text beside its chunk; longer texts are cut
-STATUS_JSON = 320  # one status line ("❌ 1.4 probe failed: ..."), when it has room
-CHUNK_STATUS_JSON = 1_200  # all status lines of a chunk: reasons share it
+FULL_TEXT_JSON = 1_500  # the rest of an item's text beside its chunk; longer texts are cut
+STATUS_JSON = 350  # one status line ("❌ 1.4 probe failed: ..."), when it has room
+CHUNK_STATUS_JSON = 1_500  # all status lines of a chunk (each with a date): reasons share it
 REASON_CHARS = 200
 MESSAGE_MARGIN = 100  # slack in the worst-case arithmetic (which is a bound already)
 
@@ -100,7 +101,7 @@ class _Row:
 
     item: ChecklistItem
     option: dict[str, Any]
-    full_text: str | None  # set when the option text had to be cut
+    full_text: str | None  # the rest of the text, when the option text had to be cut
     cost: int
 
 
@@ -123,7 +124,7 @@ def checklist_messages(session: DeploySession) -> list[ChecklistMessage]:
                 blocks.append(_skip_block(sid, section))
             settled, total = session.section_counts(section)
             part = f" (part {number}/{len(parts)})" if len(parts) > 1 else ""
-            text = f"{escape(section.title)}{part}: {settled}/{total} done"
+            text = f"{escape(to_plain(section.title))}{part}: {settled}/{total} done"
             messages.append(ChecklistMessage(purpose, clip(text, 300), blocks))
     return messages
 
@@ -148,43 +149,45 @@ def mention(user: str | None) -> str:
     return escape(user or "someone")
 
 
-def hhmm(at: datetime | None) -> str:
-    """``14:02`` in UTC ("" when unknown)."""
-    return utc(at).strftime("%H:%M") if at else ""
-
-
-def utc(at: datetime) -> datetime:
-    """``at`` in UTC; naive datetimes are taken to be UTC already."""
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 def status_line(
-    item: ChecklistItem, progress: ItemProgress, *, json_limit: int = STATUS_JSON
+    item: ChecklistItem,
+    progress: ItemProgress,
+    *,
+    json_limit: int = STATUS_JSON,
+    label: str | None = None,
 ) -> str:
     """One line on an item that is not pending: its state, who changed it and when, and why.
 
     For example "✅ 1.2 <@U0X> 14:02" or "⏭ 1.3 skipped by <@U0Y>: not applicable · 14:05".
     The reason (skip reason, probe summary) is cut so the line stays within ``json_limit``
-    JSON characters.
+    JSON characters, not counting ``label``: the item as its checkbox would show it, which
+    stands for the id (a skipped item has no checkbox, so its line shows what it is).
     """
-    status, icon, when = progress.status, STATUS_ICON[progress.status], hhmm(progress.at)
-    ref = clip(item.id, 40, mrkdwn=True)
+    status, icon, when = progress.status, STATUS_ICON[progress.status], clock(progress.at)
+    ref = clip(item.id, 40, mrkdwn=True) if label is None else label
+    if label is not None:
+        json_limit += json_len(label)
     reason, tail = progress.reason or "", f" · {when}"
     if status is ItemStatus.DONE and progress.by == SYSTEM.user_id:
         head = f"{icon} {ref} probe passed" + (": " if reason else "")
     elif status is ItemStatus.DONE:
         head, tail = f"{icon} {ref} {mention(progress.by)} {when}", ""
     elif status is ItemStatus.SKIPPED:
-        head, reason = f"{icon} {ref} skipped by {mention(progress.by)}: ", reason or "no reason"
+        head, reason = f"{icon} {ref} · skipped by {mention(progress.by)}: ", reason or "no reason"
     elif status is ItemStatus.FAILED:
         head, reason = f"{icon} {ref} probe failed: ", reason or "no detail"
         tail = (f" ({progress.severity.value})" if progress.severity else "") + tail
     else:
         head, reason = f"{icon} {ref} {status.value}", ""
+    if json_len(head) + json_len(tail) + 6 > json_limit:
+        tail = tail.replace(f" · {when}", "").replace(when, "")  # never cut a date in two
     room = json_limit - json_len(head) - json_len(tail)
     if reason:
         reason = clip(reason, REASON_CHARS, json_limit=max(room, 6), mrkdwn=True)
-    return clip(head + reason + tail, MAX_CONTEXT_TEXT, json_limit=json_limit)
+    line = head + reason + tail
+    if width(line) <= MAX_CONTEXT_TEXT and json_len(line) <= json_limit:
+        return line
+    return clip(line, MAX_CONTEXT_TEXT, json_limit=json_limit)
 
 
 # Planning: which items go in which chunk and part, from the checklist alone.
@@ -219,14 +222,17 @@ def _walk(items: tuple[ChecklistItem, ...], depth: int) -> Iterator[tuple[Checkl
 
 def _row(item: ChecklistItem, depth: int) -> _Row:
     indent = (INDENT * (depth - 1) + "↳ ") if depth else ""
-    label = f"{indent}*{escape(item.id)}* {escape(item.text)}"
-    shown = clip(f"{indent}*{item.id}* {item.text}", MAX_OPTION_TEXT, mrkdwn=True)
-    option = {"text": {"type": "mrkdwn", "text": shown}, "value": item.id}
-    full = None
-    if shown != label:
-        full = clip(
-            f"*{item.id}* {item.text}", MAX_CONTEXT_TEXT, json_limit=FULL_TEXT_JSON, mrkdwn=True
-        )
+    prefix = f"{indent}*{escape(item.id)}* "
+    ref = f"*{escape(item.id)}* "
+    # Cut between tokens; what does not fit goes on in the chunk's context, once.
+    shown, rest = split_mrkdwn(
+        item.text,
+        max(MAX_OPTION_TEXT - width(prefix), 10),
+        rest_limit=MAX_CONTEXT_TEXT - width(ref),
+        rest_json_limit=FULL_TEXT_JSON - json_len(ref),
+    )
+    option = {"text": {"type": "mrkdwn", "text": prefix + shown}, "value": item.id}
+    full = ref + rest if rest is not None else None
     # Worst case: the option twice (options and initial_options) and the full text in an
     # element of its own; status lines are bounded per chunk (see _chunk_cost).
     cost = 2 * (json_size(option) + 2)
@@ -265,7 +271,7 @@ def _header(
 ) -> list[JsonBlock]:
     suffix = f" (part {number}/{parts})" if parts > 1 else ""
     title = clip(
-        section.title.strip() or section.id,
+        to_plain(section.title).strip() or section.id,
         MAX_HEADER_TEXT - len(suffix),
         json_limit=HEADER_TEXT_JSON - len(suffix),
     )
@@ -302,19 +308,29 @@ def _header(
 
 def _chunk(session: DeploySession, sid: int, rows: list[_Row]) -> list[JsonBlock]:
     progress = [session.progress(r.item.id) for r in rows]
-    blocks: list[JsonBlock]
-    if (session.state, TickItem) in TRANSITIONS:
+    blocks: list[JsonBlock] = []
+    interactive = (session.state, TickItem) in TRANSITIONS
+    if interactive:
+        # A skipped item is no checkbox: an empty box would read "to do", and ticking it
+        # would turn "skipped" into "done" unseen. Its line below says so; unskipping is
+        # done in the skip modal. The block id keeps every item, so it never changes.
         element: dict[str, Any] = {
             "type": "checkboxes",
             "action_id": ActionId.TICK.value,
-            "options": [r.option for r in rows],
+            "options": [
+                r.option
+                for r, p in zip(rows, progress, strict=True)
+                if p.status is not ItemStatus.SKIPPED
+            ],
         }
         done = [
             r.option for r, p in zip(rows, progress, strict=True) if p.status is ItemStatus.DONE
         ]
         if done:
             element["initial_options"] = done
-        blocks = [{"type": "actions", "block_id": _tick_block_id(sid, rows), "elements": [element]}]
+        if element["options"]:
+            block_id = _tick_block_id(sid, rows)
+            blocks = [{"type": "actions", "block_id": block_id, "elements": [element]}]
     else:
         lines = [
             f"{STATUS_ICON[p.status]} {r.option['text']['text']}"
@@ -326,7 +342,17 @@ def _chunk(session: DeploySession, sid: int, rows: list[_Row]) -> list[JsonBlock
     ]
     # The chunk's status lines share CHUNK_STATUS_JSON (2 for each joining newline).
     share = min(STATUS_JSON, CHUNK_STATUS_JSON // max(len(changed), 1) - 2)
-    notes = [status_line(r.item, p, json_limit=share) for r, p in changed]
+    notes = [
+        status_line(
+            r.item,
+            p,
+            json_limit=share,
+            label=r.option["text"]["text"]
+            if interactive and p.status is ItemStatus.SKIPPED
+            else None,
+        )
+        for r, p in changed
+    ]
     notes += [r.full_text for r in rows if r.full_text is not None]
     return blocks + context_blocks(notes)
 

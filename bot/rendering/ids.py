@@ -42,10 +42,15 @@ class ViewId(StrEnum):
 class InputId(StrEnum):
     """``block_id`` and ``action_id`` (the same string) of modal inputs."""
 
-    SKIP_ITEM = "skip_item"  # static_select of the section's open items; option value = item id
+    # static_select of the section's open items (option value: the item id) and, in a group
+    # of their own, its skipped items (option value: pack(UNSKIP, item id))
+    SKIP_ITEM = "skip_item"
     SKIP_REASON = "skip_reason"  # plain_text_input, required
     ABORT_REASON = "abort_reason"  # plain_text_input, required
 
+
+UNSKIP = "unskip"
+"""First part of a skip modal option that takes a skip back: ``pack(UNSKIP, "1.3")``."""
 
 TICK_BLOCK = "tick"
 """First part of a checkboxes block's id: ``pack(TICK_BLOCK, session_id, "1.1,1.2")``."""

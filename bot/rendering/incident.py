@@ -15,10 +15,11 @@ from typing import Any
 
 from bot.domain import TRANSITIONS, DeploySession, Incident, SessionState
 from bot.domain.commands import Acknowledge, Resolve, StartRollback
-from bot.rendering.checklist import hhmm, mention
+from bot.rendering.checklist import mention
 from bot.rendering.ids import ActionId
 from bot.rendering.limits import MAX_HEADER_TEXT, MAX_SECTION_TEXT, JsonBlock, clip
 from bot.rendering.session import button, confirm_dialog
+from bot.rendering.times import slack_date
 
 S = SessionState
 
@@ -144,7 +145,7 @@ def _incident(session: DeploySession) -> Incident:
 def _status_lines(session: DeploySession, incident: Incident, phase: IncidentPhase) -> list[str]:
     acknowledged = (
         f"Acknowledged by {mention(incident.acknowledged_by)} "
-        f"at {hhmm(incident.acknowledged_at)} UTC"
+        f"{slack_date(incident.acknowledged_at)}"
     )
     reason = clip(session.outcome_reason or "no reason given", REASON_CHARS, mrkdwn=True)
     status = {
@@ -154,7 +155,7 @@ def _status_lines(session: DeploySession, incident: Incident, phase: IncidentPha
         IncidentPhase.ROLLED_BACK: "Rolled back",
         IncidentPhase.ROLLBACK_FAILED: f"Rollback failed: {reason}",
         IncidentPhase.RESOLVED: (
-            f"Resolved by {mention(incident.resolved_by)} at {hhmm(incident.resolved_at)} UTC"
+            f"Resolved by {mention(incident.resolved_by)} {slack_date(incident.resolved_at)}"
         ),
         IncidentPhase.CLOSED: f"Deploy {session.state.label}"
         + (f": {reason}" if session.outcome_reason else ""),
@@ -205,7 +206,7 @@ def _facts(
     safe_link = session_link and not any(ch in session_link for ch in "<>| \n")
     where = f"<{session_link}|deploy #{sid}>" if safe_link else f"deploy #{sid}"
     paged = _mentions(oncall) or "_no on-call role configured_"
-    who = f"Since {hhmm(since)} UTC · {where} requested by {mention(session.requester)}"
+    who = f"Since {slack_date(since)} · {where} requested by {mention(session.requester)}"
     return _section(f"{what}\n{who}\nOn call: {paged}")
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.domain import TRANSITIONS, DeploySession
+from bot.domain import TRANSITIONS, DeploySession, ItemStatus
 from bot.domain.checklist import ChecklistItem
 from bot.domain.commands import Abort, SkipItem
 from bot.domain.errors import NotFound
 from bot.rendering.checklist import STATUS_ICON, session_id
-from bot.rendering.ids import InputId, ViewId, pack
+from bot.rendering.ids import UNSKIP, InputId, ViewId, pack
 from bot.rendering.limits import MAX_OPTION_TEXT, MAX_SECTION_TEXT, MAX_SELECT_OPTIONS, clip
+from bot.rendering.mrkdwn import to_plain
 
 REASON_MAX_LENGTH = 1_000
+UNSKIP_GROUP = "Skipped: unskip"
 
 
 def skip_modal(session: DeploySession, section_id: str) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def skip_modal(session: DeploySession, section_id: str) -> dict[str, Any]:
     if section is None:
         raise NotFound(f"Deploy #{sid} has no checklist section '{section_id}'.")
     metadata = pack(sid, section.id)
-    where = f"*{clip(section.title, 200, mrkdwn=True)}* of deploy #{sid}"
+    where = f"*{clip(to_plain(section.title), 200, mrkdwn=True)}* of deploy #{sid}"
     if (session.state, SkipItem) not in TRANSITIONS:
         return _notice(
             ViewId.SKIP,
@@ -47,42 +49,51 @@ def skip_modal(session: DeploySession, section_id: str) -> dict[str, Any]:
             "Skip an item",
             f"{where} is still closed. Waiting for: {waiting}.",
         )
-    open_items = [
-        (item, session.progress(item.id))
-        for item in _section_items(session, section.id)
-        if not session.progress(item.id).status.is_settled
-    ]
-    if not open_items:
+    items = _section_items(session, section.id)
+    open_items = [i for i in items if not session.progress(i.id).status.is_settled]
+    skipped = [i for i in items if session.progress(i.id).status is ItemStatus.SKIPPED]
+    if not open_items and not skipped:
         return _notice(
             ViewId.SKIP,
             metadata,
             "Skip an item",
-            f"Every item in {where} is done or skipped: nothing is left to skip.",
+            f"Every item in {where} is done: nothing is left to skip.",
         )
-    options = [
-        {
-            "text": {
-                "type": "plain_text",
-                "text": clip(
-                    f"{STATUS_ICON[progress.status]} {item.id} {item.text}", MAX_OPTION_TEXT
-                ),
-            },
-            "value": item.id,
-        }
-        for item, progress in open_items[:MAX_SELECT_OPTIONS]
-    ]
+    shown_open = open_items[: MAX_SELECT_OPTIONS - min(len(skipped), MAX_SELECT_OPTIONS // 2)]
+    shown_skipped = skipped[: MAX_SELECT_OPTIONS - len(shown_open)]
     intro = f"Skip an item in {where}. The reason goes into the deploy's audit log and report."
-    if len(open_items) > MAX_SELECT_OPTIONS:
-        intro += (
-            f"\nShowing the first {MAX_SELECT_OPTIONS} of {len(open_items)} open items; "
-            "tick or skip some to reach the rest."
+    if skipped:
+        intro = (
+            f"Skip an item in {where}, or unskip one that was skipped so it can be ticked "
+            "again. The reason goes into the deploy's audit log and report."
         )
+    hidden = len(open_items) + len(skipped) - len(shown_open) - len(shown_skipped)
+    if hidden:
+        intro += (
+            f"\nShowing the first {len(shown_open) + len(shown_skipped)} of "
+            f"{len(open_items) + len(skipped)} items; tick or skip some to reach the rest."
+        )
+    select: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": InputId.SKIP_ITEM.value,
+        "placeholder": _plain("Choose the item to skip" + (" or unskip" if skipped else "")),
+    }
+    if skipped:
+        # Unskipping is its own, explicit choice: a tick never takes a skip back.
+        groups = [("Skip", shown_open, False), (UNSKIP_GROUP, shown_skipped, True)]
+        select["option_groups"] = [
+            {"label": _plain(label), "options": [_item_option(session, i, unskip) for i in group]}
+            for label, group, unskip in groups
+            if group
+        ]
+    else:
+        select["options"] = [_item_option(session, i, False) for i in shown_open]
     return {
         "type": "modal",
         "callback_id": ViewId.SKIP.value,
         "private_metadata": metadata,
-        "title": _plain("Skip an item"),
-        "submit": _plain("Skip item"),
+        "title": _plain("Skip or unskip" if skipped else "Skip an item"),
+        "submit": _plain("Save" if skipped else "Skip item"),
         "close": _plain("Cancel"),
         "blocks": [
             _section(intro),
@@ -90,15 +101,19 @@ def skip_modal(session: DeploySession, section_id: str) -> dict[str, Any]:
                 "type": "input",
                 "block_id": InputId.SKIP_ITEM.value,
                 "label": _plain("Item"),
-                "element": {
-                    "type": "static_select",
-                    "action_id": InputId.SKIP_ITEM.value,
-                    "placeholder": _plain("Choose the item to skip"),
-                    "options": options,
-                },
+                "element": select,
             },
-            _reason_input(InputId.SKIP_REASON, "Why is it skipped?"),
+            _reason_input(InputId.SKIP_REASON, "Why is it skipped (or unskipped)?"),
         ],
+    }
+
+
+def _item_option(session: DeploySession, item: ChecklistItem, unskip: bool) -> dict[str, Any]:
+    progress = session.progress(item.id)
+    text = f"{STATUS_ICON[progress.status]} {item.id} {to_plain(item.text)}"
+    return {
+        "text": {"type": "plain_text", "text": clip(text, MAX_OPTION_TEXT)},
+        "value": pack(UNSKIP, item.id) if unskip else item.id,
     }
 
 

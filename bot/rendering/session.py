@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.domain import TRANSITIONS, DeploySession, SessionState
@@ -14,7 +14,8 @@ from bot.domain.commands import (
     StartDeployment,
     StartProbe,
 )
-from bot.rendering.checklist import hhmm, mention, session_id, utc
+from bot.rendering.checklist import mention, session_id
+from bot.rendering.failures import completion_missing, failing_text, overridden_text
 from bot.rendering.ids import ActionId, pack
 from bot.rendering.limits import (
     MAX_ACTIONS_ELEMENTS,
@@ -28,6 +29,8 @@ from bot.rendering.limits import (
     escape,
     fits,
 )
+from bot.rendering.mrkdwn import to_plain
+from bot.rendering.times import ago, duration, slack_date
 
 S = SessionState
 STATE_EMOJI: dict[SessionState, str] = {
@@ -42,7 +45,6 @@ STATE_EMOJI: dict[SessionState, str] = {
     S.ROLLED_BACK: "↩️",
     S.ROLLBACK_FAILED: "🔥",
 }
-MAX_FAILING_SHOWN = 10
 MAX_LISTED_SESSIONS = 15
 # Budgets (JSON characters) of the variable parts at full scale; halved until the message fits.
 SECTIONS_JSON = 2_400
@@ -122,7 +124,7 @@ def list_blocks(sessions: list[DeploySession], *, now: datetime) -> list[JsonBlo
             f"*#{session_id(session)}* {clip(session.title, 100, json_limit=300, mrkdwn=True)}"
             f" · {state_label(session.state)} · {progress_bar(settled, total)}"
             f" · requested by {mention(session.requester)}"
-            f" · opened {_duration(now - session.opened_at)} ago"
+            f" · opened {ago(session.opened_at, now)}"
         )
         blocks.append(_section(line))
     if len(sessions) > MAX_LISTED_SESSIONS:
@@ -172,9 +174,9 @@ def _overview(
     if session.policy.signoffs:
         blocks.append(_section(_signoffs(session, max(scale, 0.3))))
     if session.failing_items():
-        blocks.append(_section(_failing(session, scale)))
+        blocks.append(_section(failing_text(session, int(FAILING_JSON * scale))))
     if session.overridden_items():
-        blocks.append(_section(_overridden(session, scale)))
+        blocks.append(_section(overridden_text(session, int(FAILING_JSON * scale))))
     outcome = _outcome(session)
     if outcome:
         blocks.append(_section(outcome))
@@ -191,12 +193,12 @@ def _fields(session: DeploySession, now: datetime) -> JsonBlock:
     def value(text: str) -> str:
         return clip(text, 80, json_limit=300, mrkdwn=True) if text else "—"
 
-    opened = f"{utc(session.opened_at):%Y-%m-%d %H:%M} UTC"
+    opened = slack_date(session.opened_at)
     if session.closed_at is not None:
-        opened += f"\nclosed at {hhmm(session.closed_at)}, after "
-        opened += _duration(session.closed_at - session.opened_at)
+        opened += f"\nclosed {slack_date(session.closed_at)}, after "
+        opened += duration(session.closed_at - session.opened_at)
     else:
-        opened += f"\n{_duration(now - session.opened_at)} ago"
+        opened += "\n" + ago(session.opened_at, now)
     fields = {
         "Environment": value(session.environment),
         "Service": value(session.service),
@@ -222,7 +224,7 @@ def _progress(session: DeploySession, scale: float) -> str:
         done, count = session.section_counts(section)
         closed = section.gate is not None and session.gate_missing(section.gate)
         mark = "🔒" if closed else "✅" if count and done == count else "•"
-        title = clip(section.title, 60, json_limit=200, mrkdwn=True)
+        title = clip(to_plain(section.title), 60, json_limit=200, mrkdwn=True)
         lines.append(f"{mark} {title} {done}/{count}")
     shown = bounded_lines(
         lines,
@@ -241,7 +243,7 @@ def _signoffs(session: DeploySession, scale: float) -> str:
         if record is None:
             lines.append(f"⏳ *{role}*: missing")
         else:
-            when = f"{utc(record.at):%Y-%m-%d %H:%M} UTC"
+            when = slack_date(record.at)
             lines.append(f"✅ *{role}*: {mention(record.by)} · {when}")
     shown = bounded_lines(
         lines,
@@ -252,52 +254,12 @@ def _signoffs(session: DeploySession, scale: float) -> str:
     return "\n".join(["*Sign-offs*", *shown])
 
 
-def _failing(session: DeploySession, scale: float) -> str:
-    failing = session.failing_items()
-    lines = []
-    for item, progress in failing[:MAX_FAILING_SHOWN]:
-        text = clip(item.text, 80, json_limit=250, mrkdwn=True)
-        summary = clip(progress.reason or "no detail", 150, json_limit=400, mrkdwn=True)
-        severity = f" ({progress.severity.value})" if progress.severity else ""
-        lines.append(f"❌ *{escape(item.id)}* {text}: {summary}{severity}")
-    hidden = len(failing) - len(lines)
-    shown = bounded_lines(
-        lines,
-        limit=MAX_SECTION_TEXT - 60,
-        json_limit=int(FAILING_JSON * scale),
-        more=lambda n: f"… and {n + hidden} more failing item{'s' if n + hidden != 1 else ''}",
-    )
-    if hidden and len(shown) == len(lines):
-        shown.append(f"… and {hidden} more failing item{'s' if hidden != 1 else ''}")
-    return "\n".join([f"*Failing* ({len(failing)})", *shown])
-
-
-def _overridden(session: DeploySession, scale: float) -> str:
-    """Failed critical checks an operator chose to go on without: kept in sight."""
-    lines = []
-    for item, progress in session.overridden_items():
-        text = clip(item.text, 80, json_limit=250, mrkdwn=True)
-        failure = clip(progress.overrode or "", 120, json_limit=300, mrkdwn=True)
-        reason = clip(progress.reason or "", 150, json_limit=400, mrkdwn=True)
-        lines.append(
-            f"⚠️ *{escape(item.id)}* {text}: failed ({failure}), skipped by "
-            f"{mention(progress.by or '')}: {reason}"
-        )
-    shown = bounded_lines(
-        lines,
-        limit=MAX_SECTION_TEXT - 60,
-        json_limit=int(FAILING_JSON * scale),
-        more=lambda n: f"… and {n} more",
-    )
-    return "\n".join([f"*Failed checks overridden* ({len(lines)})", *shown])
-
-
 def _outcome(session: DeploySession) -> str | None:
     if not session.state.is_closed and not session.outcome_reason:
         return None
     text = f"{STATE_EMOJI[session.state]} *{session.state.label.capitalize()}*"
     if session.closed_at is not None:
-        text += f" at {utc(session.closed_at):%Y-%m-%d %H:%M} UTC"
+        text += f" {slack_date(session.closed_at)}"
     if session.outcome_reason:
         text += ": " + clip(session.outcome_reason, 500, json_limit=1_000, mrkdwn=True)
     return text
@@ -311,15 +273,10 @@ def _waits(session: DeploySession) -> list[str]:
         if missing:
             waits.append("⏸ *Start deployment* waits for: " + escape("; ".join(missing)))
     if (session.state, Complete) in TRANSITIONS:
-        missing = _completion_missing(session)
+        missing = completion_missing(session)
         if missing:
             waits.append("⏸ *Mark complete* waits for: " + escape("; ".join(missing)))
     return [clip(w, 1_000, json_limit=1_500) for w in waits]
-
-
-def _completion_missing(session: DeploySession) -> list[str]:
-    missing = session.gate_missing(session.policy.complete_gate)
-    return missing + [f"failed item *{item.id}*" for item, _ in session.failing_items()]
 
 
 # Buttons
@@ -343,7 +300,7 @@ def _actions(session: DeploySession) -> list[JsonBlock]:
     # During a rollback the bot re-runs the probes itself when it is done.
     if allowed(StartProbe) and state is not S.ROLLING_BACK:
         buttons.append(button("Run probes", ActionId.RUN_PROBES, sid))
-    if allowed(Complete) and not _completion_missing(session):
+    if allowed(Complete) and not completion_missing(session):
         confirm = confirm_dialog(
             f"Mark deploy #{sid} complete?",
             _open_items(session) + f"This closes the session and frees {session.environment}.",
@@ -438,15 +395,3 @@ def _link(icon: str, url: str | None, label: str) -> str | None:
     if any(c in url for c in "<>| \n") or len(url) > 1_000:
         return f"{icon} {label}: {clip(url, 1_000, mrkdwn=True)}"
     return f"{icon} <{url}|{label}>"
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if seconds < 60:
-        return f"{seconds}s"
-    if minutes < 60:
-        return f"{minutes}m"
-    if hours < 24:
-        return f"{hours}h {minutes % 60:02d}m"
-    return f"{days}d {hours % 24}h"

@@ -455,6 +455,70 @@ def test_signoff_lines() -> None:
     ]
 
 
+SIGNOFF_FORMS = [
+    "{role}: ______ Date: ____",
+    "{role}: ___",
+    "{role}: \\_\\_\\_ Signature: \\_\\_\\_",
+    "{role}: ____ **Date:** ____",
+    "{role}:",
+]
+EMPHASIS = [
+    "**{name}**:",
+    "**{name}:**",
+    "*{name}*:",
+    "*{name}:*",
+    "_{name}_:",
+    "_{name}:_",
+    "__{name}__:",
+    "***{name}***:",
+    "`{name}`:",
+    "`{name}:`",
+]
+
+
+@pytest.mark.parametrize("form", SIGNOFF_FORMS)
+@pytest.mark.parametrize("emphasis", EMPHASIS)
+@pytest.mark.parametrize("box", ["[ ]", "[x]"])
+def test_signoff_lines_with_the_role_emphasised(form: str, emphasis: str, box: str) -> None:
+    # The form's colon goes where the emphasis puts it: inside or after.
+    line = form.replace("{role}:", emphasis.format(name="Deployment Manager"), 1)
+    result = md(f"""\
+        ## Approvals
+        - {box} {line}
+        - [ ] Release notes: published
+        """)
+
+    assert result.signoffs == ("Deployment Manager",)
+    assert [i.text for i in all_items(result)] == ["Release notes: published"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "- [ ] **Deployment Manager** sign here",  # no colon
+        "- [ ] **Rollback plan**: documented in the wiki",  # a label, then words
+        "- [ ] **Reviewers:**\n  - [ ] Alice looked",  # a grouping over items
+    ],
+)
+def test_emphasised_items_that_are_not_signoffs(line: str) -> None:
+    result = md(line + "\n")
+
+    assert result.signoffs == ()
+    assert all_items(result)
+
+
+def test_role_table_cells_in_bold_or_code() -> None:
+    result = md("""\
+        | Role | Name |
+        | ---- | ---- |
+        | **Engineering Lead** | |
+        | `DBA` | |
+        | _QA Lead_ | |
+        """)
+
+    assert result.signoffs == ("Engineering Lead", "DBA", "QA Lead")
+
+
 def test_role_table_gives_signoffs_in_document_order() -> None:
     result = md("""\
         - [ ] Release Manager: ____

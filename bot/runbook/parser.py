@@ -50,9 +50,15 @@ _YAML_HEADER = """\
 
 _CHECKBOX = re.compile(r"\[[ xX]\](?=\s|$)(.*)", re.DOTALL)
 # "Lead Engineer: ______ Date: ____": a role, a colon, then only blanks and labelled blanks.
+# The role (and a label) may be in bold, italics or inline code, the colon inside or after:
+# "**Lead Engineer**: ____", "**Lead Engineer:** ____", "_QA Lead_: ____", "`DBA`: ____".
+_ROLE = r"[^:_`*\[\]]{1,60}?"
 _SIGNOFF = re.compile(
-    r"(?P<role>[^:_`*\[\]]{1,60}?)\s*:"
-    r"(?P<blanks>(?:\s|\\?_)*(?:[A-Za-z][A-Za-z ]{0,30}:(?:\s|\\?_)*)*)"
+    rf"(?:(?P<mark>\*{{1,3}}|_{{1,3}}|`)\s*(?P<marked>{_ROLE})\s*(?P<inside>:)?(?P=mark)"
+    rf"|(?P<role>{_ROLE}))"
+    r"\s*(?(inside)|:)"
+    r"(?P<blanks>(?:\s|\\?_)*"
+    r"(?:(?:[*_`]{1,3})?[A-Za-z][A-Za-z ]{0,30}:(?:[*_`]{1,3})?(?:\s|\\?_)*)*)"
 )
 _SHELL_LANGUAGES = {"bash", "sh", "shell", "zsh", "ksh", "console", "shell-session", "terminal"}
 
@@ -306,7 +312,7 @@ class _RunbookReader:
         has_nested = any(b.type in ("bullet_list", "ordered_list") for b in nested_blocks)
         if signoff is None or ("_" not in signoff["blanks"] and has_nested):
             return False
-        self._signoffs.append(signoff["role"].strip())
+        self._signoffs.append((signoff["marked"] or signoff["role"]).strip())
         return True
 
     def _inline_probe(self, inline: SyntaxTreeNode, line: int) -> dict[str, Any] | None:
@@ -341,7 +347,7 @@ class _RunbookReader:
         column = header.index("role")
         for row in rows[1:]:
             cells = row.children
-            role = _plain(cells[column]) if column < len(cells) else ""
+            role = _plain(cells[column]).strip("` ") if column < len(cells) else ""
             if role.strip("_- "):  # "____" is a blank to fill in, not a role
                 self._signoffs.append(role)
 

@@ -113,14 +113,15 @@ def checklist_import(
 def checklist_show(
     env: Annotated[str, typer.Argument(help="Environment.")], config: ConfigOption = None
 ) -> None:
-    """Show an environment's checklist in the terminal."""
+    """Show an environment's checklist in the terminal, exactly as a deploy session posts it."""
+    from bot.app.sessions import session_checklist
     from bot.config.loader import load_config
     from bot.domain.checklist import ChecklistItem
 
     with user_errors():
         cfg = load_config(config)
         environment = cfg.environment(env)
-        checklist = cfg.checklist(env)
+        checklist = session_checklist(cfg, env)
     tree = Tree(f"[bold]{checklist.title}[/bold] ({env}, {checklist.item_count} items)")
 
     def add(node: Tree, item: ChecklistItem) -> None:

@@ -88,6 +88,31 @@ def test_checklist_show_renders_sections_and_items() -> None:
     assert "Sign-offs required: QA Lead, DevOps Lead" in result.stdout
 
 
+def test_checklist_show_is_what_a_session_posts(tmp_path: Path) -> None:
+    """Probes no item links to are in the session's "Automated checks" section: shown too."""
+    from bot.app.sessions import AUTOMATED, session_checklist
+
+    config = tmp_path / "deploybot.yaml"
+    text = Path(MINIMAL).read_text(encoding="utf-8")
+    text = text.replace("checklists/minimal.yaml", str(EXAMPLES / "checklists" / "minimal.yaml"))
+    text = text.replace(
+        "    description: Staging API answers its health check\n",
+        "    description: Staging API answers its health check\n"
+        "  api-tls:\n    kind: tls\n    host: api.example.com\n"
+        "    description: API certificate is valid for 14 days\n",
+    )
+    config.write_text(text.replace("probes: [api-health]", "probes: [api-health, api-tls]"))
+    posted = session_checklist(load_config(config), "staging")
+
+    result = runner.invoke(app, ["checklist", "show", "staging", "-c", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert posted.item_count == 6
+    assert "(staging, 6 items)" in result.stdout
+    assert AUTOMATED in result.stdout
+    assert "3.1 API certificate is valid for 14 days [probe: api-tls]" in result.stdout
+
+
 def test_checklist_show_unknown_environment() -> None:
     result = runner.invoke(app, ["checklist", "show", "prod", "-c", MINIMAL])
     assert result.exit_code == 1

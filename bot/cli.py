@@ -93,14 +93,25 @@ def checklist_import(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
 ) -> None:
-    """Turn a Markdown runbook into a checklist (YAML, or JSON with --json)."""
+    """Turn a Markdown runbook into a checklist (YAML, or JSON with --json).
+
+    Exits 1, writing nothing, when the runbook holds no checklist item or is a YAML file.
+    """
     from bot.runbook.parser import import_runbook
 
     with user_errors():
         text = _read(runbook)
+        _refuse_yaml(runbook, text)
     result = import_runbook(text)
     for line in result.summary_lines():
         err.print(line, highlight=False, markup=False)
+    if not result.checklist.item_count:
+        err.print(
+            f"[red]error:[/red] no checklist items found in {_escape(str(runbook))}: "
+            "an item is a Markdown task line, like '- [ ] Run the migrations'.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     rendered = json.dumps(result.to_json(), indent=2) + "\n" if as_json else result.to_yaml()
     if output is None:
         sys.stdout.write(rendered)
@@ -377,6 +388,24 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def _refuse_yaml(path: Path, text: str) -> None:
+    """A YAML checklist is no runbook to import: it is used as it is."""
+    import yaml
+
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    if not is_yaml:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+        is_yaml = isinstance(data, dict) and "sections" in data
+    if is_yaml:
+        raise DeployError(
+            f"{path} is a YAML checklist, not a Markdown runbook: point an environment's "
+            "'checklist' at it as it is (deploybot config check tells whether it loads)."
+        )
 
 
 def _read(path: Path) -> str:

@@ -62,7 +62,7 @@ def test_checklist_import_json(tmp_path: Path) -> None:
         "Product Manager",
     ]
     assert sum(len(s["items"]) for s in data["sections"]) == 67
-    assert "13 sections, 67 items" in result.stderr
+    assert "13 sections, 67 items, 4 sign-offs, 2 suggested probes" in result.stderr
 
 
 def test_checklist_import_writes_yaml_file(tmp_path: Path) -> None:
@@ -72,6 +72,43 @@ def test_checklist_import_writes_yaml_file(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert "title: Production Deployment Runbook" in target.read_text(encoding="utf-8")
     assert "suggested probes: 22" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# Release\n\nJust prose, no task list.\n", "- plain bullet\n- another\n"],
+    ids=["empty", "prose", "bullets"],
+)
+def test_checklist_import_of_nothing_fails_and_says_what_it_found(
+    tmp_path: Path, text: str
+) -> None:
+    runbook = tmp_path / "runbook.md"
+    runbook.write_text(text, encoding="utf-8")
+    target = tmp_path / "checklist.yaml"
+
+    result = runner.invoke(app, ["checklist", "import", str(runbook), "-o", str(target)])
+
+    assert result.exit_code == 1
+    assert "0 sections, 0 items, 0 sign-offs, 0 suggested probes" in result.stderr
+    assert f"error: no checklist items found in {runbook}" in result.stderr
+    assert not target.exists()
+
+
+def test_checklist_import_refuses_a_yaml_checklist(tmp_path: Path) -> None:
+    imported = tmp_path / "checklist.yaml"
+    runbook = EXAMPLES / "runbooks" / "mailflow-production-checklist.md"
+    assert (
+        runner.invoke(app, ["checklist", "import", str(runbook), "-o", str(imported)]).exit_code
+        == 0
+    )
+    renamed = tmp_path / "checklist.md"
+    renamed.write_text(imported.read_text(encoding="utf-8"), encoding="utf-8")
+
+    for path in (imported, renamed, EXAMPLES / "checklists" / "minimal.yaml"):
+        result = runner.invoke(app, ["checklist", "import", str(path)])
+        assert result.exit_code == 1, path
+        assert "is a YAML checklist, not a Markdown runbook" in result.stderr
+        assert result.stdout == ""
 
 
 def test_checklist_import_missing_file_is_one_line() -> None:

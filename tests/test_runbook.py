@@ -289,7 +289,8 @@ def test_summary_lines() -> None:
     lines = import_runbook(MAILFLOW.read_text()).summary_lines()
 
     assert lines[:4] == [
-        "Production Deployment Checklist: 13 sections, 67 items",
+        "Production Deployment Checklist: 13 sections, 67 items, 4 sign-offs,"
+        " 2 suggested probes",
         "sign-off roles: 4 (Engineering Lead, DevOps Lead, Security Lead, Product Manager)",
         "suggested probes: 2 (http 2)",
         "suggested rollback targets: 0",

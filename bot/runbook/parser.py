@@ -148,7 +148,9 @@ class RunbookImport:
         roles = ", ".join(self.signoffs)
         lines = [
             f"{self.checklist.title}: {_count(len(self.checklist.sections), 'section')}, "
-            f"{_count(self.checklist.item_count, 'item')}",
+            f"{_count(self.checklist.item_count, 'item')}, "
+            f"{_count(len(self.signoffs), 'sign-off')}, "
+            f"{_count(len(self.probes), 'suggested probe')}",
             f"sign-off roles: {len(self.signoffs)}" + (f" ({roles})" if roles else ""),
             f"suggested probes: {len(self.probes)}" + (f" ({kinds})" if kinds else ""),
             f"suggested rollback targets: {len(self.rollback)}",

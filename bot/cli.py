@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -76,7 +76,10 @@ def config_check(file: Annotated[Path | None, typer.Argument(help="Config file."
             err.print(problem, highlight=False, markup=False)
         err.print(f"{len(problems)} error(s).", style="red")
         raise typer.Exit(1)
-    out.print(summarize(load_config(file)), highlight=False)
+    config = load_config(file)
+    for warning in config.warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
+    out.print(summarize(config), highlight=False)
 
 
 @config_app.command("reference")
@@ -126,13 +129,14 @@ def checklist_show(
 ) -> None:
     """Show an environment's checklist in the terminal, exactly as a deploy session posts it."""
     from bot.app.sessions import session_checklist
-    from bot.config.loader import load_config
+    from bot.config.loader import checklist_warnings, load_config
     from bot.domain.checklist import ChecklistItem
 
     with user_errors():
         cfg = load_config(config)
         environment = cfg.environment(env)
         checklist = session_checklist(cfg, env)
+        warnings = checklist_warnings(cfg, env)
     tree = Tree(f"[bold]{checklist.title}[/bold] ({env}, {checklist.item_count} items)")
 
     def add(node: Tree, item: ChecklistItem) -> None:
@@ -156,6 +160,8 @@ def checklist_show(
     if environment.signoffs:
         roles = ", ".join(s.role for s in environment.signoffs)
         out.print(f"Sign-offs required: {roles}", highlight=False)
+    for warning in warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
 
 
 @app.command("report")
@@ -395,12 +401,9 @@ def _refuse_yaml(path: Path, text: str) -> None:
     import yaml
 
     is_yaml = path.suffix.lower() in (".yaml", ".yml")
-    if not is_yaml:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            data = None
-        is_yaml = isinstance(data, dict) and "sections" in data
+    with suppress(yaml.YAMLError):  # a runbook is seldom valid YAML, never one with sections
+        data = yaml.safe_load(text)
+        is_yaml = is_yaml or (isinstance(data, dict) and "sections" in data)
     if is_yaml:
         raise DeployError(
             f"{path} is a YAML checklist, not a Markdown runbook: point an environment's "

@@ -111,6 +111,55 @@ def test_checklist_import_refuses_a_yaml_checklist(tmp_path: Path) -> None:
         assert result.stdout == ""
 
 
+SHARED_RUNBOOKS = sorted((Path(__file__).resolve().parents[2] / "shared" / "runbooks").glob("*.md"))
+RUNBOOKS = SHARED_RUNBOOKS or sorted((EXAMPLES / "runbooks").glob("*.md"))
+
+
+@pytest.mark.parametrize("runbook", RUNBOOKS, ids=lambda p: p.stem)
+def test_an_imported_checklist_passes_config_check_as_it_is(tmp_path: Path, runbook: Path) -> None:
+    target = tmp_path / "checklist.yaml"
+    imported = runner.invoke(app, ["checklist", "import", str(runbook), "-o", str(target)])
+    assert imported.exit_code == 0, imported.output
+    config = tmp_path / "deploybot.yaml"
+    config.write_text(
+        "roles:\n  deployers: [U0DEPLOYER]\n"
+        "environments:\n  prod:\n    channel: '#deploys'\n"
+        "    checklist: checklist.yaml\n    starters: [deployers]\n",
+        encoding="utf-8",
+    )
+
+    result = runner.invoke(app, ["config", "check", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert "is valid: 1 environment (prod)" in result.stdout
+    # What the import suggests and the config lacks is listed, not refused.
+    assert "suggested probe(s) not in the config" in result.stderr
+
+
+def test_config_check_and_checklist_show_name_signoff_lines_not_asked_for(tmp_path: Path) -> None:
+    runbook = tmp_path / "runbook.md"
+    runbook.write_text(
+        "# Release\n\n- [ ] Tests pass\n\n## Approvals\n\n"
+        "- [ ] **QA Lead**: ____ Date: ____\n- [ ] *Release Manager:* ____ Date: ____\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "deploybot.yaml"
+    text = Path(MINIMAL).read_text(encoding="utf-8")
+    config.write_text(text.replace("checklists/minimal.yaml", "runbook.md"), encoding="utf-8")
+    warning = (
+        f"warning: {tmp_path}/runbook.md:8: sign-off 'Release Manager' is not asked for in "
+        "environment 'staging': add it to environments.staging.signoffs, or nobody signs it"
+    )
+
+    checked = runner.invoke(app, ["config", "check", str(config)])
+    shown = runner.invoke(app, ["checklist", "show", "staging", "-c", str(config)])
+
+    assert checked.exit_code == 0, checked.output
+    assert checked.stderr.splitlines() == [warning]
+    assert shown.exit_code == 0, shown.output
+    assert shown.stderr.splitlines() == [warning]
+
+
 def test_checklist_import_missing_file_is_one_line() -> None:
     result = runner.invoke(app, ["checklist", "import", "nowhere.md"])
     assert result.exit_code == 1

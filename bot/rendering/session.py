@@ -14,7 +14,7 @@ from bot.domain.commands import (
     StartDeployment,
     StartProbe,
 )
-from bot.rendering.checklist import hhmm, mention, session_id, utc
+from bot.rendering.checklist import hhmm, mention, session_id, unasked_signoffs, utc
 from bot.rendering.ids import ActionId, pack
 from bot.rendering.limits import (
     MAX_ACTIONS_ELEMENTS,
@@ -184,6 +184,9 @@ def _overview(
     waits = _waits(session)
     if waits:
         blocks.append(_context("\n".join(waits)))
+    unasked = unasked_signoffs(session)
+    if unasked:
+        blocks.append(_context(unasked))
     return blocks
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -76,7 +76,10 @@ def config_check(file: Annotated[Path | None, typer.Argument(help="Config file."
             err.print(problem, highlight=False, markup=False)
         err.print(f"{len(problems)} error(s).", style="red")
         raise typer.Exit(1)
-    out.print(summarize(load_config(file)), highlight=False)
+    config = load_config(file)
+    for warning in config.warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
+    out.print(summarize(config), highlight=False)
 
 
 @config_app.command("reference")
@@ -93,14 +96,25 @@ def checklist_import(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
 ) -> None:
-    """Turn a Markdown runbook into a checklist (YAML, or JSON with --json)."""
+    """Turn a Markdown runbook into a checklist (YAML, or JSON with --json).
+
+    Exits 1, writing nothing, when the runbook holds no checklist item or is a YAML file.
+    """
     from bot.runbook.parser import import_runbook
 
     with user_errors():
         text = _read(runbook)
+        _refuse_yaml(runbook, text)
     result = import_runbook(text)
     for line in result.summary_lines():
         err.print(line, highlight=False, markup=False)
+    if not result.checklist.item_count:
+        err.print(
+            f"[red]error:[/red] no checklist items found in {_escape(str(runbook))}: "
+            "an item is a Markdown task line, like '- [ ] Run the migrations'.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     rendered = json.dumps(result.to_json(), indent=2) + "\n" if as_json else result.to_yaml()
     if output is None:
         sys.stdout.write(rendered)
@@ -113,14 +127,16 @@ def checklist_import(
 def checklist_show(
     env: Annotated[str, typer.Argument(help="Environment.")], config: ConfigOption = None
 ) -> None:
-    """Show an environment's checklist in the terminal."""
-    from bot.config.loader import load_config
+    """Show an environment's checklist in the terminal, exactly as a deploy session posts it."""
+    from bot.app.sessions import session_checklist
+    from bot.config.loader import checklist_warnings, load_config
     from bot.domain.checklist import ChecklistItem
 
     with user_errors():
         cfg = load_config(config)
         environment = cfg.environment(env)
-        checklist = cfg.checklist(env)
+        checklist = session_checklist(cfg, env)
+        warnings = checklist_warnings(cfg, env)
     tree = Tree(f"[bold]{checklist.title}[/bold] ({env}, {checklist.item_count} items)")
 
     def add(node: Tree, item: ChecklistItem) -> None:
@@ -144,6 +160,8 @@ def checklist_show(
     if environment.signoffs:
         roles = ", ".join(s.role for s in environment.signoffs)
         out.print(f"Sign-offs required: {roles}", highlight=False)
+    for warning in warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
 
 
 @app.command("report")
@@ -401,6 +419,21 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def _refuse_yaml(path: Path, text: str) -> None:
+    """A YAML checklist is no runbook to import: it is used as it is."""
+    import yaml
+
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    with suppress(yaml.YAMLError):  # a runbook is seldom valid YAML, never one with sections
+        data = yaml.safe_load(text)
+        is_yaml = is_yaml or (isinstance(data, dict) and "sections" in data)
+    if is_yaml:
+        raise DeployError(
+            f"{path} is a YAML checklist, not a Markdown runbook: point an environment's "
+            "'checklist' at it as it is (deploybot config check tells whether it loads)."
+        )
 
 
 def _read(path: Path) -> str:

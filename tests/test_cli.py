@@ -62,7 +62,7 @@ def test_checklist_import_json(tmp_path: Path) -> None:
         "Product Manager",
     ]
     assert sum(len(s["items"]) for s in data["sections"]) == 67
-    assert "13 sections, 67 items" in result.stderr
+    assert "13 sections, 67 items, 4 sign-offs, 2 suggested probes" in result.stderr
 
 
 def test_checklist_import_writes_yaml_file(tmp_path: Path) -> None:
@@ -72,6 +72,92 @@ def test_checklist_import_writes_yaml_file(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert "title: Production Deployment Runbook" in target.read_text(encoding="utf-8")
     assert "suggested probes: 22" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# Release\n\nJust prose, no task list.\n", "- plain bullet\n- another\n"],
+    ids=["empty", "prose", "bullets"],
+)
+def test_checklist_import_of_nothing_fails_and_says_what_it_found(
+    tmp_path: Path, text: str
+) -> None:
+    runbook = tmp_path / "runbook.md"
+    runbook.write_text(text, encoding="utf-8")
+    target = tmp_path / "checklist.yaml"
+
+    result = runner.invoke(app, ["checklist", "import", str(runbook), "-o", str(target)])
+
+    assert result.exit_code == 1
+    assert "0 sections, 0 items, 0 sign-offs, 0 suggested probes" in result.stderr
+    assert f"error: no checklist items found in {runbook}" in result.stderr
+    assert not target.exists()
+
+
+def test_checklist_import_refuses_a_yaml_checklist(tmp_path: Path) -> None:
+    imported = tmp_path / "checklist.yaml"
+    runbook = EXAMPLES / "runbooks" / "mailflow-production-checklist.md"
+    assert (
+        runner.invoke(app, ["checklist", "import", str(runbook), "-o", str(imported)]).exit_code
+        == 0
+    )
+    renamed = tmp_path / "checklist.md"
+    renamed.write_text(imported.read_text(encoding="utf-8"), encoding="utf-8")
+
+    for path in (imported, renamed, EXAMPLES / "checklists" / "minimal.yaml"):
+        result = runner.invoke(app, ["checklist", "import", str(path)])
+        assert result.exit_code == 1, path
+        assert "is a YAML checklist, not a Markdown runbook" in result.stderr
+        assert result.stdout == ""
+
+
+SHARED_RUNBOOKS = sorted((Path(__file__).resolve().parents[2] / "shared" / "runbooks").glob("*.md"))
+RUNBOOKS = SHARED_RUNBOOKS or sorted((EXAMPLES / "runbooks").glob("*.md"))
+
+
+@pytest.mark.parametrize("runbook", RUNBOOKS, ids=lambda p: p.stem)
+def test_an_imported_checklist_passes_config_check_as_it_is(tmp_path: Path, runbook: Path) -> None:
+    target = tmp_path / "checklist.yaml"
+    imported = runner.invoke(app, ["checklist", "import", str(runbook), "-o", str(target)])
+    assert imported.exit_code == 0, imported.output
+    config = tmp_path / "deploybot.yaml"
+    config.write_text(
+        "roles:\n  deployers: [U0DEPLOYER]\n"
+        "environments:\n  prod:\n    channel: '#deploys'\n"
+        "    checklist: checklist.yaml\n    starters: [deployers]\n",
+        encoding="utf-8",
+    )
+
+    result = runner.invoke(app, ["config", "check", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert "is valid: 1 environment (prod)" in result.stdout
+    # What the import suggests and the config lacks is listed, not refused.
+    assert "suggested probe(s) not in the config" in result.stderr
+
+
+def test_config_check_and_checklist_show_name_signoff_lines_not_asked_for(tmp_path: Path) -> None:
+    runbook = tmp_path / "runbook.md"
+    runbook.write_text(
+        "# Release\n\n- [ ] Tests pass\n\n## Approvals\n\n"
+        "- [ ] **QA Lead**: ____ Date: ____\n- [ ] *Release Manager:* ____ Date: ____\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "deploybot.yaml"
+    text = Path(MINIMAL).read_text(encoding="utf-8")
+    config.write_text(text.replace("checklists/minimal.yaml", "runbook.md"), encoding="utf-8")
+    warning = (
+        f"warning: {tmp_path}/runbook.md:8: sign-off 'Release Manager' is not asked for in "
+        "environment 'staging': add it to environments.staging.signoffs, or nobody signs it"
+    )
+
+    checked = runner.invoke(app, ["config", "check", str(config)])
+    shown = runner.invoke(app, ["checklist", "show", "staging", "-c", str(config)])
+
+    assert checked.exit_code == 0, checked.output
+    assert checked.stderr.splitlines() == [warning]
+    assert shown.exit_code == 0, shown.output
+    assert shown.stderr.splitlines() == [warning]
 
 
 def test_checklist_import_missing_file_is_one_line() -> None:
@@ -86,6 +172,31 @@ def test_checklist_show_renders_sections_and_items() -> None:
     assert "Pre-Deployment" in result.stdout
     assert "Post-Deployment (gated: pre-deployment" in result.stdout
     assert "Sign-offs required: QA Lead, DevOps Lead" in result.stdout
+
+
+def test_checklist_show_is_what_a_session_posts(tmp_path: Path) -> None:
+    """Probes no item links to are in the session's "Automated checks" section: shown too."""
+    from bot.app.sessions import AUTOMATED, session_checklist
+
+    config = tmp_path / "deploybot.yaml"
+    text = Path(MINIMAL).read_text(encoding="utf-8")
+    text = text.replace("checklists/minimal.yaml", str(EXAMPLES / "checklists" / "minimal.yaml"))
+    text = text.replace(
+        "    description: Staging API answers its health check\n",
+        "    description: Staging API answers its health check\n"
+        "  api-tls:\n    kind: tls\n    host: api.example.com\n"
+        "    description: API certificate is valid for 14 days\n",
+    )
+    config.write_text(text.replace("probes: [api-health]", "probes: [api-health, api-tls]"))
+    posted = session_checklist(load_config(config), "staging")
+
+    result = runner.invoke(app, ["checklist", "show", "staging", "-c", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert posted.item_count == 6
+    assert "(staging, 6 items)" in result.stdout
+    assert AUTOMATED in result.stdout
+    assert "3.1 API certificate is valid for 14 days [probe: api-tls]" in result.stdout
 
 
 def test_checklist_show_unknown_environment() -> None:

@@ -575,3 +575,105 @@ def test_markdown_checklists_are_imported(workdir: Path) -> None:
 def test_aws_probe_fields_fit_the_check() -> None:
     probe = AwsProbe.model_validate({"check": "sqs_depth", "queue_url": "https://sqs/q"})
     assert (probe.max_depth, probe.payload) == (0, "{}")
+
+
+# --- checklists imported from runbooks: links, suggestions, sign-off lines (issue 11) -------
+
+RUNBOOK = """\
+# Runbook
+
+## Checks
+
+- [ ] API answers its health check <!-- probe: api-health -->
+- [ ] Certificates renewed
+  ```bash
+  curl -fsS https://billing.example.com/health
+  ```
+
+## Approvals
+
+- [ ] **QA Lead**: ________ Date: ______
+- [ ] _Release Manager_: ________ Date: ______
+"""
+
+
+def test_a_markdown_item_links_a_probe_by_a_comment(workdir: Path) -> None:
+    from bot.app.sessions import AUTOMATED, session_checklist
+
+    (workdir / "runbook.md").write_text(RUNBOOK)
+    config = load_config(write(workdir, CONFIG.replace("checklist.yaml", "runbook.md")))
+
+    items = [item for _, item in config.checklist("prod").walk()]
+    assert [(i.text, i.probe) for i in items] == [
+        ("API answers its health check", "api-health"),
+        ("Certificates renewed", None),  # a suggestion: Markdown links only what it says
+    ]
+    posted = session_checklist(config, "prod")
+    assert [s.title for s in posted.sections] == ["Checks"]  # no "Automated checks" for it
+    assert AUTOMATED not in {s.title for s in posted.sections}
+
+
+def test_a_markdown_probe_comment_must_name_a_defined_probe(workdir: Path) -> None:
+    (workdir / "runbook.md").write_text(RUNBOOK.replace("probe: api-health", "probe: smtp"))
+    problems = problems_of(workdir, CONFIG.replace("checklist.yaml", "runbook.md"))
+    assert problems == [
+        "runbook.md: sections[0].items[0].probe: unknown probe 'smtp' (probes: api-health)"
+    ]
+
+
+def test_signoff_lines_the_environment_does_not_ask_for_are_warned_about(workdir: Path) -> None:
+    (workdir / "runbook.md").write_text(RUNBOOK)
+    config = load_config(write(workdir, CONFIG.replace("checklist.yaml", "runbook.md")))
+
+    assert [(s.role, s.line) for s in config.checklist("prod").signoffs] == [
+        ("QA Lead", 13),
+        ("Release Manager", 14),
+    ]
+    assert config.warnings == [
+        "runbook.md:14: sign-off 'Release Manager' is not asked for in environment 'prod': "
+        "add it to environments.prod.signoffs, or nobody signs it"
+    ]
+
+
+def test_an_imported_checklist_loads_as_it_is(workdir: Path) -> None:
+    from bot.runbook.parser import import_runbook
+
+    (workdir / "checklist.yaml").write_text(import_runbook(RUNBOOK).to_yaml())
+
+    assert problems_of(workdir, CONFIG) == []
+    config = load_config("deploybot.yaml")
+    items = [item for _, item in config.checklist("prod").walk()]
+    # The suggested probe is not configured: its item is ticked by hand until it is.
+    assert [i.probe for i in items] == ["api-health", None]
+    assert config.warnings == [
+        "checklist.yaml:20: suggested_probes: 1 suggested probe(s) not in the config: "
+        "http-billing-example-com-health; define one under 'probes' by the same name and the "
+        "items linking it are ticked by it",
+        "checklist.yaml:19: sign-off 'Release Manager' is not asked for in environment 'prod': "
+        "add it to environments.prod.signoffs, or nobody signs it",
+    ]
+
+    # Once the config defines a probe of that name, the item is linked to it.
+    text = CONFIG.replace(
+        "probes:\n  api-health:",
+        "probes:\n  http-billing-example-com-health:\n    kind: http\n"
+        "    url: https://billing.example.com/health\n  api-health:",
+    )
+    assert problems_of(workdir, text) == []
+    config = load_config("deploybot.yaml")
+    items = [item for _, item in config.checklist("prod").walk()]
+    assert [i.probe for i in items] == ["api-health", "http-billing-example-com-health"]
+    assert [w for w in config.warnings if "suggested" in w] == []
+
+
+def test_a_link_to_neither_a_probe_nor_a_suggestion_is_an_error(workdir: Path) -> None:
+    from bot.runbook.parser import import_runbook
+
+    imported = import_runbook(RUNBOOK).to_yaml()
+    (workdir / "checklist.yaml").write_text(
+        imported.replace("probe: http-billing-example-com-health", "probe: billing")
+    )
+    assert problems_of(workdir, CONFIG) == [
+        "checklist.yaml:16: sections[0].items[1].probe: unknown probe 'billing' "
+        "(probes: api-health, http-billing-example-com-health)"
+    ]

@@ -22,7 +22,14 @@ from bot.domain import (
     SessionState,
     SignOffRule,
 )
-from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity
+from bot.domain.checklist import (
+    Checklist,
+    ChecklistItem,
+    Gate,
+    Section,
+    Severity,
+    SignOffLine,
+)
 from bot.domain.errors import NotFound
 from bot.domain.session import SignOffRecord
 from bot.rendering import (
@@ -288,6 +295,23 @@ def test_progress_sign_offs_and_failures_are_shown() -> None:
     assert f"✅ *QA Lead*: <@U0QA> · {slack_date(NOW + timedelta(minutes=5))}" in text
     assert "⏳ *DevOps Lead*: missing" in text
     assert "*Failing* (1)\n❌ *2.1* Smoke test: HTTP 503 (critical)" in text
+
+
+def test_summary_names_the_checklist_signoffs_the_session_does_not_ask_for() -> None:
+    lines = ("QA Lead", 12), ("Release Manager", 13), ("DBA", 14), ("CTO", 15), ("CFO", None)
+    checklist = make_session().checklist.model_copy(
+        update={"signoffs": [SignOffLine(role=role, line=line) for role, line in lines]}
+    )
+    blocks = summary_blocks(make_session(checklist), now=LATER)
+
+    validate_message(blocks)
+    context = texts(blocks, only="mrkdwn").splitlines()
+    assert (
+        "⚠️ Checklist sign-offs not asked for here: Release Manager (line 13), DBA (line 14),"
+        " CTO (line 15) and 1 more"
+    ) in context
+    assert "QA Lead (line 12)" not in texts(blocks)  # required: it has its sign-off button
+    assert "not asked for" not in texts(summary_blocks(make_session(), now=LATER))
 
 
 def test_identical_failures_are_shown_once_with_the_items_they_hit() -> None:

@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from bot.config.checklist_files import read_yaml_checklist
+from bot.config.errors import YamlSource
 from bot.domain.checklist import Checklist, ChecklistItem
 from bot.runbook.parser import RunbookImport, checklist_from_markdown, import_runbook
 
@@ -33,6 +35,25 @@ def all_items(result: RunbookImport) -> list[ChecklistItem]:
 
 def probe_rows(result: RunbookImport) -> list[tuple[str, str, int]]:
     return [(p.kind, p.target, p.source_line) for p in result.probes]
+
+
+def without_signoffs(checklist: Checklist) -> Checklist:
+    return checklist.model_copy(update={"signoffs": ()})
+
+
+def linked(result: RunbookImport) -> Checklist:
+    """The imported checklist with the links to suggested probes its YAML writes."""
+
+    def item(each: ChecklistItem) -> ChecklistItem:
+        probe = each.probe or result.item_probes.get(each.id)
+        children = tuple(item(c) for c in each.children)
+        return each.model_copy(update={"probe": probe, "children": children})
+
+    sections = [
+        s.model_copy(update={"items": tuple(item(i) for i in s.items)})
+        for s in result.checklist.sections
+    ]
+    return result.checklist.model_copy(update={"sections": tuple(sections)})
 
 
 def sections(result: RunbookImport) -> list[tuple[str, int]]:
@@ -238,7 +259,14 @@ def test_sample_exports(path: Path) -> None:
     assert data["title"] == result.checklist.title
     assert [s["title"] for s in data["sections"]] == [s.title for s in result.checklist.sections]
     assert len(data["probes"]) == len(result.probes)
-    assert set(data["probes"][0]) == {"kind", "target", "source_line", "spec", "unresolved"}
+    assert set(data["probes"][0]) == {
+        "name",
+        "kind",
+        "target",
+        "source_line",
+        "spec",
+        "unresolved",
+    }
     assert all(i["probe"] is None for s in data["sections"] for i in s["items"])
 
     loaded = yaml.safe_load(result.to_yaml())
@@ -251,10 +279,12 @@ def test_sample_exports(path: Path) -> None:
     }
     assert loaded["signoffs"] == list(result.signoffs)
     assert [p["probe"] for p in loaded["suggested_probes"]] == [p.spec for p in result.probes]
-    checklist = Checklist.model_validate(
-        {"title": loaded["title"], "sections": loaded["sections"]}
-    ).numbered()
-    assert checklist == result.checklist
+    assert [p["name"] for p in loaded["suggested_probes"]] == [p.name for p in result.probes]
+    file = read_yaml_checklist(YamlSource("checklist.yaml", result.to_yaml()), probes=())
+    assert file.problems == []
+    assert file.checklist is not None
+    assert [s.role for s in file.checklist.signoffs] == list(result.signoffs)
+    assert without_signoffs(file.checklist) == without_signoffs(result.checklist)
     assert checklist_from_markdown(path.read_text()) == result.checklist
 
 
@@ -275,12 +305,13 @@ def test_suggestions_fit_the_config_schema(path: Path) -> None:
         assert rollback.validate_python(target.spec).kind == "kubernetes"
 
 
-def test_yaml_header_says_suggestions_are_inactive() -> None:
+def test_yaml_header_says_how_suggestions_become_active() -> None:
     text = import_runbook(OONRUMAIL.read_text()).to_yaml()
-    header = [line for line in text.splitlines() if line.startswith("#")]
+    header = " ".join(line for line in text.splitlines() if line.startswith("#"))
 
-    assert "not active until you copy them into deploybot.yaml" in " ".join(header)
-    assert "$VAR" in " ".join(header)
+    assert "It loads as it" in header
+    assert "define a probe of the same name under `probes`" in header
+    assert "$VAR" in header
     assert "!!python" not in text
     assert "  fill_in:\n  - $POSTGRES_HOST\n" in text
 
@@ -289,7 +320,7 @@ def test_summary_lines() -> None:
     lines = import_runbook(MAILFLOW.read_text()).summary_lines()
 
     assert lines[:4] == [
-        "Production Deployment Checklist: 13 sections, 67 items",
+        "Production Deployment Checklist: 13 sections, 67 items, 4 sign-offs, 2 suggested probes",
         "sign-off roles: 4 (Engineering Lead, DevOps Lead, Security Lead, Product Manager)",
         "suggested probes: 2 (http 2)",
         "suggested rollback targets: 0",
@@ -455,6 +486,70 @@ def test_signoff_lines() -> None:
     ]
 
 
+SIGNOFF_FORMS = [
+    "{role}: ______ Date: ____",
+    "{role}: ___",
+    "{role}: \\_\\_\\_ Signature: \\_\\_\\_",
+    "{role}: ____ **Date:** ____",
+    "{role}:",
+]
+EMPHASIS = [
+    "**{name}**:",
+    "**{name}:**",
+    "*{name}*:",
+    "*{name}:*",
+    "_{name}_:",
+    "_{name}:_",
+    "__{name}__:",
+    "***{name}***:",
+    "`{name}`:",
+    "`{name}:`",
+]
+
+
+@pytest.mark.parametrize("form", SIGNOFF_FORMS)
+@pytest.mark.parametrize("emphasis", EMPHASIS)
+@pytest.mark.parametrize("box", ["[ ]", "[x]"])
+def test_signoff_lines_with_the_role_emphasised(form: str, emphasis: str, box: str) -> None:
+    # The form's colon goes where the emphasis puts it: inside or after.
+    line = form.replace("{role}:", emphasis.format(name="Deployment Manager"), 1)
+    result = md(f"""\
+        ## Approvals
+        - {box} {line}
+        - [ ] Release notes: published
+        """)
+
+    assert result.signoffs == ("Deployment Manager",)
+    assert [i.text for i in all_items(result)] == ["Release notes: published"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "- [ ] **Deployment Manager** sign here",  # no colon
+        "- [ ] **Rollback plan**: documented in the wiki",  # a label, then words
+        "- [ ] **Reviewers:**\n  - [ ] Alice looked",  # a grouping over items
+    ],
+)
+def test_emphasised_items_that_are_not_signoffs(line: str) -> None:
+    result = md(line + "\n")
+
+    assert result.signoffs == ()
+    assert all_items(result)
+
+
+def test_role_table_cells_in_bold_or_code() -> None:
+    result = md("""\
+        | Role | Name |
+        | ---- | ---- |
+        | **Engineering Lead** | |
+        | `DBA` | |
+        | _QA Lead_ | |
+        """)
+
+    assert result.signoffs == ("Engineering Lead", "DBA", "QA Lead")
+
+
 def test_role_table_gives_signoffs_in_document_order() -> None:
     result = md("""\
         - [ ] Release Manager: ____
@@ -491,20 +586,90 @@ def test_inline_code_in_items_suggests_probes() -> None:
         ("http", "https://api.example.com/healthz", 2),
         ("aws", "orders (DynamoDB point-in-time recovery)", 5),
     ]
-    items = result.to_json()["sections"][0]["items"]
-    assert items[0]["probe"] == {
-        "kind": "http",
-        "url": "https://api.example.com/healthz",
-        "expect_status": [200],
-    }
+    data = result.to_json()
+    assert [(p["name"], p["spec"]) for p in data["probes"]] == [
+        (
+            "http-api-example-com-healthz",
+            {"kind": "http", "url": "https://api.example.com/healthz", "expect_status": [200]},
+        ),
+        (
+            "aws-orders-dynamodb-point-in-time-recovery",
+            {"kind": "aws", "check": "dynamodb_pitr", "table": "orders"},
+        ),
+    ]
+    items = data["sections"][0]["items"]
+    assert items[0]["probe"] == "http-api-example-com-healthz"
     assert items[1]["probe"] is None
     assert items[2]["probe"] is None
-    assert items[2]["children"][0]["probe"] == {
-        "kind": "aws",
-        "check": "dynamodb_pitr",
-        "table": "orders",
-    }
+    assert items[2]["children"][0]["probe"] == "aws-orders-dynamodb-point-in-time-recovery"
     assert result.skipped == ()  # inline code that is no check is no news
+
+
+def test_an_html_comment_links_an_item_to_a_probe_and_shows_nowhere() -> None:
+    result = md("""\
+        ## Checks
+        - [ ] API healthy <!-- probe: api-health -->
+        - **Database** <!--probe:db-->
+          - [ ] Replicas in sync <!-- a note, kept -->
+        """)
+
+    assert [(i.text, i.probe) for i in all_items(result)] == [
+        ("API healthy", "api-health"),
+        ("Database", "db"),
+        ("Replicas in sync <!-- a note, kept -->", None),
+    ]
+    assert result.summary_lines()[0].endswith("3 items, 0 sign-offs, 0 suggested probes")
+    loaded = yaml.safe_load(result.to_yaml())
+    assert loaded["sections"][0]["items"][0] == {"text": "API healthy", "probe": "api-health"}
+
+
+def test_import_links_items_to_the_probes_suggested_from_their_own_code() -> None:
+    result = md("""\
+        ## Checks
+        - [ ] API healthy `curl -fsS https://api.example.com/health`
+        - [ ] Mail port open
+          ```bash
+          nc -z mail.example.com 25
+          curl https://mail.example.com/status
+          ```
+        - [ ] Configured by hand `curl https://web.example.com/` <!-- probe: web -->
+        - [ ] Read the dashboard
+        """)
+
+    names = [p.name for p in result.probes]
+    assert names == [
+        "http-api-example-com-health",
+        "tcp-mail-example-com-25",
+        "http-mail-example-com-status",
+        "http-web-example-com",
+    ]
+    assert result.item_probes == {
+        "1.1": "http-api-example-com-health",
+        "1.2": "tcp-mail-example-com-25",  # the first probe of a block under the item
+    }
+    assert [i.probe for i in all_items(result)] == [None, None, "web", None]
+    loaded = yaml.safe_load(result.to_yaml())
+    assert [i.get("probe") for i in loaded["sections"][0]["items"]] == [
+        "http-api-example-com-health",
+        "tcp-mail-example-com-25",
+        "web",
+        None,
+    ]
+    assert [p["name"] for p in loaded["suggested_probes"]] == names
+
+
+def test_suggested_probe_names_leave_out_shell_variables_and_stay_unique() -> None:
+    result = fenced(
+        "curl https://$(pulumi stack output apiUrl)/api/health",
+        "curl https://${HOST}/api/health",
+        "curl https://api.example.com/api/health",
+    )
+
+    assert [p.name for p in result.probes] == [
+        "http-api-health",
+        "http-api-health-2",
+        "http-api-example-com-api-health",
+    ]
 
 
 def test_probes_stay_in_document_order_under_a_plain_parent() -> None:
@@ -865,9 +1030,10 @@ def check_invariants(result: RunbookImport) -> None:
     assert all(s.title for s in result.checklist.sections)
     assert len(set(result.signoffs)) == len(result.signoffs)
     json.dumps(result.to_json())
-    loaded = yaml.safe_load(result.to_yaml())
-    checklist = Checklist.model_validate({"title": loaded["title"], "sections": loaded["sections"]})
-    assert checklist.numbered() == result.checklist
+    file = read_yaml_checklist(YamlSource("checklist.yaml", result.to_yaml()), probes=None)
+    assert file.checklist is not None
+    assert [s.role for s in file.checklist.signoffs] == list(result.signoffs)
+    assert without_signoffs(file.checklist) == without_signoffs(linked(result))
     result.summary_lines()
 
 

@@ -47,7 +47,7 @@ def session_checklist(config: Config, env_name: str) -> Checklist:
         for name in unlinked
     )
     section = Section(title=AUTOMATED, items=items)
-    return Checklist(title=checklist.title, sections=(*checklist.sections, section)).numbered()
+    return checklist.model_copy(update={"sections": (*checklist.sections, section)}).numbered()
 
 
 def utcnow() -> datetime:

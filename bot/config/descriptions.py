@@ -137,6 +137,22 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     # Checklist files
     ("Checklist", "title"): "The checklist's title in Slack.",
     ("Checklist", "sections"): "Sections, in order.",
+    ("Checklist", "signoffs"): "The sign-offs the runbook asks for (role names, or `{role: ...}`); "
+    "not items: `config check` warns about each one the environment's `signoffs` lacks.",
+    ("ChecklistDocument", "suggested_probes"): "Probes an import suggests; inactive until "
+    "`probes` in the config defines one of the same name.",
+    ("ChecklistDocument", "suggested_rollback"): "Rollback targets an import suggests; "
+    "inactive until copied under an environment's `rollback`.",
+    ("SignOffLine", "role"): "The role, as the runbook names it (matched to the environment's "
+    "sign-offs by its key: `QA Lead` -> `qa-lead`).",
+    ("SignOffLine", "line"): "Where it is written (found by the loader; no need to set it).",
+    ("ProbeSuggestion", "name"): "The name to define the probe under; items link it by it.",
+    ("ProbeSuggestion", "line"): "The runbook line of the command.",
+    ("ProbeSuggestion", "command"): "The command as the runbook writes it.",
+    ("ProbeSuggestion", "fill_in"): "Shell variables the probe still holds: fill them in.",
+    ("ProbeSuggestion", "probe"): "The [probe](#probes) to copy into the config.",
+    ("RollbackSuggestion", "line"): "The runbook line of the command.",
+    ("RollbackSuggestion", "rollback"): "The [rollback target](#rollback-targets) to copy.",
     ("Section", "title"): "The section's title.",
     ("Section", "id"): "Its id in gates (`Pre-Deployment` -> `pre-deployment`).",
     ("Section", "gate"): "What must be in before this section opens.",

@@ -1,9 +1,8 @@
 """Finding configuration problems and locating them in the YAML source: file, line, YAML path.
 
-PyYAML's composed node tree keeps each node's position, so a pydantic error ``loc`` (mapping
-keys and sequence indexes) can be walked down the tree to the line a person should edit.
-Checks that span files (gates naming checklist sections, items linking probes) read the raw
-data, so that they report even when the same file has other errors.
+PyYAML's node tree keeps each node's position, so a pydantic error ``loc`` (keys and indexes)
+is walked down the tree to the line a person should edit. Checks that span files (gates naming
+sections, items linking probes) read the raw data: they report even beside other errors.
 """
 
 from __future__ import annotations
@@ -209,6 +208,7 @@ class ChecklistFile:
     section_ids: tuple[str, ...] | None
     problems: list[Problem] = field(default_factory=list)
     gate_signoffs: list[tuple[Loc, str]] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # what loads but deserves a look
 
     @classmethod
     def checked(

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from bot.config.checklist_files import unasked_signoffs
 from bot.config.errors import (
     ChecklistFile,
     Problem,
@@ -48,6 +49,20 @@ def load_config(path: str | Path | None = None) -> Config:
 def check_config(path: str | Path | None = None) -> list[str]:
     """Every problem in the configuration (``file:line: path: message``), empty if valid."""
     return [str(problem) for problem in _load(path)[1]]
+
+
+def checklist_warnings(config: Config, env_name: str) -> list[str]:
+    """The environment's checklist's sign-off lines that it does not ask for, located.
+
+    Raises:
+        NotFound: No such environment.
+        ConfigError: The checklist cannot be loaded.
+    """
+    environment = config.environment(env_name)
+    where = str(Path(config.source).parent / environment.checklist)
+    checklist = config.checklist(env_name)
+    found = unasked_signoffs(where, checklist, env_name, environment.signoff_keys)
+    return [str(problem) for problem in found]
 
 
 def summarize(config: Config) -> str:
@@ -123,6 +138,10 @@ def _load(path: str | Path | None) -> tuple[Config | None, list[Problem]]:
         config._base_dir = file.resolve().parent
         config._source = name
         config._checklists = checklists
+        warnings = [str(w) for each in loaded.values() for w in each.warnings]
+        for env_name in config.environments:
+            warnings += checklist_warnings(config, env_name)
+        config._warnings = warnings
     return config, problems
 
 

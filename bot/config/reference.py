@@ -24,6 +24,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from bot.config.checklist_files import ChecklistDocument, ProbeSuggestion, RollbackSuggestion
 from bot.config.descriptions import DEFAULTS_IN_WORDS, DESCRIPTIONS
 from bot.config.probe_specs import (
     AwsProbe,
@@ -59,7 +60,7 @@ from bot.config.schema import (
     RollbackTarget,
     SignOffRequirement,
 )
-from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section
+from bot.domain.checklist import ChecklistItem, Gate, Section, SignOffLine
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,17 @@ PARTS: tuple[Part, ...] = (
         "The YAML file an environment's `checklist` names (a Markdown runbook works too: "
         "`deploybot checklist import RUNBOOK.md` shows what it becomes).",
         (
-            Page(Checklist, "Top level", "checklist", "checklist"),
+            Page(ChecklistDocument, "Top level", "checklist", "checklist"),
             Page(Section, "`sections[]`", "section", "section"),
             Page(ChecklistItem, "`items[]` (and `children[]`)", "item", "item"),
+            Page(SignOffLine, "`signoffs[]`", "checklist-signoff", "checklist sign-off"),
+            Page(ProbeSuggestion, "`suggested_probes[]`", "suggested-probe", "suggested probe"),
+            Page(
+                RollbackSuggestion,
+                "`suggested_rollback[]`",
+                "suggested-rollback",
+                "suggested rollback target",
+            ),
         ),
     ),
 )
@@ -294,6 +303,8 @@ def _type_text(hint: object, *, plural: bool = False) -> str:
         return "one of " + ", ".join(f"`{a}`" for a in args) if len(args) > 1 else f"`{args[0]}`"
     if origin in (tuple, list):
         return f"list of {_type_text(args[0], plural=True)}"
+    if origin is dict and args[1] is Any:  # a suggestion's probe: checked once it is copied
+        return "mapping"
     if origin is dict:
         return f"mapping of {_type_text(args[0])} to {_type_text(args[1])}"
     if isinstance(hint, type) and issubclass(hint, BaseModel):

@@ -21,20 +21,19 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.checklist_files import read_yaml_checklist
 from bot.config.errors import (
     ChecklistFile,
     Problem,
     YamlSource,
     syntax_problem,
     unknown_names,
-    validation_problems,
 )
 from bot.config.probe_specs import Duration, EnvVarName, ProbeSpec
 from bot.domain.checklist import Checklist, Gate, slugify
@@ -313,6 +312,7 @@ class Config(_Strict):
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default=DEFAULT_PATH)
     _checklists: dict[str, Checklist] = PrivateAttr(default_factory=dict)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -325,6 +325,11 @@ class Config(_Strict):
     def base_dir(self) -> Path:
         """The config file's folder; checklist paths are relative to it."""
         return self._base_dir
+
+    @property
+    def warnings(self) -> list[str]:
+        """What ``load_config`` found that loads but deserves a look (``file:line: ...``)."""
+        return self._warnings
 
     @property
     def source(self) -> str:
@@ -414,12 +419,4 @@ def read_checklist(path: Path, display: str, probes: Collection[str] | None) -> 
         source = YamlSource(display, text)
     except yaml.YAMLError as error:
         return ChecklistFile(display, None, None, [syntax_problem(display, error)])
-    data = {} if source.data is None else source.data
-    try:
-        checklist: Checklist | None = Checklist.model_validate(data).numbered()
-        found: list[Problem] = []
-    except ValidationError as error:
-        checklist, found = None, validation_problems(source, error, Checklist)
-    loaded = ChecklistFile.checked(source, data, checklist, probes)
-    loaded.problems[:0] = source.scan_problems + found
-    return loaded
+    return read_yaml_checklist(source, probes)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Severity(StrEnum):
@@ -50,9 +50,33 @@ class Section(_Strict):
     items: tuple[ChecklistItem, ...] = ()
 
 
+class SignOffLine(_Strict):
+    """A sign-off the checklist's source asks for ("QA Lead: ____ Date: ____"), and where.
+
+    It is no item to tick: the environment's ``signoffs`` decide who signs. A line whose role
+    the environment does not require is shown as not asked for, never silently dropped.
+    """
+
+    role: str = Field(min_length=1)
+    line: int | None = None
+
+
 class Checklist(_Strict):
     title: str = "Checklist"
     sections: tuple[Section, ...] = ()
+    signoffs: tuple[SignOffLine, ...] = ()
+
+    @field_validator("signoffs", mode="before")
+    @classmethod
+    def _roles_as_text(cls, value: object) -> object:
+        # ``signoffs: [QA Lead, DBA]`` is short for ``[{role: QA Lead}, {role: DBA}]``.
+        if isinstance(value, list | tuple):
+            return [{"role": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    def signoffs_not_in(self, keys: Collection[str]) -> list[SignOffLine]:
+        """The sign-off lines whose role (by key, ``slugify(role)``) is not among ``keys``."""
+        return [line for line in self.signoffs if slugify(line.role) not in keys]
 
     def numbered(self) -> Checklist:
         """The same checklist with section slugs and item path ids filled in where missing."""

@@ -357,6 +357,21 @@ def _chunk(session: DeploySession, sid: int, rows: list[_Row]) -> list[JsonBlock
     return blocks + context_blocks(notes)
 
 
+def unasked_signoffs(session: DeploySession, shown: int = 3) -> str | None:
+    """One short line naming the checklist's sign-off lines this session does not ask for.
+
+    The runbook's "QA Lead: ____" lines are no items; when the environment does not require
+    the role, nobody is asked to sign it, and the summary says so rather than drop it.
+    """
+    lines = session.checklist.signoffs_not_in({rule.key for rule in session.policy.signoffs})
+    if not lines:
+        return None
+    named = [f"{s.role} (line {s.line})" if s.line else s.role for s in lines[:shown]]
+    more = f" and {len(lines) - shown} more" if len(lines) > shown else ""
+    text = f"⚠️ Checklist sign-offs not asked for here: {', '.join(named)}{more}"
+    return clip(text, 300, json_limit=600, mrkdwn=True)
+
+
 def context_blocks(lines: list[str]) -> list[JsonBlock]:
     """Lines packed into context elements of at most 3000 characters, ten per block."""
     texts: list[str] = []

@@ -14,7 +14,7 @@ from bot.domain.commands import (
     StartDeployment,
     StartProbe,
 )
-from bot.rendering.checklist import mention, session_id
+from bot.rendering.checklist import mention, session_id, unasked_signoffs
 from bot.rendering.failures import completion_missing, failing_text, overridden_text
 from bot.rendering.ids import ActionId, pack
 from bot.rendering.limits import (
@@ -186,6 +186,9 @@ def _overview(
     waits = _waits(session)
     if waits:
         blocks.append(_context("\n".join(waits)))
+    unasked = unasked_signoffs(session)
+    if unasked:
+        blocks.append(_context(unasked))
     return blocks
 
 

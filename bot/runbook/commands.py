@@ -10,6 +10,7 @@ the shell (``$VAR``, ``${VAR}``, ``$(...)``) is kept as written and reported as 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import shlex
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.domain.checklist import slugify
 from bot.runbook.recognisers import Finding, FoundProbe, FoundRollback, Skipped, recognise
 from bot.runbook.shell import Command, Pipeline, closing, find_variables, wordset
 
@@ -32,6 +34,7 @@ class SuggestedProbe:
         spec: The probe definition in the configuration's schema.
         unresolved: Shell variables and command substitutions kept as written, to fill in.
         command: The command line as written, joined over backslash continuations.
+        name: Its name in the import's ``suggested_probes`` (and in items' ``probe`` links).
     """
 
     kind: str
@@ -40,6 +43,7 @@ class SuggestedProbe:
     spec: dict[str, Any]
     unresolved: tuple[str, ...]
     command: str
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,27 @@ class Findings:
     @property
     def recognised(self) -> bool:
         return bool(self.probes or self.rollback)
+
+
+def name_probes(probes: list[SuggestedProbe]) -> list[tuple[SuggestedProbe, SuggestedProbe]]:
+    """Each probe with a copy named after what it checks (``http-api-example-com-health``).
+
+    What the shell would fill in is left out of the name; a repeated name gets ``-2``, ``-3``.
+    """
+    seen: set[str] = set()
+    named = []
+    for probe in probes:
+        target = probe.target
+        for variable in find_variables(target):
+            target = target.replace(variable, " ")
+        target = re.sub(r"^[a-z]+://", "", target)
+        base = slugify(f"{probe.kind} {target}")[:60].rstrip("-")
+        name, n = base, 2
+        while name in seen:
+            name, n = f"{base}-{n}", n + 1
+        seen.add(name)
+        named.append((probe, dataclasses.replace(probe, name=name)))
+    return named
 
 
 _OPERATOR_CHARS = "|&;<>"

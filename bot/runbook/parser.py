@@ -11,7 +11,8 @@ come through :func:`import_runbook`. The Markdown is read through markdown-it-py
 - tables with a Role column and lines like ``- [ ] QA Lead: ____ Date: ____`` give sign-offs;
 - commands in fenced code and in items' inline code give suggested probes and rollback
   targets (see :mod:`bot.runbook.commands`), which stay suggestions until someone copies them
-  into ``deploybot.yaml``.
+  into ``deploybot.yaml``; an item links the probe suggested from its own code by name;
+- ``<!-- probe: api-health -->`` on an item's line links it to that configured probe.
 """
 
 from __future__ import annotations
@@ -29,8 +30,14 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-from bot.domain.checklist import Checklist, ChecklistItem, Section
-from bot.runbook.commands import Findings, SuggestedProbe, SuggestedRollback, scan_script
+from bot.domain.checklist import Checklist, ChecklistItem, Section, SignOffLine
+from bot.runbook.commands import (
+    Findings,
+    SuggestedProbe,
+    SuggestedRollback,
+    name_probes,
+    scan_script,
+)
 
 __all__ = [
     "RunbookImport",
@@ -41,19 +48,30 @@ __all__ = [
 ]
 
 _YAML_HEADER = """\
-# Checklist imported from a Markdown runbook by `deploybot checklist import`.
-# signoffs, suggested_probes and suggested_rollback below are suggestions for review: they are
-# not active until you copy them into deploybot.yaml (an environment's sign-off roles, probes
-# and rollback targets). Fill in every $VAR and $(...) they still contain first: deploybot
-# never runs a shell to resolve them.
+# Checklist imported from a Markdown runbook by `deploybot checklist import`. It loads as it
+# is: point an environment's `checklist` at this file. `deploybot config check` then lists
+# what it suggests that deploybot.yaml does not have yet:
+# - signoffs: the runbook's sign-off roles; declare them under the environment's `signoffs`.
+# - suggested_probes: define a probe of the same name under `probes` (fill in every $VAR and
+#   $(...) first: deploybot never runs a shell to resolve them); the items whose `probe` names
+#   it are ticked by it from then on, and by hand until then.
+# - suggested_rollback: copy the targets you want under the environment's `rollback`.
 """
 
 _CHECKBOX = re.compile(r"\[[ xX]\](?=\s|$)(.*)", re.DOTALL)
 # "Lead Engineer: ______ Date: ____": a role, a colon, then only blanks and labelled blanks.
+# The role (and a label) may be in bold, italics or inline code, the colon inside or after:
+# "**Lead Engineer**: ____", "**Lead Engineer:** ____", "_QA Lead_: ____", "`DBA`: ____".
+_ROLE = r"[^:_`*\[\]]{1,60}?"
 _SIGNOFF = re.compile(
-    r"(?P<role>[^:_`*\[\]]{1,60}?)\s*:"
-    r"(?P<blanks>(?:\s|\\?_)*(?:[A-Za-z][A-Za-z ]{0,30}:(?:\s|\\?_)*)*)"
+    rf"(?:(?P<mark>\*{{1,3}}|_{{1,3}}|`)\s*(?P<marked>{_ROLE})\s*(?P<inside>:)?(?P=mark)"
+    rf"|(?P<role>{_ROLE}))"
+    r"\s*(?(inside)|:)"
+    r"(?P<blanks>(?:\s|\\?_)*"
+    r"(?:(?:[*_`]{1,3})?[A-Za-z][A-Za-z ]{0,30}:(?:[*_`]{1,3})?(?:\s|\\?_)*)*)"
 )
+# "- [ ] API is healthy <!-- probe: api-health -->": the item is ticked by that probe.
+_PROBE_LINK = re.compile(r"<!--\s*probe:\s*([A-Za-z0-9][A-Za-z0-9_.-]*)\s*-->")
 _SHELL_LANGUAGES = {"bash", "sh", "shell", "zsh", "ksh", "console", "shell-session", "terminal"}
 
 
@@ -67,7 +85,8 @@ class RunbookImport:
         probes: Probes suggested from recognised commands, in document order.
         rollback: Rollback targets suggested from ``kubectl rollout undo``.
         skipped: Notes on what was seen and not imported ("line 57: ...").
-        item_probes: Probe spec suggested from an item's own inline code, by item id.
+        item_probes: The name of the probe suggested from an item's own code (its inline code,
+            or a fenced block under it), by item id, for items without a probe link.
     """
 
     checklist: Checklist
@@ -75,7 +94,7 @@ class RunbookImport:
     probes: tuple[SuggestedProbe, ...]
     rollback: tuple[SuggestedRollback, ...]
     skipped: tuple[str, ...]
-    item_probes: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    item_probes: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The import as JSON-ready data: checklist, sign-offs, probes and rollback."""
@@ -88,6 +107,7 @@ class RunbookImport:
             "signoffs": [{"role": role} for role in self.signoffs],
             "probes": [
                 {
+                    "name": p.name,
                     "kind": p.kind,
                     "target": p.target,
                     "source_line": p.source_line,
@@ -103,24 +123,32 @@ class RunbookImport:
         }
 
     def _item_json(self, item: ChecklistItem) -> dict[str, Any]:
-        probe = self.item_probes.get(item.id)
         return {
             "text": item.text,
             "children": [self._item_json(c) for c in item.children],
-            "probe": copy.deepcopy(probe) if probe is not None else None,
+            "probe": item.probe or self.item_probes.get(item.id),
         }
 
-    def to_yaml(self) -> str:
-        """A checklist YAML file, with the suggestions as extra top-level keys to review.
+    def _item_yaml(self, item: ChecklistItem) -> dict[str, Any]:
+        data: dict[str, Any] = {"text": item.text}
+        probe = item.probe or self.item_probes.get(item.id)
+        if probe:
+            data["probe"] = probe
+        if item.children:
+            data["children"] = [self._item_yaml(c) for c in item.children]
+        return data
 
-        ``title`` and ``sections`` load as a :class:`~bot.domain.checklist.Checklist`; ``signoffs``,
-        ``suggested_probes`` and ``suggested_rollback`` must be removed (or moved into
-        ``deploybot.yaml``) first, as the header comment says.
+    def to_yaml(self) -> str:
+        """A checklist YAML file that loads as it is, the suggestions in keys of their own.
+
+        Items link the probe suggested from their own code by its name in
+        ``suggested_probes``; such a link is live once ``deploybot.yaml`` defines a probe of
+        that name (see :mod:`bot.config.checklist_files`).
         """
         document: dict[str, Any] = {
             "title": self.checklist.title,
             "sections": [
-                {"title": s.title, "items": [_item_yaml(i) for i in s.items]}
+                {"title": s.title, "items": [self._item_yaml(i) for i in s.items]}
                 for s in self.checklist.sections
             ],
             "signoffs": list(self.signoffs),
@@ -142,7 +170,9 @@ class RunbookImport:
         roles = ", ".join(self.signoffs)
         lines = [
             f"{self.checklist.title}: {_count(len(self.checklist.sections), 'section')}, "
-            f"{_count(self.checklist.item_count, 'item')}",
+            f"{_count(self.checklist.item_count, 'item')}, "
+            f"{_count(len(self.signoffs), 'sign-off')}, "
+            f"{_count(len(self.probes), 'suggested probe')}",
             f"sign-off roles: {len(self.signoffs)}" + (f" ({roles})" if roles else ""),
             f"suggested probes: {len(self.probes)}" + (f" ({kinds})" if kinds else ""),
             f"suggested rollback targets: {len(self.rollback)}",
@@ -176,18 +206,21 @@ def import_runbook(text: str) -> RunbookImport:
             Section(title=title, items=tuple(_to_item(d) for d in drafts))
             for title, drafts in reader.sections
         ),
+        signoffs=tuple(SignOffLine(role=role, line=line) for role, line in reader.signoff_lines),
     ).numbered()
+    # A parent's inline code is read after its nested items: restore document order.
+    probes = name_probes(sorted(reader.findings.probes, key=attrgetter("source_line")))
+    names = {id(before): after.name for before, after in probes}
     drafts = [d for _, section in reader.sections for top in section for d in top.walk()]
     item_probes = {
-        item.id: draft.probe
+        item.id: names[id(draft.probe)]
         for draft, (_, item) in zip(drafts, checklist.walk(), strict=True)
-        if draft.probe is not None
+        if draft.probe is not None and not item.probe
     }
     return RunbookImport(
         checklist=checklist,
         signoffs=reader.signoffs(),
-        # A parent's inline code is read after its nested items: restore document order.
-        probes=tuple(sorted(reader.findings.probes, key=attrgetter("source_line"))),
+        probes=tuple(after for _, after in probes),
         rollback=tuple(reader.findings.rollback),
         skipped=tuple(
             f"line {n}: {note}" for n, note in sorted(reader.findings.notes, key=itemgetter(0))
@@ -215,11 +248,16 @@ def _parser() -> MarkdownIt:
 
 @dataclass
 class _Draft:
-    """An item while the tree is read; ChecklistItem is frozen, so it is built at the end."""
+    """An item while the tree is read; ChecklistItem is frozen, so it is built at the end.
+
+    ``link`` is the probe its ``<!-- probe: name -->`` comment names; ``probe`` the first
+    probe suggested from its own code.
+    """
 
     text: str
     children: list[_Draft]
-    probe: dict[str, Any] | None
+    probe: SuggestedProbe | None
+    link: str | None = None
 
     def walk(self) -> list[_Draft]:
         return [self, *(d for c in self.children for d in c.walk())]
@@ -236,7 +274,7 @@ class _RunbookReader:
         self.title = (_plain(self.title_heading) if self.title_heading else "") or "Checklist"
         self.sections: list[tuple[str, list[_Draft]]] = []
         self.findings = Findings()
-        self._signoffs: list[str] = []
+        self.signoff_lines: list[tuple[str, int]] = []  # (role, line), every one
         self._path: list[tuple[int, str]] = []  # (level, title) of the headings above
         self._items: list[_Draft] | None = None  # the current heading's section, once it has one
 
@@ -254,7 +292,7 @@ class _RunbookReader:
 
     def signoffs(self) -> tuple[str, ...]:
         unique: dict[str, str] = {}
-        for role in self._signoffs:
+        for role, _ in self.signoff_lines:
             unique.setdefault(role.casefold(), role)
         return tuple(unique.values())
 
@@ -289,36 +327,48 @@ class _RunbookReader:
         if inline is None:
             return [draft for block in blocks for draft in self._items_in(block)]
         checkbox = _CHECKBOX.match(inline.content)
-        text = _collapse(checkbox.group(1)) if checkbox else ""
-        if checkbox and self._take_signoff(text, blocks[1:]):
+        link = _PROBE_LINK.search(inline.content)
+        text = _collapse(_PROBE_LINK.sub(" ", checkbox.group(1))) if checkbox else ""
+        if checkbox and self._take_signoff(text, blocks[1:], _line(node)):
             text = ""  # nested items under a sign-off line still count
-        nested = [draft for block in blocks[1:] for draft in self._items_in(block)]
+        nested: list[_Draft] = []
+        fenced: list[SuggestedProbe] = []  # probes of code blocks right under the item
+        for block in blocks[1:]:
+            if block.type in ("fence", "code_block"):
+                fenced += self._code(block)
+            else:
+                nested += self._items_in(block)
         if not checkbox and nested:
-            text = _plain(inline)  # a plain parent ("- **Database**") over checkbox items
+            # A plain parent ("- **Database**") over checkbox items.
+            text = _collapse(_PROBE_LINK.sub(" ", _plain(inline)))
         if not text:  # also a plain bullet ("- Database down or unreachable"): not an item
             return nested
-        return [_Draft(text, nested, self._inline_probe(inline, _line(node)))]
+        probe = self._inline_probe(inline, _line(node)) or next(iter(fenced), None)
+        return [_Draft(text, nested, probe, link[1] if link else None)]
 
-    def _take_signoff(self, text: str, nested_blocks: list[SyntaxTreeNode]) -> bool:
+    def _take_signoff(self, text: str, nested_blocks: list[SyntaxTreeNode], line: int) -> bool:
         """Record ``text`` as a sign-off role if it is one ("QA Lead: ____ Date: ____")."""
         signoff = _SIGNOFF.fullmatch(text)
         # "Reviewers:" over nested items is an item grouping them, not a blank to sign.
         has_nested = any(b.type in ("bullet_list", "ordered_list") for b in nested_blocks)
         if signoff is None or ("_" not in signoff["blanks"] and has_nested):
             return False
-        self._signoffs.append(signoff["role"].strip())
+        role = (signoff["marked"] or signoff["role"]).strip()
+        if role:  # "** **: ____" names nobody: a blank line, left out
+            self.signoff_lines.append((role, line))
         return True
 
-    def _inline_probe(self, inline: SyntaxTreeNode, line: int) -> dict[str, Any] | None:
-        spec = None
+    def _inline_probe(self, inline: SyntaxTreeNode, line: int) -> SuggestedProbe | None:
+        probe = None
         for node in inline.walk():
             if node.type == "code_inline":
                 findings = scan_script(node.content, line)
                 self.findings.extend(findings)
-                spec = spec or next((p.spec for p in findings.probes), None)
-        return spec
+                probe = probe or next(iter(findings.probes), None)
+        return probe
 
-    def _code(self, node: SyntaxTreeNode) -> None:
+    def _code(self, node: SyntaxTreeNode) -> list[SuggestedProbe]:
+        """Scan a code block for commands; returns the probes it suggests."""
         line = _line(node)
         if node.type == "code_block":
             kind, findings = "indented code block", scan_script(node.content, line)
@@ -326,11 +376,12 @@ class _RunbookReader:
             language = (node.info.split() or [""])[0].lower()
             if language and language not in _SHELL_LANGUAGES:
                 self.findings.notes.append((line, f"fenced {language} block not read as commands"))
-                return
+                return []
             kind, findings = "fenced code block", scan_script(node.content, line + 1)
         self.findings.extend(findings)
         if not findings.recognised:
             self.findings.notes.append((line, f"{kind} with no recognised command"))
+        return findings.probes
 
     def _table(self, node: SyntaxTreeNode) -> None:
         rows = [row for part in node.children for row in part.children if row.type == "tr"]
@@ -341,9 +392,9 @@ class _RunbookReader:
         column = header.index("role")
         for row in rows[1:]:
             cells = row.children
-            role = _plain(cells[column]) if column < len(cells) else ""
+            role = _plain(cells[column]).strip("` ") if column < len(cells) else ""
             if role.strip("_- "):  # "____" is a blank to fill in, not a role
-                self._signoffs.append(role)
+                self.signoff_lines.append((role, _line(row)))
 
 
 def _inline(node: SyntaxTreeNode) -> SyntaxTreeNode | None:
@@ -372,18 +423,16 @@ def _line(node: SyntaxTreeNode) -> int:
 
 
 def _to_item(draft: _Draft) -> ChecklistItem:
-    return ChecklistItem(text=draft.text, children=tuple(_to_item(c) for c in draft.children))
-
-
-def _item_yaml(item: ChecklistItem) -> dict[str, Any]:
-    data: dict[str, Any] = {"text": item.text}
-    if item.children:
-        data["children"] = [_item_yaml(c) for c in item.children]
-    return data
+    children = tuple(_to_item(c) for c in draft.children)
+    return ChecklistItem(text=draft.text, probe=draft.link, children=children)
 
 
 def _probe_yaml(probe: SuggestedProbe) -> dict[str, Any]:
-    data: dict[str, Any] = {"line": probe.source_line, "command": probe.command}
+    data: dict[str, Any] = {
+        "name": probe.name,
+        "line": probe.source_line,
+        "command": probe.command,
+    }
     if probe.unresolved:
         data["fill_in"] = list(probe.unresolved)
     data["probe"] = probe.spec

@@ -1,0 +1,168 @@
+"""Checklist files as written: the checklist, plus what an import suggests for deploybot.yaml.
+
+``deploybot checklist import`` writes a checklist file that loads as it is. Besides ``title``,
+``sections`` and the runbook's ``signoffs``, it holds ``suggested_probes`` (each named; an item
+such a probe would tick links to it by that name) and ``suggested_rollback``. They stay
+suggestions: ``config check`` lists those deploybot.yaml does not have, and an item linking a
+suggested probe the config does not define is ticked by hand until it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from bot.config.errors import ChecklistFile, Problem, YamlSource, validation_problems
+from bot.domain.checklist import Checklist, ChecklistItem
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_LISTED = 8
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProbeSuggestion(_Strict):
+    """A probe suggested from a command in the runbook; not active until deploybot.yaml's
+    ``probes`` defines one of the same name (fill in what ``fill_in`` lists first)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    line: int | None = None
+    command: str | None = None
+    fill_in: tuple[str, ...] = ()
+    probe: dict[str, Any]
+
+
+class RollbackSuggestion(_Strict):
+    """A rollback target suggested from the runbook; copy it under an environment's
+    ``rollback`` to use it."""
+
+    line: int | None = None
+    rollback: dict[str, Any]
+
+
+class ChecklistDocument(Checklist):
+    """A checklist file: the checklist, and the suggestions an import left in it."""
+
+    suggested_probes: tuple[ProbeSuggestion, ...] = ()
+    suggested_rollback: tuple[RollbackSuggestion, ...] = ()
+
+    @field_validator("suggested_probes")
+    @classmethod
+    def _names_unique(cls, probes: tuple[ProbeSuggestion, ...]) -> tuple[ProbeSuggestion, ...]:
+        names = [p.name for p in probes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise PydanticCustomError(
+                "duplicate_name", "repeated names: {names}", {"names": ", ".join(repeated)}
+            )
+        return probes
+
+
+def read_yaml_checklist(source: YamlSource, probes: Collection[str] | None) -> ChecklistFile:
+    """Validate a YAML checklist file, with its suggestions.
+
+    Args:
+        source: The parsed file.
+        probes: The probe names the config defines; None skips the checks that need them.
+
+    Returns:
+        The loaded file: problems (errors), warnings (suggestions not configured yet) and,
+        when valid, the numbered checklist, whose items link only probes in ``probes``
+        (links to suggested probes it lacks are left out) and whose sign-offs carry their
+        line in the file.
+    """
+    data = {} if source.data is None else source.data
+    document: ChecklistDocument | None = None
+    found: list[Problem] = []
+    try:
+        document = ChecklistDocument.model_validate(data)
+    except ValidationError as error:
+        found = validation_problems(source, error, ChecklistDocument)
+    checklist = _checklist(source, document, probes) if document is not None else None
+    # An item may link a configured probe or one the file suggests (inactive until configured).
+    known = None if probes is None else list(dict.fromkeys([*probes, *_suggested_names(data)]))
+    loaded = ChecklistFile.checked(source, data, checklist, known)
+    loaded.problems[:0] = source.scan_problems + found
+    if document is not None:
+        loaded.warnings += _suggestion_warnings(source, document, probes)
+    return loaded
+
+
+def unasked_signoffs(
+    where: str, checklist: Checklist, env_name: str, keys: Collection[str]
+) -> list[Problem]:
+    """The checklist's sign-off lines whose role the environment does not require, located."""
+    return [
+        Problem(
+            where,
+            line.line,
+            "",
+            f"sign-off '{line.role}' is not asked for in environment '{env_name}': "
+            f"add it to environments.{env_name}.signoffs, or nobody signs it",
+        )
+        for line in checklist.signoffs_not_in(keys)
+    ]
+
+
+def _checklist(
+    source: YamlSource, document: ChecklistDocument, probes: Collection[str] | None
+) -> Checklist:
+    suggested = {p.name for p in document.suggested_probes}
+    inactive = set() if probes is None else suggested - set(probes)
+
+    def item(each: ChecklistItem) -> ChecklistItem:
+        return each.model_copy(
+            update={
+                "probe": None if each.probe in inactive else each.probe,
+                "children": tuple(item(c) for c in each.children),
+            }
+        )
+
+    sections = tuple(
+        s.model_copy(update={"items": tuple(item(i) for i in s.items)}) for s in document.sections
+    )
+    signoffs = tuple(
+        line.model_copy(update={"line": source.locate(("signoffs", index))[0]})
+        for index, line in enumerate(document.signoffs)
+    )
+    return Checklist(title=document.title, sections=sections, signoffs=signoffs).numbered()
+
+
+def _suggestion_warnings(
+    source: YamlSource, document: ChecklistDocument, probes: Collection[str] | None
+) -> list[Problem]:
+    warnings = []
+    suggested = document.suggested_probes
+    missing = [] if probes is None else [p.name for p in suggested if p.name not in probes]
+    if missing:
+        listed = ", ".join(missing[:MAX_LISTED]) + (", …" if len(missing) > MAX_LISTED else "")
+        warnings.append(
+            source.problem(
+                ("suggested_probes",),
+                f"{len(missing)} suggested probe(s) not in the config: {listed}; define one "
+                "under 'probes' by the same name and the items linking it are ticked by it",
+            )
+        )
+    if document.suggested_rollback:
+        lines = ", ".join(str(r.line) for r in document.suggested_rollback if r.line)
+        warnings.append(
+            source.problem(
+                ("suggested_rollback",),
+                f"{len(document.suggested_rollback)} suggested rollback target(s)"
+                + (f" (runbook lines {lines})" if lines else "")
+                + ": copy those you want under an environment's 'rollback', then remove this key",
+            )
+        )
+    return warnings
+
+
+def _suggested_names(data: object) -> list[str]:
+    """Names of the suggested probes in raw (maybe invalid) data."""
+    raw = data.get("suggested_probes") if isinstance(data, dict) else None
+    entries = raw if isinstance(raw, list) else []
+    return [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]

@@ -9,19 +9,21 @@ from slack_sdk import WebClient
 
 from bot.domain.commands import Command, SkipItem, TickItem, UntickItem
 from bot.domain.errors import DeployError
-from bot.rendering.ids import ActionId, InputId, ViewId, unpack
+from bot.domain.inputs import free_text
+from bot.rendering.ids import ActionId, InputId, ViewId
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import skip_modal
-from commands.deps import deps_of, finishing, parse_id, request_of
+from commands.deps import deps_of, finishing, parse_id, parse_parts, request_of, typed
 
 
 def tick(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
     """What a click changes is the difference between the element as the clicker saw it
     (its ``initial_options`` in the clicked message) and its ``selected_options``: a stale
     message or someone else's concurrent tick is never undone by this click."""
+    _, sid, shown = parse_parts(action.get("block_id") or "", 3, "checkbox")
+    session_id = parse_id(sid)  # before the ack: a garbled click is refused in its answer
     ack()
     deps = deps_of(context)
-    _, sid, shown = unpack(action["block_id"])
     items = set(shown.split(","))
     seen = shown_ticked(body, action["block_id"]) & items
     selected = {o["value"] for o in action.get("selected_options") or []} & items
@@ -29,43 +31,52 @@ def tick(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltCo
     commands += [UntickItem(i) for i in sorted(seen - selected)]
     if commands:
         actor = deps.service.actor(body["user"]["id"])
-        deps.service.handle(parse_id(sid), commands, actor, request=request_of(context))
+        deps.service.handle(session_id, commands, actor, request=request_of(context))
 
 
 def shown_ticked(body: dict[str, Any], block_id: str) -> set[str]:
     """The item ids the clicked message showed ticked in the block ``block_id``."""
-    for block in (body.get("message") or {}).get("blocks") or []:
+    for block in _dicts((body.get("message") or {}).get("blocks")):
         if block.get("block_id") != block_id:
             continue
-        for element in block.get("elements") or [block.get("accessory") or {}]:
+        for element in _dicts(block.get("elements") or [block.get("accessory")]):
             if element.get("type") == "checkboxes":
-                return {o["value"] for o in element.get("initial_options") or []}
+                return {
+                    o["value"]
+                    for o in _dicts(element.get("initial_options"))
+                    if isinstance(o.get("value"), str)
+                }
     return set()
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects in a list from the payload (a garbled message shows nothing ticked)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def open_skip(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
+    session_id, section_id = parse_parts(action.get("value") or "", 2, "skip button")
+    parsed = parse_id(session_id)
     ack()
-    session_id, section_id = unpack(action["value"])
-    view = skip_modal(deps_of(context).service.get(parse_id(session_id)), section_id)
+    view = skip_modal(deps_of(context).service.get(parsed), section_id)
     validate_view(view)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 def submit_skip(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
-    values = view["state"]["values"]
-    item = values[InputId.SKIP_ITEM][InputId.SKIP_ITEM].get("selected_option") or {}
-    reason = (values[InputId.SKIP_REASON][InputId.SKIP_REASON].get("value") or "").strip()
-    session_id, _ = unpack(view["private_metadata"])
+    item = typed(view, InputId.SKIP_ITEM, "selected_option")
     if not item:
         ack(response_action="errors", errors={InputId.SKIP_ITEM: "Pick the item to skip."})
         return
     deps = deps_of(context)
     try:
+        reason = free_text(typed(view, InputId.SKIP_REASON))
+        session_id, _ = parse_parts(view.get("private_metadata") or "", 2, "form")
         deps.service.act(
             parse_id(session_id),
-            SkipItem(item["value"], reason),
+            SkipItem(item, reason),
             body["user"]["id"],
             request=request_of(context),
         )

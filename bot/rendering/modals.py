@@ -8,11 +8,12 @@ from bot.domain import TRANSITIONS, DeploySession
 from bot.domain.checklist import ChecklistItem
 from bot.domain.commands import Abort, SkipItem
 from bot.domain.errors import NotFound
+from bot.domain.inputs import REASON_MAX
 from bot.rendering.checklist import STATUS_ICON, session_id
 from bot.rendering.ids import InputId, ViewId, pack
 from bot.rendering.limits import MAX_OPTION_TEXT, MAX_SECTION_TEXT, MAX_SELECT_OPTIONS, clip
 
-REASON_MAX_LENGTH = 1_000
+REASON_MAX_LENGTH = REASON_MAX
 
 
 def skip_modal(session: DeploySession, section_id: str) -> dict[str, Any]:
@@ -131,6 +132,16 @@ def abort_modal(session: DeploySession) -> dict[str, Any]:
             ),
             _reason_input(InputId.ABORT_REASON, "Why is it aborted?"),
         ],
+    }
+
+
+def notice_modal(text: str) -> dict[str, Any]:
+    """A modal that only says ``text``: the answer to a submit deploybot could not take."""
+    return {
+        "type": "modal",
+        "title": _plain("deploybot"),
+        "close": _plain("Close"),
+        "blocks": [_section(text)],
     }
 
 

@@ -32,6 +32,8 @@ def tick(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltCo
     if commands:
         actor = deps.service.actor(body["user"]["id"])
         deps.service.handle(session_id, commands, actor, request=request_of(context))
+    else:
+        deps.service.get(session_id)  # nothing to change; a click on no deploy still hears so
 
 
 def shown_ticked(body: dict[str, Any], block_id: str) -> set[str]:

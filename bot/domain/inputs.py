@@ -78,7 +78,7 @@ def _word(text: str, what: str, limit: int) -> str:
         raise InputError(f"Give a {what}.")
     if len(text) > limit:
         raise InputError(
-            f"`{shown(text)}…` is {len(text):,} characters long; a {what} takes up to {limit}."
+            f"The {what} `{shown(text)}…` is {len(text):,} characters long; the limit is {limit:,}."
         )
     bad = next((c for c in text if c.isspace() or _control(c)), None)
     if bad is not None:

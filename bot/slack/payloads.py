@@ -69,6 +69,10 @@ class View(_Shape):
     state: State | None = None
 
 
+class SubmittedView(View):
+    state: State
+
+
 class Interaction(_Shape):
     """Any ``payload=`` interaction: a click, a modal's submit or close, a shortcut."""
 
@@ -94,7 +98,7 @@ class BlockActions(Interaction):
 
 class ViewSubmission(Interaction):
     type: Literal["view_submission"]
-    view: View
+    view: SubmittedView
 
 
 class SlashCommand(_Shape):

@@ -94,6 +94,7 @@ class Interaction(_Shape):
 class BlockActions(Interaction):
     type: Literal["block_actions"]
     actions: list[Action] = Field(min_length=1)
+    trigger_id: str  # a button that opens a modal passes it on
 
 
 class ViewSubmission(Interaction):

@@ -86,6 +86,9 @@ def test_malformed_requests_are_refused_with_400_or_401(bot: RunningBot) -> None
         outcome = http.payload(garble(click, path, value))
         assert outcome.status == 400 and path[0] in outcome.body
     assert http.payload(submit_payload(DEPLOYER, ViewId.ABORT, "1", DROP, "2")).status == 400
+    # Python's JSON extensions are not JSON (PostgreSQL's jsonb refuses them in the inbox).
+    infinite = urlencode({"payload": json.dumps({**click, "team": {"x": float("inf")}})})
+    assert http.send(infinite.encode()).status == 400
     # A forged signature is still refused as before, whatever the body.
     assert http.send(b"payload=%5B%5D", signed=False).status == 401
 

@@ -95,16 +95,26 @@ def parse(text: str, content_type: str | None) -> tuple[Any, bool]:
     JSON or form as Bolt tells them apart.
 
     Raises:
-        ValueError: invalid JSON.
+        ValueError: invalid JSON (``NaN`` and ``Infinity`` too).
     """
     if not text:
         return {}, False
     if content_type == "application/json" or text.startswith("{"):
-        return json.loads(text), False
+        return _json(text), False
     form = dict(parse_qsl(text, keep_blank_values=True))
     if "payload" in form:
-        return json.loads(form["payload"]), True
+        return _json(form["payload"]), True
     return form, False
+
+
+def _json(text: str) -> Any:
+    """JSON as its standard has it: Python's ``NaN`` and ``Infinity`` are refused (the
+    inbox's jsonb column refuses them on PostgreSQL)."""
+    return json.loads(text, parse_constant=_not_json)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 class EdgeHandler(SlackRequestHandler):

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -29,6 +28,7 @@ from bot.ops.settings import Settings
 from bot.runtime import Runtime, build_runtime
 from bot.slack.app import build_app, check_credentials, make_client
 from bot.slack.delivery import SlackDelivery, reply
+from bot.slack.edge import EdgeHandler
 from bot.slack.inbox import InboxWorker, SlackInbox
 from bot.slack.links import SlackLinks
 from bot.slack.publisher import SessionPublisher
@@ -61,10 +61,12 @@ class Bot:
     workers: tuple[OutboxWorker, ...]
     inbox: InboxWorker
     recovery: Periodic  # marks interrupted the probe rounds of processes that stopped
+    signing_secret: str = ""
 
     def wsgi(self) -> WSGIApplication:
         return make_wsgi(
             self.app,
+            signing_secret=self.signing_secret,
             ready=lambda: readiness(self.runtime),
             registry=metrics.registry_for(self.runtime.session_factory),
         )
@@ -261,6 +263,7 @@ def _assemble(
             interval=settings.outbox_lease / 3,
             name="probe-recovery",
         ),
+        settings.slack_signing_secret or "",
     )
 
 
@@ -290,14 +293,19 @@ def readiness(runtime: Runtime) -> tuple[bool, str]:
 
 
 def make_wsgi(
-    app: App, *, ready: Callable[[], tuple[bool, str]], registry: Collector | None = None
+    app: App,
+    *,
+    signing_secret: str,
+    ready: Callable[[], tuple[bool, str]],
+    registry: Collector | None = None,
 ) -> WSGIApplication:
-    """Bolt at ``/slack/events`` with ``/healthz``, ``/readyz`` and ``/metrics`` beside it.
+    """Bolt at ``/slack/events`` (behind :class:`~bot.slack.edge.EdgeHandler`, which answers
+    malformed requests itself) with ``/healthz``, ``/readyz`` and ``/metrics`` beside it.
 
     ``/metrics`` serves ``registry`` in Prometheus' text format (the process-wide metrics
     when None; ``deploybot_sessions`` needs the registry of :func:`bot.ops.metrics.registry_for`).
     """
-    slack = SlackRequestHandler(app)
+    slack = EdgeHandler(app, signing_secret)
     registry = registry or metrics.registry_for(None)
 
     def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -9,10 +9,19 @@ from slack_sdk import WebClient
 
 from bot.domain.commands import Command, SkipItem, TickItem, UnskipItem, UntickItem
 from bot.domain.errors import DeployError
-from bot.rendering.ids import SEPARATOR, UNSKIP, ActionId, InputId, ViewId, unpack
+from bot.domain.inputs import free_text
+from bot.rendering.ids import SEPARATOR, UNSKIP, ActionId, InputId, ViewId
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import skip_modal
-from commands.deps import deps_of, finishing, parse_id, request_of, tell_where_clicked
+from commands.deps import (
+    deps_of,
+    finishing,
+    parse_id,
+    parse_parts,
+    request_of,
+    tell_where_clicked,
+    typed,
+)
 
 
 def tick(
@@ -29,19 +38,21 @@ def tick(
 
     A refused click is redrawn as it was (by the bus) and the clicker is told why, in the
     checklist's thread where they clicked."""
+    _, sid, shown = parse_parts(action.get("block_id") or "", 3, "checkbox")
+    session_id = parse_id(sid)  # before the ack: a garbled click is refused in its answer
     ack()
     deps = deps_of(context)
-    _, sid, shown = unpack(action["block_id"])
     items = set(shown.split(","))
     seen = shown_ticked(body, action["block_id"]) & items
     selected = {o["value"] for o in action.get("selected_options") or []} & items
     commands: list[Command] = [TickItem(i) for i in sorted(selected - seen)]
     commands += [UntickItem(i) for i in sorted(seen - selected)]
     if not commands:
+        deps.service.get(session_id)  # nothing to change; a click on no deploy still hears so
         return
     actor = deps.service.actor(body["user"]["id"])
     try:
-        deps.service.handle(parse_id(sid), commands, actor, request=request_of(context))
+        deps.service.handle(session_id, commands, actor, request=request_of(context))
     except DeployError as refused:
         changes = [f"tick {i}" for i in sorted(selected - seen)]
         changes += [f"untick {i}" for i in sorted(seen - selected)]
@@ -51,37 +62,48 @@ def tick(
 
 def shown_ticked(body: dict[str, Any], block_id: str) -> set[str]:
     """The item ids the clicked message showed ticked in the block ``block_id``."""
-    for block in (body.get("message") or {}).get("blocks") or []:
+    for block in _dicts((body.get("message") or {}).get("blocks")):
         if block.get("block_id") != block_id:
             continue
-        for element in block.get("elements") or [block.get("accessory") or {}]:
+        for element in _dicts(block.get("elements") or [block.get("accessory")]):
             if element.get("type") == "checkboxes":
-                return {o["value"] for o in element.get("initial_options") or []}
+                return {
+                    o["value"]
+                    for o in _dicts(element.get("initial_options"))
+                    if isinstance(o.get("value"), str)
+                }
     return set()
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects in a list from the payload (a garbled message shows nothing ticked)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def open_skip(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
+    session_id, section_id = parse_parts(action.get("value") or "", 2, "skip button")
+    parsed = parse_id(session_id)
     ack()
-    session_id, section_id = unpack(action["value"])
-    view = skip_modal(deps_of(context).service.get(parse_id(session_id)), section_id)
+    view = skip_modal(deps_of(context).service.get(parsed), section_id)
     validate_view(view)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 def submit_skip(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
-    values = view["state"]["values"]
-    item = values[InputId.SKIP_ITEM][InputId.SKIP_ITEM].get("selected_option") or {}
-    reason = (values[InputId.SKIP_REASON][InputId.SKIP_REASON].get("value") or "").strip()
-    session_id, _ = unpack(view["private_metadata"])
+    item = typed(view, InputId.SKIP_ITEM, "selected_option")
     if not item:
         ack(response_action="errors", errors={InputId.SKIP_ITEM: "Pick the item to skip."})
         return
     deps = deps_of(context)
-    kind, _, item_id = str(item["value"]).rpartition(SEPARATOR)
-    command: Command = UnskipItem(item_id, reason) if kind == UNSKIP else SkipItem(item_id, reason)
+    kind, _, item_id = item.rpartition(SEPARATOR)
     try:
+        reason = free_text(typed(view, InputId.SKIP_REASON))
+        session_id, _ = parse_parts(view.get("private_metadata") or "", 2, "form")
+        command: Command = (
+            UnskipItem(item_id, reason) if kind == UNSKIP else SkipItem(item_id, reason)
+        )
         deps.service.act(
             parse_id(session_id), command, body["user"]["id"], request=request_of(context)
         )

@@ -11,7 +11,7 @@ from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.app.report import report_markdown
 from bot.app.sessions import describe_lock
-from bot.domain import DeploySession
+from bot.domain import DeploySession, inputs
 from bot.domain.commands import Abort, RequestProbes
 from bot.domain.errors import DeployError, NotFound
 from bot.domain.policy import Action
@@ -22,7 +22,8 @@ POST_WAIT = 8.0  # seconds /deploy start waits for its checklist to reach Slack
 
 USAGE = (
     "Usage: `/deploy start <env> [service] [version]` · `status [id]` · `list` · `probe [id]` · "
-    "`abort [id] [reason]` · `report [id]` · `lock <env> [reason]` · `unlock <env>` · `help`"
+    "`abort [id] [reason]` · `report [id]` · `lock <env> [reason]` · `unlock <env>` · `help`\n"
+    + inputs.LIMITS
 )
 
 
@@ -45,12 +46,12 @@ Handler = Callable[[Deps, Invocation], None]
 
 def deploy(ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
     """``/deploy <subcommand> ...``: acknowledged at once, then handled."""
-    ack()  # within Slack's 3 seconds; the work below runs after the response is sent
     words = (command.get("text") or "").split()
     sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
     handler = SUBCOMMANDS.get(sub)
     if handler is None:
-        raise UsageError(f"Unknown subcommand `{sub[:40]}`.")
+        raise UsageError(f"Unknown subcommand `{inputs.shown(sub)}`.")
+    ack()  # within Slack's 3 seconds; the work below runs after the response is sent
     call = Invocation(
         command["user_id"], args, respond, request_of(context), command.get("response_url")
     )
@@ -67,6 +68,9 @@ def start(deps: Deps, call: Invocation) -> None:
             "`/deploy start` takes an environment, then optionally a service and version."
         )
     env, service, version = (call.args + ["", ""])[:3]
+    env = inputs.name(env, "environment")
+    service = inputs.name(service, "service") if service else ""
+    version = inputs.version(version) if version else ""
     session = deps.service.open(
         environment=env,
         user_id=call.user_id,
@@ -140,7 +144,7 @@ def run_probes(
 
 def abort(deps: Deps, call: Invocation) -> None:
     session_id, rest = _id_and_rest(deps, call)
-    reason = " ".join(rest)
+    reason = inputs.free_text(" ".join(rest))
     if not reason:
         raise UsageError("Say why: `/deploy abort [id] <reason>`.")
     deps.service.act(session_id, Abort(reason), call.user_id, request=call.request)
@@ -172,7 +176,8 @@ def report(deps: Deps, call: Invocation) -> None:
 def lock(deps: Deps, call: Invocation) -> None:
     if not call.args:
         raise UsageError("`/deploy lock` takes an environment and optionally a reason.")
-    env, reason = call.args[0], " ".join(call.args[1:])
+    env = inputs.name(call.args[0], "environment")
+    reason = inputs.free_text(" ".join(call.args[1:]))
     held = deps.service.lock(
         environment=env, user_id=call.user_id, reason=reason, request=call.request
     )
@@ -182,8 +187,9 @@ def lock(deps: Deps, call: Invocation) -> None:
 def unlock(deps: Deps, call: Invocation) -> None:
     if len(call.args) != 1:
         raise UsageError("`/deploy unlock` takes one environment.")
-    deps.service.unlock(environment=call.args[0], user_id=call.user_id, request=call.request)
-    tell(call.respond, f":unlock: {call.args[0]} is unlocked.")
+    env = inputs.name(call.args[0], "environment")
+    deps.service.unlock(environment=env, user_id=call.user_id, request=call.request)
+    tell(call.respond, f":unlock: {env} is unlocked.")
 
 
 def show_help(deps: Deps, call: Invocation) -> None:
@@ -208,7 +214,7 @@ SUBCOMMANDS: dict[str, Handler] = {
 def _session_arg(deps: Deps, call: Invocation) -> DeploySession:
     session_id, rest = _id_and_rest(deps, call)
     if rest:
-        raise UsageError(f"Unexpected `{' '.join(rest)}` after the session id.")
+        raise UsageError(f"Unexpected `{inputs.shown(' '.join(rest))}` after the session id.")
     return deps.service.get(session_id)
 
 

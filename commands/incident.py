@@ -14,27 +14,27 @@ from commands.deps import deps_of, finishing, parse_id, request_of, tell
 def acknowledge(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
 ) -> None:
+    session_id = parse_id(action.get("value") or "")  # before the ack: refused in its answer
     ack()
     deps = deps_of(context)
-    session_id = parse_id(action["value"])
     deps.service.act(session_id, Acknowledge(), body["user"]["id"], request=request_of(context))
 
 
 def roll_back(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, context: BoltContext
 ) -> None:
+    session_id = parse_id(action.get("value") or "")  # before the ack: refused in its answer
     ack()
     deps = deps_of(context)
-    session_id = parse_id(action["value"])
     deps.rollbacks.request(session_id, body["user"]["id"], request=request_of(context))
     tell(respond, f":rewind: Rolling back deploy #{session_id}; progress follows here.")
 
 
 def resolve(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
     """Resolve without rolling back; verification starts again (an effect of the event)."""
+    session_id = parse_id(action.get("value") or "")  # before the ack: refused in its answer
     ack()
     deps = deps_of(context)
-    session_id = parse_id(action["value"])
     deps.service.act(session_id, Resolve(), body["user"]["id"], request=request_of(context))
 
 

@@ -9,11 +9,12 @@ from slack_sdk import WebClient
 
 from bot.domain.commands import Abort, Complete, FinishDeployment, SignOff, StartDeployment
 from bot.domain.errors import DeployError
-from bot.rendering.ids import ActionId, InputId, ViewId, unpack
+from bot.domain.inputs import free_text
+from bot.rendering.ids import ActionId, InputId, ViewId
 from bot.rendering.limits import validate_view
 from bot.rendering.modals import abort_modal
 from commands.deploy import run_probes
-from commands.deps import deps_of, finishing, parse_id, request_of
+from commands.deps import deps_of, finishing, parse_id, parse_parts, request_of, typed
 
 SIMPLE: dict[str, type[StartDeployment] | type[FinishDeployment] | type[Complete]] = {
     ActionId.START_DEPLOYMENT: StartDeployment,
@@ -23,30 +24,31 @@ SIMPLE: dict[str, type[StartDeployment] | type[FinishDeployment] | type[Complete
 
 
 def sign_off(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
+    session_id, key = parse_parts(action.get("value") or "", 2, "sign-off button")
+    parsed = parse_id(session_id)  # before the ack: a garbled value is refused in its answer
     ack()
-    session_id, key = unpack(action["value"])
     deps_of(context).service.act(
-        parse_id(session_id), SignOff(key), body["user"]["id"], request=request_of(context)
+        parsed, SignOff(key), body["user"]["id"], request=request_of(context)
     )
 
 
 def simple(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
     """Start deployment, deployed (verification follows as an effect), complete."""
+    session_id = parse_id(action.get("value") or "")
     ack()
     command = SIMPLE[action["action_id"]]()
     deps = deps_of(context)
-    deps.service.act(
-        parse_id(action["value"]), command, body["user"]["id"], request=request_of(context)
-    )
+    deps.service.act(session_id, command, body["user"]["id"], request=request_of(context))
 
 
 def probes(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, context: BoltContext
 ) -> None:
+    session_id = parse_id(action.get("value") or "")
     ack()
     run_probes(
         deps_of(context),
-        parse_id(action["value"]),
+        session_id,
         body["user"]["id"],
         request_of(context),
         body.get("response_url"),
@@ -57,8 +59,9 @@ def probes(
 def open_abort(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
+    session_id = parse_id(action.get("value") or "")
     ack()
-    view = abort_modal(deps_of(context).service.get(parse_id(action["value"])))
+    view = abort_modal(deps_of(context).service.get(session_id))
     validate_view(view)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
@@ -66,11 +69,11 @@ def open_abort(
 def submit_abort(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
 ) -> None:
-    values = view["state"]["values"]
-    reason = (values[InputId.ABORT_REASON][InputId.ABORT_REASON].get("value") or "").strip()
     try:
+        reason = free_text(typed(view, InputId.ABORT_REASON))
+        session_id = parse_id(view.get("private_metadata") or "")
         deps_of(context).service.act(
-            parse_id(view["private_metadata"]),
+            session_id,
             Abort(reason),
             body["user"]["id"],
             request=request_of(context),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from slack_bolt import BoltContext
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -71,10 +72,11 @@ def test_the_error_handler_says_the_database_is_unreachable(tmp_path: Path) -> N
     def respond(*, text: str, **_: object) -> None:
         told.append(text)
 
-    answer_error(raised.value, respond, {"actions": [{}]})
-    answer_error(raised.value, respond, {"command": "/deploy", "text": "status"})
-    answer_error(RuntimeError("bug"), respond, {"actions": [{}]})
-    answer_error(DomainError("You can't do that."), respond, None)
+    context = BoltContext(response_url="https://hooks.slack.test/answer", respond=respond)
+    answer_error(raised.value, context, {"actions": [{}]})
+    answer_error(raised.value, context, {"command": "/deploy", "text": "status"})
+    answer_error(RuntimeError("bug"), context, {"actions": [{}]})
+    answer_error(DomainError("You can't do that."), context, None)
     assert told == [
         CLICK_LOST,
         COMMAND_LOST,

@@ -8,12 +8,13 @@ from bot.domain import TRANSITIONS, DeploySession, ItemStatus
 from bot.domain.checklist import ChecklistItem
 from bot.domain.commands import Abort, SkipItem
 from bot.domain.errors import NotFound
+from bot.domain.inputs import REASON_MAX
 from bot.rendering.checklist import STATUS_ICON, session_id
 from bot.rendering.ids import UNSKIP, InputId, ViewId, pack
 from bot.rendering.limits import MAX_OPTION_TEXT, MAX_SECTION_TEXT, MAX_SELECT_OPTIONS, clip
 from bot.rendering.mrkdwn import to_plain
 
-REASON_MAX_LENGTH = 1_000
+REASON_MAX_LENGTH = REASON_MAX
 UNSKIP_GROUP = "Skipped: unskip"
 
 
@@ -146,6 +147,16 @@ def abort_modal(session: DeploySession) -> dict[str, Any]:
             ),
             _reason_input(InputId.ABORT_REASON, "Why is it aborted?"),
         ],
+    }
+
+
+def notice_modal(text: str) -> dict[str, Any]:
+    """A modal that only says ``text``: the answer to a submit deploybot could not take."""
+    return {
+        "type": "modal",
+        "title": _plain("deploybot"),
+        "close": _plain("Close"),
+        "blocks": [_section(text)],
     }
 
 

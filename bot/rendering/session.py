@@ -14,6 +14,7 @@ from bot.domain.commands import (
     StartDeployment,
     StartProbe,
 )
+from bot.domain.inputs import LIMITS
 from bot.rendering.checklist import mention, session_id, unasked_signoffs
 from bot.rendering.failures import completion_missing, failing_text, overridden_text
 from bot.rendering.ids import ActionId, pack
@@ -141,7 +142,8 @@ def help_blocks() -> list[JsonBlock]:
         _section("\n".join(lines)),
         _context(
             "Without an id, `status`, `probe`, `abort` and `report` act on the open deploy you "
-            "started. Tick items, skip them and sign off with the buttons in the deploy's thread."
+            "started. Tick items, skip them and sign off with the buttons in the deploy's thread. "
+            + LIMITS
         ),
     ]
 

@@ -38,6 +38,9 @@ def build_app(*, client: WebClient, signing_secret: str, inbox: SlackInbox) -> A
         signing_secret=signing_secret,
         token_verification_enabled=False,  # checked once at start-up by ``check_credentials``
         process_before_response=False,
+        # A request no listener takes (an unknown command, a button of an older version) goes
+        # to the error handler, which says so, instead of a silent 404.
+        raise_error_for_unhandled_request=True,
         # Listeners ack first, then work on this pool; Bolt's default of 5 threads made
         # acknowledgements queue behind that work under load (benchmarks/ack_latency.py).
         listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt"),

@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.domain.inputs import NAME_MAX, SLACK_ID_MAX, VERSION_MAX
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp stored in UTC and always read back as UTC-aware.
@@ -74,10 +76,10 @@ class SessionRow(Base):
     __tablename__ = "deploy_sessions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    environment: Mapped[str] = mapped_column(String(100))
-    service: Mapped[str] = mapped_column(String(100), default="", server_default="")
-    version: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    requester: Mapped[str] = mapped_column(String(100))
+    environment: Mapped[str] = mapped_column(String(NAME_MAX))
+    service: Mapped[str] = mapped_column(String(NAME_MAX), default="", server_default="")
+    version: Mapped[str] = mapped_column(String(VERSION_MAX), default="", server_default="")
+    requester: Mapped[str] = mapped_column(String(SLACK_ID_MAX))
     state: Mapped[str] = mapped_column(String(32))
     is_open: Mapped[bool]
     checklist: Mapped[dict[str, Any]]
@@ -111,8 +113,8 @@ class AuditEventRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     session_id: Mapped[int | None] = mapped_column(ForeignKey("deploy_sessions.id"), index=True)
-    environment: Mapped[str | None] = mapped_column(String(100))
-    actor: Mapped[str] = mapped_column(String(100))
+    environment: Mapped[str | None] = mapped_column(String(NAME_MAX))
+    actor: Mapped[str] = mapped_column(String(SLACK_ID_MAX))
     kind: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]]
     at: Mapped[datetime]
@@ -121,9 +123,9 @@ class AuditEventRow(Base):
 class EnvironmentLockRow(Base):
     __tablename__ = "environment_locks"
 
-    environment: Mapped[str] = mapped_column(String(100), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(NAME_MAX), primary_key=True)
     reason: Mapped[str] = mapped_column(Text, default="", server_default="")
-    locked_by: Mapped[str] = mapped_column(String(100))
+    locked_by: Mapped[str] = mapped_column(String(SLACK_ID_MAX))
     locked_at: Mapped[datetime]
 
 
@@ -176,7 +178,7 @@ class ProbeRunRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     session_id: Mapped[int | None] = mapped_column(ForeignKey("deploy_sessions.id"), index=True)
-    environment: Mapped[str] = mapped_column(String(100))
+    environment: Mapped[str] = mapped_column(String(NAME_MAX))
     probe: Mapped[str] = mapped_column(String(100))
     item_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))

@@ -395,12 +395,12 @@ def serve_socket_mode(
     Blocks for good unless ``block`` is False: then it returns once connected, and the
     caller ends the connection with ``handler.close()``.
     """
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from bot.slack.socket_edge import CheckedSocketModeHandler
 
     if health_port:
         health = serve_http(bot, host="0.0.0.0", port=health_port, threads=2)
         threading.Thread(target=health.run, name="health", daemon=True).start()
-    handler = SocketModeHandler(bot.app, app_token)
+    handler = CheckedSocketModeHandler(bot.app, app_token)
     if block:
         handler.start()  # type: ignore[no-untyped-call]
     else:

@@ -145,6 +145,40 @@ def test_socket_mode_deploy_start_and_refused_sign_off(
             assert endpoint.ack(envelope_id, timeout=3.0)["envelope_id"] == envelope_id
             assert "only members of `approvers`" in _reply(fake, "so-outsider")["text"]
             assert not bot.runtime.service.get(1).signoffs
+
+            # Socket Mode takes what the HTTP edge takes: a click whose user is a string is
+            # acknowledged and dropped; a command with a NUL is answered, and opens nothing.
+            garbled = endpoint.push(
+                "interactive",
+                {
+                    "type": "block_actions",
+                    "user": "U0OUTSIDER",
+                    "actions": [{"action_id": ActionId.SIGN_OFF.value, "value": "1|qa-lead"}],
+                    "response_url": fake.response_url("garbled"),
+                },
+            )
+            assert endpoint.ack(garbled, timeout=3.0) == {"envelope_id": garbled}
+            nul = endpoint.push(
+                "slash_commands",
+                {
+                    "team_id": TEAM_ID,
+                    "channel_id": CHANNEL,
+                    "user_id": "U0DEPLOYER",
+                    "command": "/deploy",
+                    "text": "start stag\x00ing",
+                    "api_app_id": APP_ID,
+                    "response_url": fake.response_url("nul"),
+                    "trigger_id": "1700000000.3.socketmode",
+                },
+                accepts_response_payload=True,
+            )
+            answer = endpoint.ack(nul, timeout=3.0)
+            assert answer["payload"]["response_type"] == "ephemeral"
+            assert "retype it without" in answer["payload"]["text"]
+            time.sleep(0.5)  # anything handed on would have answered by now
+            paths = [c.path for c in fake.calls("response_url")]
+            assert not [p for p in paths if p.endswith(("/garbled", "/nul"))]
+            assert [s.id for s in bot.runtime.service.list_open()] == [1]
         finally:
             if handler is not None:
                 handler.close()  # type: ignore[no-untyped-call]

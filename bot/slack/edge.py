@@ -65,22 +65,9 @@ class SlackEdge:
             body, interactive = parse(text, extract_content_type(normalized))
         except (ValueError, RecursionError):
             return _refused("The request body is not a form or JSON that Slack sends.")
-        if not isinstance(body, dict):
-            return _refused("The request's payload is not a JSON object.")
-        wrong = problem(body, interactive=interactive)
-        if wrong is not None:
-            return _refused(f"The request is not one deploybot takes ({wrong}).")
-        bad = unstorable(body)
-        if bad is not None:
-            if "command" in body and not interactive:
-                return BoltResponse(
-                    status=200,
-                    body={
-                        "response_type": "ephemeral",
-                        "text": f":warning: The command contains {bad}: retype it without.",
-                    },
-                )
-            return _refused(f"The request contains {bad}.")
+        refusal = check(body, interactive=interactive)
+        if refusal is not None:
+            return refusal
         request = BoltRequest(body=text, query=query, headers=dict(headers))
         if request.body != body:
             # Bolt takes any form body with "payload" in it (a slash command's text, say) for
@@ -88,6 +75,28 @@ class SlackEdge:
             request.body = body
             request.context = build_context(BoltContext(), body)
         return self.app.dispatch(request)
+
+
+def check(body: Any, *, interactive: bool) -> BoltResponse | None:
+    """The answer to a parsed request deploybot does not take (over HTTP or Socket Mode),
+    or None when Bolt may have it."""
+    if not isinstance(body, dict):
+        return _refused("The request's payload is not a JSON object.")
+    wrong = problem(body, interactive=interactive)
+    if wrong is not None:
+        return _refused(f"The request is not one deploybot takes ({wrong}).")
+    bad = unstorable(body)
+    if bad is not None:
+        if "command" in body and not interactive:
+            return BoltResponse(
+                status=200,
+                body={
+                    "response_type": "ephemeral",
+                    "text": f":warning: The command contains {bad}: retype it without.",
+                },
+            )
+        return _refused(f"The request contains {bad}.")
+    return None
 
 
 def parse(text: str, content_type: str | None) -> tuple[Any, bool]:

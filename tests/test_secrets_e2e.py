@@ -9,6 +9,7 @@ report (Markdown and JSON), and every event PagerDuty received.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,45 @@ def test_a_rollback_command_that_echoes_its_token_leaks_it_nowhere(
     argv = " ".join(rollback["argv"])
     assert any(reply.format(argv=argv) in text for text in replies), replies
     # ... and the token is nowhere.
+    for where, text in left.items():
+        assert ROLLBACK_TOKEN not in text, where
+
+
+def test_a_rollback_step_that_crashes_on_its_token_logs_it_masked(
+    database_url: str,
+    tmp_path: Path,
+    paging: FakePagerDuty,
+    health: HealthEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    upgrade(database_url)
+    monkeypatch.setenv("ROLLBACK_TOKEN", ROLLBACK_TOKEN)
+    config = write_config(
+        tmp_path,
+        probe={"kind": "http", "url": f"{health.url}/health", "timeout": "3s"},
+        rollback=[echoing_rollback(tmp_path, health, exit_code=0)],
+    )
+
+    def crash(target: object) -> str:
+        raise RuntimeError(f"cannot authenticate with {os.environ['ROLLBACK_TOKEN']}")
+
+    with running_bot(
+        database_url, config=config, pagerduty=pd_client(paging), background=True
+    ) as bot:
+        bot.bot.rollbacks.run_step = crash
+        deploy_and_verify(bot)
+        health.check = lambda: False
+        probe_until_failed(bot)
+        bot.click("U0ONCALL", ActionId.ROLL_BACK, "1", reply="rb")
+        wait_settled(bot, SessionState.ROLLBACK_FAILED)
+        left = everything_that_left(bot, paging)
+
+    crashed = [r for r in caplog.records if r.getMessage().startswith("rollback step crashed")]
+    assert (
+        crashed and "RuntimeError: cannot authenticate with [REDACTED]" in crashed[0].getMessage()
+    )
+    assert ROLLBACK_TOKEN not in caplog.text
     for where, text in left.items():
         assert ROLLBACK_TOKEN not in text, where
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -120,7 +121,9 @@ class Rollbacks:
                 self._fail(session, f"step {step} failed: {detail}")
                 return
             except Exception as error:  # an unexpected failure is still a failed step
-                log.exception("rollback step crashed", extra={"session_id": session_id})
+                # The traceback may quote the step's variables: masked by value, as its output.
+                trace = env.redact(traceback.format_exc())
+                log.error("rollback step crashed\n%s", trace, extra={"session_id": session_id})
                 detail = env.redact(f"{type(error).__name__}: {error}")
                 self._note(session, "rollback_step_failed", attempt, step, detail)
                 self._fail(session, f"step {step} failed: {detail}")

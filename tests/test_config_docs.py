@@ -113,3 +113,49 @@ def test_internal_links_lead_somewhere() -> None:
     targets |= {"-".join(h.lower().split()) for h in re.findall(r"^## (.+)$", text, re.M)}
     links = set(re.findall(r"\]\(#([^)]+)\)", text))
     assert links and links <= targets, sorted(links - targets)
+
+
+# -- Settings: bot/ops/settings.py, .env.example and the README's table say the same ---------
+
+ROOT = DOC.parent.parent
+SETTING_ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]*) \|", re.MULTILINE)
+ENV_LINE = re.compile(r"^(?:# )?([A-Z][A-Z0-9_]*)=(.*)$", re.MULTILINE)
+# Read by deploybot from the process environment, outside Settings (typer's envvar).
+NOT_SETTINGS = {"DEPLOYBOT_LOG_FORMAT"}
+
+
+def settings_defaults() -> dict[str, object]:
+    from bot.ops.settings import Settings
+
+    return {str(field.alias): field.default for field in Settings.model_fields.values()}
+
+
+def shown(default: object) -> str:
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def readme_settings() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("\n## Settings\n") :]
+    table = table[: table.index("\n\n", table.index("| Variable |"))]
+    return {name: cell.strip() for name, cell in SETTING_ROW.findall(table)}
+
+
+def test_the_readme_settings_table_is_the_settings_with_their_defaults() -> None:
+    defaults, rows = settings_defaults(), readme_settings()
+    assert sorted(rows) == sorted(defaults), "one row per Settings field, and no other"
+    for name, default in defaults.items():
+        if default not in (None, ""):
+            assert rows[name] == f"`{shown(default)}`", name
+
+
+def test_env_example_names_every_setting_with_its_default() -> None:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    lines = dict(ENV_LINE.findall(text))
+    defaults = settings_defaults()
+    for name, default in defaults.items():
+        assert name in lines, f".env.example lacks {name}"
+        if default not in (None, ""):
+            assert lines[name] == shown(default), name
+    ours = {n for n in lines if n.startswith("DEPLOYBOT_")}
+    assert ours <= defaults.keys() | NOT_SETTINGS, sorted(ours - defaults.keys() - NOT_SETTINGS)

@@ -221,3 +221,38 @@ def test_the_configmap_holds_a_valid_config_within_the_granted_namespaces(
     assert touched <= granted
     pagerduty = {e.pagerduty.routing_key_env for e in config.environments.values() if e.pagerduty}
     assert pagerduty <= one("Secret")["stringData"].keys()
+
+
+def readme_objects(kind: str) -> list[dict[str, Any]]:
+    """The objects of ``kind`` in the README's YAML blocks (indented ones included)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = []
+    for indent, block in re.findall(r"^( *)```yaml\n(.*?)^\1```", text, re.MULTILINE | re.DOTALL):
+        body = "\n".join(line[len(indent) :] for line in block.splitlines())
+        for doc in yaml.safe_load_all(body):
+            if isinstance(doc, dict) and doc.get("kind") == kind:
+                found.append(doc)
+    return found
+
+
+def test_the_readme_ingress_routes_slack_to_the_service_over_tls() -> None:
+    (ingress,) = readme_objects("Ingress")
+    api = kubernetes.client.ApiClient()
+    typed = api.deserialize(json.dumps(ingress), "V1Ingress", "application/json")
+    assert api.sanitize_for_serialization(typed) == ingress
+    service = one("Service")
+    assert ingress["metadata"]["namespace"] == service["metadata"]["namespace"]
+    ((rule,),) = [ingress["spec"]["rules"]]
+    assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/slack/events"  # /metrics and the rest stay inside
+    backend = path["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_the_readme_rolebinding_is_the_manifests_one_in_another_namespace() -> None:
+    (shown,) = readme_objects("RoleBinding")
+    (bundled,) = objects("RoleBinding")
+    assert shown["metadata"]["namespace"] != bundled["metadata"]["namespace"]
+    assert {**shown, "metadata": {**shown["metadata"], "namespace": "default"}} == bundled

@@ -15,6 +15,7 @@ from bot.domain import DeploySession, inputs
 from bot.domain.commands import Abort, RequestProbes
 from bot.domain.errors import DeployError, NotFound
 from bot.domain.policy import Action
+from bot.rendering.checklist import channel_link
 from bot.rendering.session import help_blocks, list_blocks, status_blocks
 from commands.deps import Deps, deps_of, finishing, parse_id, request_of, tell
 
@@ -88,7 +89,9 @@ def start(deps: Deps, call: Invocation) -> None:
             f"`/deploy status {session.id}` works meanwhile; `/deploy abort {session.id}` frees it."
         )
     channel = deps.config.environment(env).channel
-    tell(call.respond, f"Opened deploy #{session.id} of {session.title} in <#{channel}>.")
+    tell(
+        call.respond, f"Opened deploy #{session.id} of {session.title} in {channel_link(channel)}."
+    )
 
 
 def status(deps: Deps, call: Invocation) -> None:

@@ -46,6 +46,7 @@ from bot.rendering import (
     validate_message,
     validate_view,
 )
+from bot.rendering.checklist import channel_link
 from bot.rendering.ids import ActionId, InputId, ViewId, pack, unpack
 from bot.rendering.limits import clip, escape, json_len, width
 from bot.rendering.times import clock, slack_date
@@ -916,3 +917,8 @@ def test_no_time_is_frozen_into_a_message() -> None:
         assert not re.search(r"\d\d:\d\d|\bago\b|UTC", left), left
     stamps = {int(m) for blocks in shown for m in date.findall(texts(blocks))}
     assert stamps <= {int(t.timestamp()) for t in (NOW, LATER, NOW + timedelta(minutes=5))}
+
+
+def test_a_channel_links_by_id_and_reads_as_written_by_name() -> None:
+    assert channel_link("C0DEPLOYS") == "<#C0DEPLOYS>"
+    assert channel_link("#deploys-staging") == "#deploys-staging"

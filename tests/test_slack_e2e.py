@@ -40,7 +40,9 @@ def test_whole_deploy_from_slack(database_url: str) -> None:
             bot.command("start staging api v1.4.2", user="U0DEPLOYER", reply="start").status == 200
         )
         assert bot.reply("start")["response_type"] == "ephemeral"
-        assert "Opened deploy #1 of staging api v1.4.2" in bot.reply("start")["text"]
+        assert bot.reply("start")["text"] == (
+            "Opened deploy #1 of staging api v1.4.2 in #deploys-staging."
+        )
         posted = fake.calls("chat.postMessage")
         assert posted[0].params["channel"] == "#deploys-staging"
         for call in posted:

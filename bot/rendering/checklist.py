@@ -140,6 +140,12 @@ def session_id(session: DeploySession) -> int:
     return session.id
 
 
+def channel_link(channel: str) -> str:
+    """``<#C123>`` for a channel id (Slack links it), the ``#name`` as written otherwise
+    (``<##name>`` is no link)."""
+    return escape(channel) if channel.startswith("#") else f"<#{channel}>"
+
+
 def mention(user: str | None) -> str:
     """``<@U123>`` for a Slack user id, "deploybot" for the bot, escaped text otherwise."""
     if user == SYSTEM.user_id:

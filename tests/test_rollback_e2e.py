@@ -556,7 +556,6 @@ def test_ecs_and_lambda_roll_back_to_the_previous_revision_and_version(
     ]
 
 
-@pytest.mark.usefixtures("aws")
 @pytest.mark.parametrize("heals", [True, False], ids=["takes-effect-late", "never-takes-effect"])
 def test_a_rollback_is_verified_over_its_window(
     database_url: str,
@@ -601,15 +600,19 @@ def test_a_rollback_is_verified_over_its_window(
                 reason,
             ), reason
         notes = incident_replies(bot, 3)
-        assert ":mag: Verifying the rollback: probes every 1s for up to 4s." in notes
+        assert (
+            ":hourglass: Rolled back, but the probes still fail; trying again every 1s for up "
+            "to 4s." in notes
+        )
 
 
 def probe_runs(service: DeployService) -> list[Any]:
     """The api probe's runs during the rollback verification (after the rollback started)."""
-    started = next(e.at for e in service.history(1) if e.kind == "rollback_verifying")
+    started = next(e.at for e in service.history(1) if e.kind == "rollback_started")
     return [r for r in service.probe_runs(1) if r.at >= started]
 
 
+@pytest.mark.usefixtures("aws")
 def test_a_failing_step_fails_the_rollback_says_why_and_keeps_the_page_open(
     database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: HealthEndpoint
 ) -> None:

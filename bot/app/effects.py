@@ -186,7 +186,7 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "rollback_step_done": (
         _note(lambda e: f":white_check_mark: Step {e.data['step']}: {e.data['detail']}"),
     ),
-    "rollback_verifying": (_note(lambda e: f":mag: Verifying the rollback: {e.data['detail']}."),),
+    "rollback_verifying": (_note(lambda e: f":hourglass: Rolled back, but {e.data['detail']}."),),
     "rollback_succeeded": (_note(lambda e: ROLLED_BACK),),
     "rollback_failed": (_note(lambda e: f":fire: Rollback failed: {e.data['detail']}"),),
     "monitoring_unfinished": (_note(lambda e: str(e.data["text"]), SUMMARY),),

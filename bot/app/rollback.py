@@ -141,7 +141,7 @@ class Rollbacks:
 
         A rollback can take a while to take effect, so a failing round is tried again
         ``every`` so often (the outbox row is deferred, so no thread waits) until ``for_``
-        has passed since the first round.
+        has passed since the first failing round.
 
         Raises:
             Defer: the probes still fail and the window is still open.
@@ -157,15 +157,18 @@ class Rollbacks:
             ),
             None,
         )
-        if began is None:
-            began = now
-            what = f"probes every {_short(window.every)} for up to {_short(window.for_)}"
-            self._note(session, "rollback_verifying", attempt, 0, what)
         if any(item.probe for _, item in session.checklist.walk()):
             failed = self.probes.run(session.id, why="rollback verification").critical_failures
         else:
             failed = []
         if failed:
+            if began is None:  # the first failing round opens the window
+                began = now
+                what = (
+                    f"the probes still fail; trying again every {_short(window.every)} "
+                    f"for up to {_short(window.for_)}"
+                )
+                self._note(session, "rollback_verifying", attempt, 0, what)
             if now + window.every <= began + window.for_:
                 raise Defer(window.every.total_seconds())
             names = "; ".join(f"{r.name}: {r.summary}" for r in failed)

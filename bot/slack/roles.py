@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,12 +12,15 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config.schema import Config
 
+log = logging.getLogger(__name__)
+
 
 class SlackRoles:
     """Which roles a user holds, expanding user groups (``@handle`` or ``S…`` IDs).
 
-    Group members are cached for ``ttl`` seconds: a role check happens on every click, and
-    ``usergroups.users.list`` is rate limited (Tier 2).
+    Group members and handles are cached for ``ttl`` seconds: a role check happens on every
+    click, and ``usergroups.users.list`` is rate limited (Tier 2). A group Slack will not show
+    (a missing scope, say) grants nothing until it does: a refusal, never a wrong yes.
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class SlackRoles:
         self.clock = clock
         self._lock = threading.Lock()
         self._handles: dict[str, str] | None = None
+        self._handles_at = 0.0
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
 
     def roles_of(self, user_id: str) -> frozenset[str]:
@@ -54,9 +59,18 @@ class SlackRoles:
         if not member.startswith("@"):
             return None
         with self._lock:
-            if self._handles is None:
-                groups = self.client.usergroups_list().get("usergroups") or []
-                self._handles = {g["handle"]: g["id"] for g in groups}
+            if self._handles is None or self.clock() - self._handles_at >= self.ttl:
+                try:
+                    groups = self.client.usergroups_list().get("usergroups") or []
+                    self._handles = {g["handle"]: g["id"] for g in groups}
+                except SlackApiError as error:
+                    log.warning(
+                        "cannot list Slack user groups (%s): @handles grant no role until it "
+                        "works (the bot needs the usergroups:read scope)",
+                        error.response.get("error"),
+                    )
+                    self._handles = self._handles or {}
+                self._handles_at = self.clock()
             return self._handles.get(member[1:])
 
     def _group_members(self, group_id: str) -> frozenset[str]:

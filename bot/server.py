@@ -31,6 +31,7 @@ from bot.slack.app import build_app, check_credentials, make_client
 from bot.slack.delivery import SlackDelivery, reply
 from bot.slack.inbox import InboxWorker, SlackInbox
 from bot.slack.links import SlackLinks
+from bot.slack.paging import ThreadLinkedPages
 from bot.slack.publisher import SessionPublisher
 from bot.slack.roles import SlackRoles
 from bot.storage.db import migrations_current
@@ -206,9 +207,10 @@ def _assemble(
         poll_interval=settings.outbox_poll,
     )
     page_cap = settings.pagerduty_backoff_cap
+    paging = ThreadLinkedPages(pagerduty, links, wait=settings.pagerduty_link_wait)
     pages = OutboxWorker(
         factory,
-        {"pagerduty": pagerduty.deliver},
+        {"pagerduty": paging.deliver},
         backoff_base=min(settings.outbox_backoff, page_cap),
         backoff_cap=page_cap,
         lease=settings.outbox_lease,

@@ -33,6 +33,7 @@ from bot.slack.inbox import InboxWorker, SlackInbox
 from bot.slack.links import SlackLinks
 from bot.slack.paging import ThreadLinkedPages
 from bot.slack.publisher import SessionPublisher
+from bot.slack.reports import ReportPoster
 from bot.slack.roles import SlackRoles
 from bot.storage.db import migrations_current
 from bot.workers.jobs import JobContext
@@ -181,7 +182,8 @@ def _assemble(
         interval=publish_interval,
         links=links,
     )
-    delivery = SlackDelivery(client=client, session_factory=factory)
+    reports = ReportPoster(client=client, session_factory=factory, links=links)
+    delivery = SlackDelivery(client=client, session_factory=factory, report=reports.deliver)
     probes = SessionProbes(config=config, service=service, lease=settings.outbox_lease)
     rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
 

@@ -31,7 +31,9 @@ from bot.slack.delivery import SlackDelivery, reply
 from bot.slack.edge import EdgeHandler
 from bot.slack.inbox import InboxWorker, SlackInbox
 from bot.slack.links import SlackLinks
+from bot.slack.paging import ThreadLinkedPages
 from bot.slack.publisher import SessionPublisher
+from bot.slack.reports import ReportPoster
 from bot.slack.roles import SlackRoles
 from bot.storage.db import migrations_current
 from bot.workers.jobs import JobContext
@@ -182,7 +184,8 @@ def _assemble(
         interval=publish_interval,
         links=links,
     )
-    delivery = SlackDelivery(client=client, session_factory=factory)
+    reports = ReportPoster(client=client, session_factory=factory, links=links)
+    delivery = SlackDelivery(client=client, session_factory=factory, report=reports.deliver)
     probes = SessionProbes(config=config, service=service, lease=settings.outbox_lease)
     rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
 
@@ -208,9 +211,10 @@ def _assemble(
         poll_interval=settings.outbox_poll,
     )
     page_cap = settings.pagerduty_backoff_cap
+    paging = ThreadLinkedPages(pagerduty, links, wait=settings.pagerduty_link_wait)
     pages = OutboxWorker(
         factory,
-        {"pagerduty": pagerduty.deliver},
+        {"pagerduty": paging.deliver},
         backoff_base=min(settings.outbox_backoff, page_cap),
         backoff_cap=page_cap,
         lease=settings.outbox_lease,

@@ -9,12 +9,10 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
 
-from bot.app.report import report_markdown
 from bot.app.sessions import describe_lock
 from bot.domain import DeploySession, inputs
 from bot.domain.commands import Abort, RequestProbes
 from bot.domain.errors import DeployError, NotFound
-from bot.domain.policy import Action
 from bot.rendering.checklist import channel_link
 from bot.rendering.session import help_blocks, list_blocks, status_blocks
 from commands.deps import Deps, deps_of, finishing, parse_id, request_of, tell
@@ -155,24 +153,13 @@ def abort(deps: Deps, call: Invocation) -> None:
 
 
 def report(deps: Deps, call: Invocation) -> None:
+    """Post the report in the session's thread, as an effect: who may read reports is the
+    environment's policy (a refusal is answered here); the asker gets the link when it is
+    posted."""
     session = _session_arg(deps, call)
     assert session.id is not None
-    deps.service.authorize(
-        session.environment,
-        Action.REPORT,
-        call.user_id,
-        requester=session.requester,
-        session_id=session.id,
-        request=call.request,
-    )
-    service = deps.service
-    text = report_markdown(session, service.history(session.id), service.probe_runs(session.id))
-    # Slack shows Markdown-ish text; a report longer than a message goes as a snippet in a
-    # code block, cut to Slack's 40,000-character text limit.
-    call.respond(
-        text=f"```{text[:39_000]}```",
-        response_type="ephemeral",
-        replace_original=False,
+    deps.service.request_report(
+        session.id, call.user_id, request=call.request, reply_to=call.response_url
     )
 
 

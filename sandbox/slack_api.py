@@ -21,12 +21,13 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from sandbox.serving import ServedInBackground
+from sandbox.slack_files import UPLOAD_PREFIX, File, FileStore
 
 TEAM_ID = "T0TEST"
 TEAM_DOMAIN = "test"
@@ -36,7 +37,7 @@ APP_ID = "A0DEPLOYBOT"
 DEFAULT_TOKEN = "xoxb-test"
 
 # Form fields whose value Slack (and slack_sdk) sends as a JSON document inside the form.
-_JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
+_JSON_FIELDS = ("blocks", "attachments", "view", "metadata", "files")
 _ID = re.compile(r"^[CGDUW][A-Z0-9]{2,}$")
 
 
@@ -74,6 +75,7 @@ class Message:
     edits: int = 0
     edited_ts: str | None = None
     posted_at: float = 0.0  # time.monotonic() when posted: orders messages among ephemerals
+    files: list[dict[str, Any]] = field(default_factory=list)  # shared files (file objects)
 
     def as_payload(self) -> dict[str, Any]:
         """The message as Slack includes it in an interaction payload."""
@@ -91,6 +93,8 @@ class Message:
             payload["thread_ts"] = self.thread_ts
         if self.edited_ts:
             payload["edited"] = {"user": self.user, "ts": self.edited_ts}
+        if self.files:
+            payload["files"] = self.files
         return payload
 
 
@@ -165,6 +169,7 @@ class FakeSlack(ServedInBackground):
         self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
         self._view_ids = itertools.count(1)
         self._view_triggers: dict[str, str] = {}
+        self._files = FileStore()
         self._methods: dict[str, _Handler] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -177,6 +182,8 @@ class FakeSlack(ServedInBackground):
             "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
             "conversations.info": self._conversations_info,
+            "files.getUploadURLExternal": lambda p: self._files.get_upload_url(p, self.url),
+            "files.completeUploadExternal": self._complete_upload,
         }
         self._start_serving(_FakeSlackServer(self, port), "fake-slack")
 
@@ -272,6 +279,11 @@ class FakeSlack(ServedInBackground):
         with self._lock:
             return [e for e in self._ephemerals if user is None or e.user == user]
 
+    def files(self) -> list[File]:
+        """Files uploaded so far (completed or not), in the order they were announced."""
+        with self._lock:
+            return [dataclasses.replace(f) for f in self._files.files.values()]
+
     def views(self) -> dict[str, dict[str, Any]]:
         """Open views by view ID, as last opened, pushed or updated."""
         with self._lock:
@@ -296,12 +308,15 @@ class FakeSlack(ServedInBackground):
             self._views.clear()
             self._view_triggers.clear()
             self._faults.clear()
+            self._files = FileStore()
 
     # -- request handling (server threads) ---------------------------------------------------
 
     def _serve(
         self, method: str, path: str, query: str, raw: bytes, headers: dict[str, str]
     ) -> _Reply:
+        if path.startswith(UPLOAD_PREFIX) and method == "POST":
+            return self._upload(path, raw, headers)
         if path.startswith(("/api/", "/response/")):
             if path.startswith("/api/"):
                 reply = self._api(path, query, raw, headers)
@@ -353,6 +368,21 @@ class FakeSlack(ServedInBackground):
         if fault.kind == "ratelimited":
             return 429, {"Retry-After": str(fault.retry_after)}, b"ratelimited"
         return 404, {"Content-Type": "text/plain"}, fault.error.encode()
+
+    def _upload(self, path: str, raw: bytes, headers: dict[str, str]) -> _Reply:
+        """A file's bytes POSTed to the URL ``files.getUploadURLExternal`` handed out."""
+        with self._changed:
+            self._calls.append(
+                Call("upload", {"length": len(raw)}, headers, time.monotonic(), path)
+            )
+            fault = self._take_fault("upload")
+            status, body = (
+                (fault.status, b"upload failed") if fault else self._files.upload(path, raw)
+            )
+            self._changed.notify_all()
+        if self.on_change is not None:
+            self.on_change()
+        return status, {"Content-Type": "text/plain"}, body
 
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)
@@ -493,6 +523,25 @@ class FakeSlack(ServedInBackground):
         )
         self._ephemerals.append(ephemeral)
         return {"ok": True, "message_ts": ephemeral.message_ts}
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Finish uploads; with ``channel_id`` (and ``thread_ts``) share them there, as a
+        message carrying the files (and ``initial_comment`` as its text)."""
+        channel = self._channel_id(str(params["channel_id"])) if params.get("channel_id") else None
+        thread = str(params["thread_ts"]) if params.get("thread_ts") else None
+        answer = self._files.complete(params, channel)
+        if answer["ok"] and channel:
+            message = Message(
+                channel=channel,
+                ts=self._next_ts(),
+                text=str(params.get("initial_comment") or ""),
+                blocks=[],
+                thread_ts=thread,
+                posted_at=time.monotonic(),
+                files=answer["files"],
+            )
+            self._messages[channel].append(message)
+        return answer
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         """``views.open`` and ``views.push``: both need a trigger_id and a view."""

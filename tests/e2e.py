@@ -142,10 +142,12 @@ def running_bot(
     pagerduty: PagerDuty | None = None,
     background: bool = False,
     backoff: float = 0.05,
+    page_link_wait: float = 10.0,
 ) -> Iterator[RunningBot]:
     """The bot on loopback with its outbox workers; ``background`` also starts its scheduler.
 
-    ``backoff`` is the outbox's first wait after a failed attempt (short, so tests don't wait).
+    ``backoff`` is the outbox's first wait after a failed attempt (short, so tests don't wait);
+    ``page_link_wait`` how long a trigger waits for the incident thread it links to.
     """
     with FakeSlack() as fake:
         fake.usergroups = {"S0RELEASE": ["U0DEPLOYER"]}
@@ -161,6 +163,7 @@ def running_bot(
             DEPLOYBOT_OUTBOX_POLL=0.2,
             DEPLOYBOT_OUTBOX_BACKOFF=backoff,
             DEPLOYBOT_OUTBOX_BACKOFF_CAP=max(0.5, backoff * 8),
+            DEPLOYBOT_PAGERDUTY_LINK_WAIT=page_link_wait,
         )
         bot = create_bot(settings, publish_interval=interval, pagerduty=pagerduty)
         bot.start(scheduler=background)

@@ -226,7 +226,7 @@ def test_db_upgrade_then_report(tmp_path: Path) -> None:
     md = runner.invoke(app, args)
     assert md.exit_code == 0, md.output
     assert f"# Deployment report #{session.id}: staging v1.2" in md.stdout
-    assert "| QA Lead | U0APPROVER1 | 2026-11-23T09:30:00+00:00 |" in md.stdout
+    assert "| QA Lead | U0APPROVER1 | 2026-11-23T09:30:00Z |" in md.stdout
     assert "| DevOps Lead | (missing) |  |" in md.stdout
     assert "(no schema change)" in md.stdout
 

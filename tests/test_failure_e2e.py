@@ -194,7 +194,9 @@ def test_failure_page_incident_rollback_resolve(
         assert history.count("rollback_started") == 1
 
         bot.command("report 1", user="U0ONCALL", reply="report")
-        report = bot.reply("report")["text"]
+        assert "Report posted in the thread" in bot.reply("report")["text"]
+        wait(lambda: len([f for f in fake.files() if f.completed]) == 2, "the report's files")
+        report = next(f.text for f in fake.files() if f.name == "deploy-1-report.md")
         assert "rolled back" in report
         assert "rollback_step_done" in report
         # Probe results: the api probe ran (verify, failing run, rollback verification).

@@ -32,6 +32,9 @@ SCOPE_OF: dict[str, str | None] = {
     "usergroups.list": "usergroups:read",
     "usergroups.users.list": "usergroups:read",
     "users.info": "users:read",
+    # files_upload_v2 (as the scan names it) calls files.getUploadURLExternal and
+    # files.completeUploadExternal, both files:write.
+    "files.upload.v2": "files:write",
     # conversations.info needs channels:read, groups:read, im:read or mpim:read depending on
     # the channel: decide which before calling it.
 }

@@ -263,7 +263,10 @@ def test_a_failing_probe_pages_with_its_detail_redacted_and_capped_and_nothing_m
     payload = trigger["payload"]
     assert payload["severity"] == "critical"
     assert payload["summary"].startswith("prod api v2: api failed: exit 1")
-    assert trigger["links"] and trigger["links"][0]["text"] == "Deploy session #1"
+    assert [link["text"] for link in trigger["links"]] == [
+        "Incident thread in Slack",
+        "Deploy session #1",
+    ]
     custom = payload["custom_details"]
     assert set(custom) == {"detail", "environment", "session_id", "probe", "outbox_id"}
     assert custom["detail"].startswith(f"$ {sys.executable} ")

@@ -13,6 +13,15 @@ from bot.storage.db import upgrade
 from tests.e2e import RunningBot, running_bot
 
 
+def _report_file(bot: RunningBot, name: str, count: int = 1) -> str:
+    """The text of the ``count``-th report file called ``name`` once it is shared."""
+    deadline = time.monotonic() + 10
+    while len(shared := [f for f in bot.fake.files() if f.completed and f.name == name]) < count:
+        assert time.monotonic() < deadline, f"no report file {name}: {bot.fake.files()}"
+        time.sleep(0.05)
+    return shared[count - 1].text
+
+
 def _buttons(bot: RunningBot) -> list[str]:
     return [
         e["text"]["text"]
@@ -141,8 +150,9 @@ def test_whole_deploy_from_slack(database_url: str) -> None:
         assert "session_completed" in kinds
 
         bot.command("report 1", user="U0APPROVER1", reply="report")
-        report = bot.reply("report")["text"]
-        assert "# Deployment report #1: staging api v1.4.2" in report
+        assert "Report posted in the thread: https://" in bot.reply("report")["text"]
+        report = _report_file(bot, "deploy-1-report.md")
+        assert report.startswith("# Deployment report #1: staging api v1.4.2")
         assert "| QA Lead | U0APPROVER1 |" in report
         bot.command("list", user="U0APPROVER1", reply="list")
         assert "No open deploys" in json.dumps(bot.reply("list"))
@@ -370,8 +380,11 @@ def test_an_environment_can_narrow_who_reads_reports(database_url: str, tmp_path
             ":warning: You can't see the report of a prod deploy: "
             "only the requester <@U0DEPLOYER> or members of `sre` can."
         )
-        for user in ("U0DEPLOYER", "U0SRE"):
+        for count, user in enumerate(("U0DEPLOYER", "U0SRE"), start=1):
             bot.command("report 1", user=user, reply=user)
-            assert "# Deployment report #1: prod" in bot.reply(user)["text"]
+            assert "Report posted in the thread" in bot.reply(user)["text"]
+            assert _report_file(bot, "deploy-1-report.md", count).startswith(
+                "# Deployment report #1: prod"
+            )
         refused = [e for e in bot.bot.runtime.service.history(1) if e.kind == "refused"]
         assert [(e.actor, e.data["command"]) for e in refused] == [("U0OUTSIDER", "report")]

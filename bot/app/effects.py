@@ -163,6 +163,26 @@ def _rollback_started(fx: Effects, uow: UnitOfWork, change: Change, event: Event
     )
 
 
+def _report_requested(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    """Post the report in the session's thread, with its files, and tell the asker where.
+    It is rendered when delivered, from what is stored then (this request included)."""
+    payload: dict[str, Any] = {
+        "kind": "report",
+        "session_id": change.session_id,
+        "requested_by": event.actor,
+    }
+    if change.reply_to:
+        payload["reply_to"] = change.reply_to
+    uow.enqueue(
+        topic="slack",
+        key=f"{change.session_id}:report:{event.at.isoformat()}:{event.actor}",
+        payload=payload,
+        session_id=change.session_id,
+        at=event.at,
+        ordering_key=f"{SUMMARY}:{change.session_id}",
+    )
+
+
 def _note(text: Callable[[Event], str], purpose: str = INCIDENT) -> Rule:
     """A line in the incident thread (or, by ``purpose``, the session's own thread)."""
 
@@ -191,6 +211,7 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "rollback_failed": (_note(lambda e: f":fire: Rollback failed: {e.data['detail']}"),),
     "monitoring_unfinished": (_note(lambda e: str(e.data["text"]), SUMMARY),),
     "reminder": (_note(lambda e: str(e.data["text"]), SUMMARY),),
+    "report_requested": (_report_requested,),
 }
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain import DeploySession, ItemStatus
 from bot.domain.checklist import walk_item
+from bot.rendering.report import INCIDENT_KINDS
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry
 
@@ -18,21 +19,6 @@ STATUS_MARK = {
     ItemStatus.RUNNING: "⏳",
     ItemStatus.PENDING: "⬜",
 }
-
-# Audit kinds that belong in an incidents-and-rollback part of the report.
-INCIDENT_KINDS = frozenset(
-    {
-        "probe_failed",
-        "session_failed",
-        "rollback_started",
-        "rollback_verifying",
-        "rollback_succeeded",
-        "rollback_failed",
-        "incident_opened",
-        "page_sent",
-        "page_resolved",
-    }
-)
 
 
 def report_json(
@@ -176,11 +162,15 @@ def _timeline_line(entry: dict[str, Any]) -> str:
 
 
 def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at else None
+    """ISO 8601 in UTC, to the second (``2024-05-01T14:02:09Z``): what people read in a report."""
+    if at is None:
+        return None
+    moment = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _when(at: datetime | None) -> str:
-    return f"{at:%Y-%m-%d %H:%M:%S} UTC" if at else "-"
+    return f"{_iso(at)}" if at else "-"
 
 
 def _cell(text: str) -> str:

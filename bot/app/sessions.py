@@ -225,12 +225,49 @@ class DeployService:
         """Apply a command from a given actor (the bot itself, for probes and schedules)."""
         return self.handle(session_id, [command], actor)
 
-    def record(self, session_id: int, event: Event) -> None:
-        """Audit a fact about a session that is not a state change (a rollback step), with
-        the effects it calls for."""
+    def request_report(
+        self,
+        session_id: int,
+        user_id: str,
+        *,
+        request: str | None = None,
+        reply_to: str | None = None,
+    ) -> None:
+        """Post the session's report in its thread (an effect), if the environment lets
+        ``user_id`` read reports; the audit log records who asked.
+
+        Raises:
+            NotFound: unknown session.
+            PermissionDenied: not allowed (and audited as a refusal).
+        """
+        session = self.get(session_id)
+        self.authorize(
+            session.environment,
+            Action.REPORT,
+            user_id,
+            requester=session.requester,
+            session_id=session_id,
+            request=request,
+        )
+        event = Event("report_requested", user_id, self.clock())
+        self.record(session_id, event, request=request, reply_to=reply_to)
+
+    def record(
+        self,
+        session_id: int,
+        event: Event,
+        *,
+        request: str | None = None,
+        reply_to: str | None = None,
+    ) -> None:
+        """Audit a fact about a session that is not a state change (a rollback step, a
+        report asked for), with the effects it calls for; ``request`` and ``reply_to`` as in
+        :meth:`handle`."""
         with UnitOfWork(self.session_factory) as uow:
+            if not self._finish(uow, request, event.at):
+                return  # the same Slack request, handled before (here or by another replica)
             session = uow.sessions.get(session_id)
-            self._save(uow, session, session, [event])
+            self._save(uow, session, session, [event], reply_to=reply_to)
             uow.commit()
 
     def _save(

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # Pages have a worker and a cap of their own (seconds, whatever the cap above): after a
     # PagerDuty outage the first page goes out within seconds of its recovery.
     pagerduty_backoff_cap: float = Field(5.0, alias="DEPLOYBOT_PAGERDUTY_BACKOFF_CAP")
+    # How long a trigger waits for its incident message to be posted, to link to its thread
+    # (seconds from the failure); then it pages without the link, so Slack never holds it.
+    pagerduty_link_wait: float = Field(10.0, alias="DEPLOYBOT_PAGERDUTY_LINK_WAIT")
     # On SIGTERM (or Ctrl-C), how long `serve` may take to finish or hand back its in-flight
     # work before it exits; keep it under the pod's terminationGracePeriodSeconds (30 s).
     drain_timeout: float = Field(20.0, alias="DEPLOYBOT_DRAIN_TIMEOUT")

@@ -4,6 +4,7 @@ and answers through a request's response URL."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
@@ -25,13 +26,23 @@ PERMANENT = frozenset(
 class SlackDelivery:
     """The outbox handler for topic ``slack``."""
 
-    def __init__(self, *, client: WebClient, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        *,
+        client: WebClient,
+        session_factory: sessionmaker[Session],
+        report: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.client = client
         self.session_factory = session_factory
+        self.report = report  # rows of kind "report" (bot.slack.reports.ReportPoster)
 
     def deliver(self, payload: dict[str, Any]) -> None:
         try:
-            self._reply(payload)
+            if payload.get("kind") == "report" and self.report is not None:
+                self.report(payload)
+            else:
+                self._reply(payload)
         except SlackApiError as error:
             code = str(error.response.get("error"))
             if code in PERMANENT:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY = "summary"
 INCIDENT = "incident"  # the incident message, in the incident channel
+REPORT_PREFIX = "report:"  # reports posted in the thread (bot.slack.reports), not ours to update
 
 
 def digest(blocks: list[JsonBlock]) -> str:
@@ -84,7 +85,11 @@ class SessionPublisher:
         with UnitOfWork(self.session_factory) as uow:
             session = uow.sessions.get(session_id)
             revision = uow.sessions.revision(session_id)
-            messages = uow.slack_messages.for_session(session_id)
+            messages = {
+                purpose: message
+                for purpose, message in uow.slack_messages.for_session(session_id).items()
+                if not purpose.startswith(REPORT_PREFIX)
+            }
         if SUMMARY in messages and min(m.version for m in messages.values()) >= wanted:
             return  # a newer render is already shown
         last = max((m.sent_at for m in messages.values() if m.sent_at), default=None)

@@ -35,7 +35,7 @@ from bot.slack.paging import ThreadLinkedPages
 from bot.slack.publisher import SessionPublisher
 from bot.slack.reports import ReportPoster
 from bot.slack.roles import SlackRoles
-from bot.storage.db import migrations_current
+from bot.storage.db import schema_problem
 from bot.workers.jobs import JobContext
 from bot.workers.leader import leader_lock_for
 from bot.workers.outbox import OutboxWorker
@@ -289,11 +289,12 @@ def _together(calls: list[Callable[[], object]], timeout: float) -> None:
 def readiness(runtime: Runtime) -> tuple[bool, str]:
     """Ready means the database answers and its schema is at the latest migration."""
     try:
-        if migrations_current(runtime.engine):
-            return True, "ready"
-        return False, "the database schema is not current: run `deploybot db upgrade`"
+        problem = schema_problem(runtime.engine)  # creates no SQLite file that is missing
     except Exception as error:  # any driver error means not ready, and says why
         return False, f"the database is unreachable: {type(error).__name__}"
+    if problem is not None:
+        return False, f"{problem}: run `deploybot db upgrade`"
+    return True, "ready"
 
 
 def make_wsgi(

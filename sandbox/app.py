@@ -56,16 +56,20 @@ class SandboxOptions:
     """How to run the sandbox.
 
     Attributes:
-        config: A team's deploybot.yaml; None runs the demo (``examples/sandbox``).
+        config: A team's deploybot.yaml; None runs the demo (``sandbox/demo_config``).
         port: The page's port on 127.0.0.1 (0: any free one).
-        directory: Where the database and generated files go; None: a temporary directory,
+        directory: Where the database and generated files go, kept after the sandbox stops
+            (a run clears what the one before left there); None: a temporary directory,
             removed at the end.
+        database_url: The bot's database instead of ``sandbox.db`` in ``directory``
+            (migrated at start, never cleared).
         publish_interval: How often the bot coalesces message updates (seconds).
     """
 
     config: Path | None = None
     port: int = 3100
     directory: Path | None = None
+    database_url: str | None = None
     publish_interval: float = 0.3
 
 
@@ -84,10 +88,28 @@ class Sandbox:
         self.bot: Bot | None = None
         self.workspace: Workspace | None = None
         self.bot_url = ""
+        self.database_url = ""
+        self.config_path: Path | None = None
         self._server: WaitressInBackground | None = None
         self._environ: dict[str, str | None] = {}
         self._temporary = False
         self._secret = secrets.token_hex(16)
+
+    @property
+    def kept(self) -> bool:
+        """Whether the database and the config a report needs outlive the sandbox."""
+        options = self.options
+        return options.directory is not None or None not in (options.database_url, options.config)
+
+    def report_command(self, session: str = "N") -> str:
+        """The command that prints a sandbox session's report, once the sandbox has started."""
+        import shlex
+
+        assert self.config_path is not None, "start() first"
+        return (
+            f"deploybot report {session} -c {shlex.quote(str(self.config_path))} "
+            f"--database-url {shlex.quote(self.database_url)}"
+        )
 
     @property
     def url(self) -> str:
@@ -126,6 +148,7 @@ class Sandbox:
         else:
             config_path = self.options.config.resolve()
             users = []
+        self.config_path = config_path
         config = load_config(config_path)  # ConfigError lists every problem
         users = users or users_for(config)
         self._fill_slack(config, users)
@@ -191,8 +214,9 @@ class Sandbox:
 
     def _start_bot(self, config_path: Path) -> None:
         assert self.fake is not None and self.pagerduty is not None
-        database_url = f"sqlite:///{self.directory / 'sandbox.db'}"
+        database_url = self.options.database_url or f"sqlite:///{self.directory / 'sandbox.db'}"
         upgrade(database_url)
+        self.database_url = database_url
         settings = Settings(
             SLACK_BOT_TOKEN=TOKEN,
             SLACK_SIGNING_SECRET=self._secret,

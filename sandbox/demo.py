@@ -1,14 +1,17 @@
 """What the sandbox puts in front of the bot: its people, its cluster and its configuration.
 
-The demo (``examples/sandbox/``) has five people, the checkout service's Deployment in a
-``staging`` and a ``prod`` namespace (two revisions each, so a rollback has somewhere to go)
-and health endpoints that follow what the cluster runs. A team's own configuration
+The demo (``sandbox/demo_config/``, package data) has five people, the checkout service's
+Deployment in a ``staging`` and a ``prod`` namespace (two revisions each, so a rollback has
+somewhere to go) and health endpoints that follow what the cluster runs. A team's own configuration
 (``--config``) gets the people its roles name, plus one who is in none.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from bot.config.schema import Config
@@ -16,7 +19,8 @@ from bot.domain.errors import DeployError
 from sandbox.kube import FakeKube
 from sandbox.services import DEFAULT_ORIGIN, DemoService
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "examples" / "sandbox"
+# Package data (pyproject's [tool.setuptools.package-data]): found in a wheel install too.
+DEMO_DIR: Traversable = resources.files("sandbox") / "demo_config"
 DEMO_FILES = ("deploybot.yaml", "runbook.md")
 OUTSIDER = "U0OUTSIDER"
 IMAGE = "registry.example/checkout"
@@ -95,20 +99,29 @@ def next_release(image: str) -> str:
     return f"{repository}:{head}.{int(patch) + 1}"
 
 
-def write_demo_config(directory: Path, origin: str, *, source: Path = DEMO_DIR) -> Path:
+def default_directory() -> Path:
+    """Where the sandbox keeps its data between runs: ``$XDG_DATA_HOME/deploybot/sandbox``
+    (``~/.local/share/deploybot/sandbox`` when XDG_DATA_HOME is not set)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "deploybot" / "sandbox"
+
+
+def write_demo_config(
+    directory: Path, origin: str, *, source: Traversable | Path = DEMO_DIR
+) -> Path:
     """Copy the demo config and runbook into ``directory``, the services at ``origin``.
 
     Raises:
-        DeployError: the demo files are not there (an install without ``examples/``).
+        DeployError: the demo files are not there (an install without its package data).
     """
-    missing = [name for name in DEMO_FILES if not (source / name).is_file()]
+    missing = [name for name in DEMO_FILES if not source.joinpath(name).is_file()]
     if missing:
         raise DeployError(
-            f"the sandbox demo is missing ({source}): it ships with deploybot's source tree. "
-            "Run a configuration of your own with `deploybot sandbox --config FILE`."
+            f"the sandbox demo is missing ({source}): reinstall deploybot, or run a "
+            "configuration of your own with `deploybot sandbox --config FILE`."
         )
     for name in DEMO_FILES:
-        text = (source / name).read_text(encoding="utf-8")
+        text = source.joinpath(name).read_text(encoding="utf-8")
         if name.endswith(".yaml"):
             text = text.replace(DEFAULT_ORIGIN, origin)
         (directory / name).write_text(text, encoding="utf-8")

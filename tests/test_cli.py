@@ -136,7 +136,10 @@ def test_an_imported_checklist_passes_config_check_as_it_is(tmp_path: Path, runb
     assert "suggested probe(s) not in the config" in result.stderr
 
 
-def test_config_check_and_checklist_show_name_signoff_lines_not_asked_for(tmp_path: Path) -> None:
+def test_config_check_and_checklist_show_name_signoff_lines_not_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAGERDUTY_ROUTING_KEY_STAGING", "set")
     runbook = tmp_path / "runbook.md"
     runbook.write_text(
         "# Release\n\n- [ ] Tests pass\n\n## Approvals\n\n"
@@ -245,7 +248,11 @@ def test_report_unknown_session(tmp_path: Path) -> None:
     runner.invoke(app, ["db", "upgrade", "--database-url", url])
     result = runner.invoke(app, ["report", "42", "-c", MINIMAL, "--database-url", url])
     assert result.exit_code == 1
-    assert "No deploy session #42" in result.stderr
+    # The CLI's way to list sessions, not the Slack command's.
+    assert result.stderr.strip() == (
+        f"error: No deploy session #42 in {url}: "
+        f"`deploybot sessions --all --database-url '{url}'` lists them."
+    )
 
 
 @pytest.mark.parametrize("fmt", ["pdf", "html"])

@@ -208,3 +208,36 @@ def test_a_huge_unhandled_action_id_is_logged_whole_and_redacted(
     logger, stream = captured
     logger.warning("unhandled action %s", action_id)
     assert lines(stream)[0]["message"] == f"unhandled action {'a' * 10_000} password=[REDACTED]"
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_routine_library_lines_are_debug_and_held_back_lines_are_replayed(
+    level: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """APScheduler's job runs (every sync) are DEBUG; what start-up held back comes out
+    formatted once logging is configured."""
+    root = logging.getLogger()
+    before, root_level = list(root.handlers), root.level
+    try:
+        with logs.held_back() as early:
+            logging.getLogger("slack_bolt.App").warning("said while starting")
+        assert capsys.readouterr().err == ""
+        configure_logging("json", level=level)
+        logs.replay(early)
+        logging.getLogger("apscheduler.executors.default").info('Running job "sync"')
+        logging.getLogger("apscheduler.scheduler").warning("a real problem")
+        logging.getLogger("bot.workers.scheduler").info("became the scheduler leader")
+        written = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+        root.setLevel(root_level)
+    said = [(r["level"], r["message"]) for r in written]
+    routine = [("DEBUG", 'Running job "sync"')] if level == logging.DEBUG else []
+    assert said == [
+        ("WARNING", "said while starting"),
+        *routine,
+        ("WARNING", "a real problem"),
+        ("INFO", "became the scheduler leader"),
+    ]

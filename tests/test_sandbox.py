@@ -353,9 +353,12 @@ def test_unknown_user_and_bad_requests(sandbox: Sandbox) -> None:
 
 
 def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    """It says where its data is, keeps it (by default in the XDG data folder) and prints
+    the command that reads a session's report from it."""
+    data = tmp_path / "xdg"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_DATA_HOME": str(data)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "sandbox", "--port", "0", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "bot.cli", "sandbox", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -380,6 +383,41 @@ def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None
     assert process.returncode == 0, err
     assert "stopped." in out
     assert "Traceback" not in err
+    directory = data / "deploybot" / "sandbox"
+    database = f"sqlite:///{directory / 'sandbox.db'}"
+    assert f"Its data: {database} (kept when it stops), in {directory}." in out
+    report = f"deploybot report N -c {directory / 'deploybot.yaml'} --database-url {database}"
+    assert f"A session's report: {report}" in out
+    # The data outlived the sandbox, and the printed flags open it.
+    listed = CliRunner().invoke(cli_app, ["sessions", "--all", *report.split()[3:]])
+    assert listed.exit_code == 0, listed.output
+    assert "No deploys yet." in listed.stderr
+
+
+def test_the_demo_config_ships_in_the_wheel(tmp_path: Path) -> None:
+    """A non-editable install has no examples/: the demo is package data."""
+    import shutil
+    import zipfile
+
+    from sandbox.demo import DEMO_FILES
+
+    repo = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"  # a copy: the build writes build/ and egg-info beside it
+    for name in ("bot", "commands", "migrations", "sandbox"):
+        shutil.copytree(repo / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("deploybot-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in DEMO_FILES:
+        assert f"sandbox/demo_config/{name}" in names
 
 
 def test_ctrl_c_while_the_url_is_printed_still_stops_everything(
@@ -389,6 +427,8 @@ def test_ctrl_c_while_the_url_is_printed_still_stops_everything(
     closed: list[bool] = []
 
     class Started:
+        kept = False
+
         @property
         def url(self) -> str:
             raise KeyboardInterrupt  # Ctrl-C as the line with the URL is being printed

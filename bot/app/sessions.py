@@ -342,6 +342,10 @@ class DeployService:
         with UnitOfWork(self.session_factory) as uow:
             return uow.sessions.list_open(environment)
 
+    def list_recent(self, limit: int, *, open_only: bool = False) -> list[DeploySession]:
+        with UnitOfWork(self.session_factory) as uow:
+            return uow.sessions.list_recent(limit, open_only=open_only)
+
     def history(self, session_id: int) -> list[AuditEntry]:
         with UnitOfWork(self.session_factory) as uow:
             return uow.audit.for_session(session_id)

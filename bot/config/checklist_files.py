@@ -10,6 +10,7 @@ suggested probe the config does not define is ticked by hand until it does.
 from __future__ import annotations
 
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -20,6 +21,20 @@ from bot.domain.checklist import Checklist, ChecklistItem
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_LISTED = 8
+
+
+def read_problem(path: Path, display: str) -> tuple[str | None, Problem | None]:
+    """A config or checklist file's text, or the one problem that keeps it from being read
+    (not UTF-8, unreadable), located: never a traceback."""
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except UnicodeDecodeError as error:
+        line = error.object[: error.start].count(b"\n") + 1
+        byte = error.object[error.start : error.start + 1].hex()
+        message = f"not UTF-8 text (byte 0x{byte}): save the file as UTF-8"
+        return None, Problem(display, line, "", message)
+    except OSError as error:
+        return None, Problem(display, None, "", f"can't read the file: {error.strerror}")
 
 
 class _Strict(BaseModel):

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from bot.config.checklist_files import unasked_signoffs
+from bot.config.checklist_files import read_problem, unasked_signoffs
 from bot.config.errors import (
     ChecklistFile,
     Problem,
@@ -86,8 +86,11 @@ def _load(path: str | Path | None) -> tuple[Config | None, list[Problem]]:
     file = Path(name)
     if not file.is_file():
         return None, [Problem(name, None, "", f"config file not found: {file.resolve()}")]
+    text, unreadable = read_problem(file, name)
+    if text is None:
+        return None, [unreadable] if unreadable else []
     try:
-        source = YamlSource(name, file.read_text(encoding="utf-8"))
+        source = YamlSource(name, text)
     except yaml.YAMLError as error:
         return None, [syntax_problem(name, error)]
     problems = list(source.scan_problems)

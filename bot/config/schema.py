@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from bot.config.checklist_files import read_yaml_checklist
+from bot.config.checklist_files import read_problem, read_yaml_checklist
 from bot.config.errors import (
     ChecklistFile,
     Problem,
@@ -401,7 +401,9 @@ def load_checklist(path: str | Path, *, probes: Collection[str] | None = None) -
 
 def read_checklist(path: Path, display: str, probes: Collection[str] | None) -> ChecklistFile:
     """Load an existing checklist file; its problems are located in that file."""
-    text = path.read_text(encoding="utf-8")
+    text, unreadable = read_problem(path, display)
+    if text is None:
+        return ChecklistFile(display, None, None, [unreadable] if unreadable else [])
     if path.suffix.lower() in (".md", ".markdown"):
         from bot.runbook.parser import checklist_from_markdown  # late: Markdown support is optional
 

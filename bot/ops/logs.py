@@ -136,11 +136,69 @@ def configure_logging(fmt: LogFormat | str = LogFormat.JSON, *, level: int = log
     )
     handler = _StderrHandler()
     handler.setFormatter(formatter)
+    handler.addFilter(_RoutineAsDebug(level))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+@contextmanager
+def held_back(level: int = logging.INFO) -> Iterator[list[logging.LogRecord]]:
+    """Within the block, records of ``level`` and above are kept in the list it gives
+    instead of being written. Start-up holds back what the libraries log while it checks
+    the settings: a refusal to start stays one line for a person, and a start
+    :func:`replay` s them in the format configured meanwhile.
+    """
+    held: list[logging.LogRecord] = []
+    handler = _Holding(held)
+    root = logging.getLogger()
+    before = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield held
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+
+
+def replay(records: list[logging.LogRecord]) -> None:
+    """Write records held back by :func:`held_back` through the handler
+    :func:`configure_logging` installed."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _StderrHandler):
+            for record in records:
+                handler.handle(record)
+
+
+class _Holding(logging.Handler):
+    def __init__(self, held: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.held = held
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.held.append(record)
+
+
+# Libraries' INFO lines that say nothing new: APScheduler's job runs and job adds (the
+# scheduler's sync runs every few seconds, on every replica that leads), Alembic's
+# migration context (every readiness check). Ours say when leadership changes.
+_ROUTINE_LOGGERS = ("apscheduler", "alembic.runtime.migration")
+
+
+class _RoutineAsDebug(logging.Filter):
+    """Routine libraries' INFO records become DEBUG: shown only when logging at DEBUG."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.name.startswith(_ROUTINE_LOGGERS):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return record.levelno >= self.level
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

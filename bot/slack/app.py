@@ -6,6 +6,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -27,12 +28,23 @@ def make_client(token: str, *, base_url: str | None = None) -> WebClient:
     return client
 
 
+class _TokenUnusedWarning(logging.Filter):
+    """Bolt warns at every start that SLACK_BOT_TOKEN goes unused beside the client we
+    give it; that client holds that very token (``make_client``): nothing to warn about."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def build_app(*, client: WebClient, signing_secret: str, inbox: SlackInbox) -> App:
     """The Bolt app with its middleware; the composition root registers the listeners.
 
     Bolt verifies each request's signature and timestamp (requests older than five minutes
     are refused) before any middleware of ours runs; then the inbox records the request.
     """
+    bolt_log = logging.getLogger("slack_bolt.App")
+    if not any(isinstance(f, _TokenUnusedWarning) for f in bolt_log.filters):
+        bolt_log.addFilter(_TokenUnusedWarning())
     app = App(
         client=client,
         signing_secret=signing_secret,

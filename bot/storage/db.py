@@ -143,6 +143,36 @@ def migrations_current(engine: Engine) -> bool:
     return current == heads
 
 
+def sqlite_file(url: URL | str) -> Path | None:
+    """The file of a SQLite database URL; None for another database or an in-memory one."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    name = parsed.database
+    if name.startswith("file:"):  # a URI filename (``?uri=true``)
+        name = name.removeprefix("file:").split("?", 1)[0]
+        if name in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            return None
+    return Path(name)
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the database can't be used as it is (missing, not migrated, behind), or None.
+
+    Creates nothing: a SQLite file that does not exist is reported, not opened (opening it
+    would create an empty one).
+
+    Raises:
+        sqlalchemy.exc.OperationalError: the database cannot be reached.
+    """
+    path = sqlite_file(engine.url)
+    if path is not None and not path.exists():
+        return f"there is no database at {path}"
+    if not migrations_current(engine):
+        return "the database schema is not current"
+    return None
+
+
 def _migrations_dir() -> Path:
     """The installed ``migrations`` package's directory (regular or namespace package)."""
     import migrations

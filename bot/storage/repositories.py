@@ -174,6 +174,13 @@ class SessionRepository:
             query = query.where(SessionRow.environment == environment)
         return [self._remember(row) for row in self._db.scalars(query)]
 
+    def list_recent(self, limit: int, *, open_only: bool = False) -> list[DeploySession]:
+        """The latest ``limit`` sessions (or open sessions), newest first."""
+        query = select(SessionRow).order_by(SessionRow.id.desc()).limit(limit)
+        if open_only:
+            query = query.where(SessionRow.is_open)
+        return [self._remember(row) for row in self._db.scalars(query)]
+
     def environment_of(self, session_id: int) -> str | None:
         """The environment of a session, or None if there is no such session."""
         query = select(SessionRow.environment).where(SessionRow.id == session_id)

@@ -127,13 +127,13 @@ class ScheduleRunner:
         )
         scheduler.start()
         self.scheduler = scheduler
-        log.warning("became the scheduler leader (%s)", describe(self.lock))
+        log.info("became the scheduler leader (%s)", describe(self.lock))
 
     def _step_down(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
-            log.warning("stopped leading the scheduler")
+            log.info("stopped leading the scheduler")
 
     def sync(self) -> None:
         """Make the scheduled jobs those the open sessions call for now."""

@@ -1,0 +1,113 @@
+"""``deploybot serve``: run the bot, its log one JSON object per line."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bot.cli.common import ConfigOption, app, err
+from bot.domain.errors import DeployError
+from bot.ops.logs import LogFormat
+
+if TYPE_CHECKING:
+    from bot.config.schema import Config
+
+
+@app.command("serve")
+def serve(
+    config: ConfigOption = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="DEPLOYBOT_LOG_FORMAT",
+            help="json: one JSON object per line, with the session id; text: for a terminal.",
+        ),
+    ] = LogFormat.JSON,
+) -> None:
+    """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on $PORT."""
+    import os
+    import signal
+    import time
+    from typing import Any
+
+    from bot.domain.errors import ConfigError
+    from bot.ops.logs import configure_logging, held_back, replay
+    from bot.ops.settings import get_settings
+    from bot.server import HttpServing, create_bot, serve_http, serve_socket_mode
+
+    settings = get_settings()
+    try:
+        # What the libraries log while the settings are checked (Slack's client retrying)
+        # is held back: a refusal to start is one printed line for a person, and a start
+        # writes it in the configured format.
+        with held_back() as early:
+            bot = create_bot(settings, config_path=config)
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(problem, highlight=False, markup=False)
+        err.print("error: the config is invalid; deploybot will not start.", style="red")
+        raise typer.Exit(1) from None
+    except DeployError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    configure_logging(log_format)  # every line from here on is formatted, libraries' too
+    replay(early)
+    log = logging.getLogger("deploybot")
+    _warn_unset_env(bot.runtime.config, log)
+    # SIGTERM (Kubernetes stopping the pod) stops it as Ctrl-C does: gracefully.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    bot.start()
+    http: HttpServing | None = None
+    socket_mode: Any = None
+    try:
+        if settings.slack_app_token:
+            log.info("deploybot: Socket Mode")
+            socket_mode = serve_socket_mode(
+                bot, app_token=settings.slack_app_token, health_port=settings.port, block=False
+            )
+        else:
+            http = HttpServing(serve_http(bot, host=settings.host, port=settings.port))
+            log.info(
+                "deploybot: listening on %s:%s (/slack/events, /healthz, /readyz, /metrics)",
+                settings.host,
+                http.port,
+            )
+        while True:
+            # Not one endless wait: the kernel may hand the signal to another thread, and the
+            # main thread runs Python's handler only once its wait returns.
+            time.sleep(1)
+    except KeyboardInterrupt:
+        # A second signal must not cut the drain short; the drain itself is bounded.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log.warning("deploybot: stopping (drain of at most %g s)", settings.drain_timeout)
+        if socket_mode is not None:
+            socket_mode.close()
+        bot.drain(http, timeout=settings.drain_timeout)
+        log.warning("deploybot: stopped")
+        logging.shutdown()
+        # Threads still busy past the deadline (a probe that ignores its timeout) have had
+        # their work handed back: they must not keep the process past its grace period.
+        os._exit(0)
+    except BaseException:
+        bot.close()
+        raise
+
+
+def _warn_unset_env(config: Config, log: logging.Logger) -> None:
+    """One warning naming every environment variable the config names that is unset: a
+    missing routing key would otherwise show only when an incident pages."""
+    import os
+
+    from bot.config.env_refs import unset_env_vars
+
+    unset = unset_env_vars(config, os.environ)
+    if unset:
+        log.warning(
+            "environment variables the config names are not set: %s",
+            ", ".join(f"{name} ({', '.join(where)})" for name, where in unset.items()),
+            extra={"unset_env": sorted(unset), "config": config.source},
+        )

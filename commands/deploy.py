@@ -38,6 +38,7 @@ class Invocation:
     respond: Respond
     request: str | None = None  # the inbox key: marked done with the change it asks for
     response_url: str | None = None
+    subcommand: str = "status"  # as typed, lower-cased: examples in answers use it
 
 
 Handler = Callable[[Deps, Invocation], None]
@@ -52,7 +53,7 @@ def deploy(ack: Ack, command: dict[str, Any], respond: Respond, context: BoltCon
         raise UsageError(f"Unknown subcommand `{inputs.shown(sub)}`.")
     ack()  # within Slack's 3 seconds; the work below runs after the response is sent
     call = Invocation(
-        command["user_id"], args, respond, request_of(context), command.get("response_url")
+        command["user_id"], args, respond, request_of(context), command.get("response_url"), sub
     )
     handler(deps_of(context), call)
 
@@ -67,7 +68,7 @@ def start(deps: Deps, call: Invocation) -> None:
             "`/deploy start` takes an environment, then optionally a service and version."
         )
     env, service, version = (call.args + ["", ""])[:3]
-    env = inputs.name(env, "environment")
+    env = deps.config.environment_named(inputs.name(env, "environment"))
     service = inputs.name(service, "service") if service else ""
     version = inputs.version(version) if version else ""
     session = deps.service.open(
@@ -166,7 +167,7 @@ def report(deps: Deps, call: Invocation) -> None:
 def lock(deps: Deps, call: Invocation) -> None:
     if not call.args:
         raise UsageError("`/deploy lock` takes an environment and optionally a reason.")
-    env = inputs.name(call.args[0], "environment")
+    env = deps.config.environment_named(inputs.name(call.args[0], "environment"))
     reason = inputs.free_text(" ".join(call.args[1:]))
     held = deps.service.lock(
         environment=env, user_id=call.user_id, reason=reason, request=call.request
@@ -177,7 +178,7 @@ def lock(deps: Deps, call: Invocation) -> None:
 def unlock(deps: Deps, call: Invocation) -> None:
     if len(call.args) != 1:
         raise UsageError("`/deploy unlock` takes one environment.")
-    env = inputs.name(call.args[0], "environment")
+    env = deps.config.environment_named(inputs.name(call.args[0], "environment"))
     deps.service.unlock(environment=env, user_id=call.user_id, request=call.request)
     tell(call.respond, f":unlock: {env} is unlocked.")
 
@@ -202,7 +203,12 @@ SUBCOMMANDS: dict[str, Handler] = {
 
 
 def _session_arg(deps: Deps, call: Invocation) -> DeploySession:
-    session_id, rest = _id_and_rest(deps, call)
+    """The session a command takes only an id for: the one given (``abc`` is no id, not a
+    missing one), else the only open one."""
+    if call.args:
+        session_id, rest = parse_id(call.args[0]), call.args[1:]
+    else:
+        session_id, rest = _id_and_rest(deps, call)
     if rest:
         raise UsageError(f"Unexpected `{inputs.shown(' '.join(rest))}` after the session id.")
     return deps.service.get(session_id)
@@ -215,9 +221,14 @@ def _id_and_rest(deps: Deps, call: Invocation) -> tuple[int, list[str]]:
     open_sessions = deps.service.list_open()
     if len(open_sessions) == 1 and open_sessions[0].id is not None:
         return open_sessions[0].id, call.args
+    example = f"`/deploy {call.subcommand} {{}}`"
     if not open_sessions:
-        raise NotFound("There is no open deploy. Give a session id, e.g. `/deploy status 12`.")
+        raise NotFound(
+            "There is no open deploy. Give a session id, e.g. " + example.format(12) + "."
+        )
     ids = ", ".join(f"#{s.id} ({s.title})" for s in open_sessions)
     raise NotFound(
-        f"Several deploys are open: {ids}. Say which, e.g. `/deploy status {open_sessions[0].id}`."
+        f"Several deploys are open: {ids}. Say which, e.g. "
+        + example.format(open_sessions[0].id)
+        + "."
     )

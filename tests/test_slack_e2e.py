@@ -388,3 +388,18 @@ def test_an_environment_can_narrow_who_reads_reports(database_url: str, tmp_path
             )
         refused = [e for e in bot.bot.runtime.service.history(1) if e.kind == "refused"]
         assert [(e.actor, e.data["command"]) for e in refused] == [("U0OUTSIDER", "report")]
+
+
+def test_commands_read_as_people_type_them(database_url: str) -> None:
+    upgrade(database_url)
+    with running_bot(database_url) as bot:
+        bot.command("report", user="U0DEPLOYER", reply="none-open")
+        assert "e.g. `/deploy report 12`" in bot.reply("none-open")["text"]
+        bot.command("START STAGING", user="U0DEPLOYER", reply="upper")
+        assert bot.reply("upper")["text"].startswith("Opened deploy #1 of staging")
+        assert bot.session(1).environment == "staging"
+        bot.command("status abc", user="U0DEPLOYER", reply="abc")
+        said = bot.reply("abc")["text"]
+        assert "`abc` is not a deploy id" in said and "no open deploy" not in said
+        bot.command("lock Staging freeze", user="U0DEPLOYER", reply="lock")
+        assert "staging is locked by <@U0DEPLOYER>" in bot.reply("lock")["text"]

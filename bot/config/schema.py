@@ -336,6 +336,21 @@ class Config(_Strict):
         """The config file's name as it was given."""
         return self._source
 
+    def environment_named(self, name: str) -> str:
+        """The environment's name as the config writes it, for ``name`` as a person typed
+        it (``STAGING`` finds ``staging``, unless the config has both).
+
+        Raises:
+            NotFound: No such environment; the message names the known ones.
+        """
+        if name in self.environments:
+            return name
+        alike = [known for known in self.environments if known.casefold() == name.casefold()]
+        if len(alike) == 1:
+            return alike[0]
+        self.environment(name)  # raises NotFound, naming the known ones
+        return name
+
     def environment(self, name: str) -> Environment:
         """The environment called ``name``.
 

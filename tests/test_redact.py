@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from bot.config.probe_specs import HttpProbe
@@ -344,6 +344,8 @@ def test_a_github_token_never_survives_whatever_surrounds_it(
     ),
     host=st.from_regex(r"[a-z]{2,10}\.internal", fullmatch=True),
 )
+@example(user="u", password="//0000", host="db.internal")  # split as if "u://" began a URL
+@example(user="u", password="///ab@c", host="db.internal")
 def test_a_url_password_never_survives(user: str, password: str, host: str) -> None:
     redacted = redact(f"connecting to postgresql://{user}:{password}@{host}:5432/app now")
     assert f":{password}@" not in redacted

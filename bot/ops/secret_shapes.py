@@ -80,7 +80,15 @@ def _url_passwords(match: re.Match[str]) -> str:
     The password may hold ``/`` and ``@`` (unencoded, as people write them): it runs from the
     first ``:`` to the last ``@`` before the query. ``host:8080/path`` is a port, not a password.
     """
-    pieces = match[0].split("://")
+    head, *rest = match[0].split("://")
+    pieces = [head]
+    for piece in rest:
+        # A password starting with "//" splits as a scheme would ("user", "/pw@host"): a
+        # bare user name before such a split is the start of the next piece, not a URL.
+        if len(pieces) > 1 and _USER.fullmatch(pieces[-1]):
+            pieces[-1] += "://" + piece
+        else:
+            pieces.append(piece)
     for n, piece in enumerate(pieces[1:], start=1):
         colon = piece.find(":")
         if colon < 0 or any(c in piece[:colon] for c in "/?#@"):
@@ -95,6 +103,7 @@ def _url_passwords(match: re.Match[str]) -> str:
 
 
 _PORT = re.compile(r"\d{1,5}(?:[/?#]|$)")
+_USER = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=-]++")
 
 
 def _pem_block(match: re.Match[str]) -> str:

@@ -90,13 +90,14 @@ def sandbox(
         raise typer.Exit(1) from None
     what = f"config {config}" if config else "the demo"
     try:  # from here on, a Ctrl-C (even during the prints) stops every part
-        out.print(f"deploybot sandbox: running {what}; open {running.url}", highlight=False)
         keeping = "kept when it stops" if running.kept else "removed when it stops"
+        # One write: whoever reads the URL line has the rest too, even if Ctrl-C follows.
         out.print(
-            f"Its data: {running.database_url} ({keeping}), in {running.directory}.",
+            f"deploybot sandbox: running {what}; open {running.url}\n"
+            f"Its data: {running.database_url} ({keeping}), in {running.directory}.\n"
+            "Press Ctrl-C to stop.",
             highlight=False,
         )
-        out.print("Press Ctrl-C to stop.", highlight=False)
         while True:
             # Not one endless wait: the kernel may hand the signal to another thread, and the
             # main thread runs Python's handler only once its wait returns.

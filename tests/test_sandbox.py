@@ -372,6 +372,8 @@ def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None
             process.stderr.read() if process.stderr else ""
         )
         url = line.split("open ", 1)[1].strip()
+        # The lines printed with the URL (read now: communicate() skips readline's buffer).
+        head = [process.stdout.readline() for _ in range(2)]
         assert PageClient(url).get("/")[0] == 200
         process.send_signal(signal.SIGINT)  # at once: a Ctrl-C may come while it still prints
         time.sleep(0.2)
@@ -385,7 +387,8 @@ def test_command_line_prints_the_url_and_stops_on_sigint(tmp_path: Path) -> None
     assert "Traceback" not in err
     directory = data / "deploybot" / "sandbox"
     database = f"sqlite:///{directory / 'sandbox.db'}"
-    assert f"Its data: {database} (kept when it stops), in {directory}." in out
+    assert head[0] == f"Its data: {database} (kept when it stops), in {directory}.\n"
+    assert head[1] == "Press Ctrl-C to stop.\n"
     report = f"deploybot report N -c {directory / 'deploybot.yaml'} --database-url {database}"
     assert f"A session's report: {report}" in out
     # The data outlived the sandbox, and the printed flags open it.

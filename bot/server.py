@@ -239,11 +239,24 @@ def _assemble(
         poll=settings.scheduler_poll,
         sync_every=settings.scheduler_sync,
     )
+    # Sessions' expiries, reminders and monitoring rounds: outbox rows due at their slot,
+    # delivered by any replica (a round runs the probes: a long effect, like ``work``'s).
+    timetable = OutboxWorker(
+        factory,
+        {"schedule": scheduler.jobs.deliver},
+        backoff_base=settings.outbox_backoff,
+        backoff_cap=settings.outbox_backoff_cap,
+        lease=settings.outbox_lease,
+        max_attempts=5000,  # a chain given up would wait for the leader's reconcile
+        poll_interval=settings.outbox_poll,
+        drains=False,
+    )
 
     def wake() -> None:
         outbox.wake()
         pages.wake()
         work.wake()
+        timetable.wake()
 
     service.wake = wake
     inbox = SlackInbox(factory, claim=settings.inbox_claim)
@@ -260,7 +273,7 @@ def _assemble(
         probes,
         rollbacks,
         scheduler,
-        (outbox, pages, work),
+        (outbox, pages, work, timetable),
         InboxWorker(inbox, app, poll=settings.outbox_poll),
         Periodic(
             probes.recover_interrupted,

@@ -78,7 +78,9 @@ def pending(factory: sessionmaker[Session]) -> tuple[int, int]:
     with factory() as db:
         effects = db.scalars(
             select(OutboxRow.id).where(
-                OutboxRow.delivered_at.is_(None), OutboxRow.failed_at.is_(None)
+                OutboxRow.delivered_at.is_(None),
+                OutboxRow.failed_at.is_(None),
+                OutboxRow.topic != "schedule",  # the sessions' timetables: due later
             )
         ).all()
         requests = db.scalars(select(InboxRow.key).where(InboxRow.done_at.is_(None))).all()

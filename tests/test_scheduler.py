@@ -26,6 +26,7 @@ from bot.storage.schedule_slots import claim_slot
 from bot.storage.uow import UnitOfWork
 from bot.workers.jobs import JobContext, Jobs
 from bot.workers.leader import AdvisoryLock, FileLock, advisory_key, leader_lock_for
+from bot.workers.outbox import OutboxWorker
 from bot.workers.scheduler import ScheduleRunner
 
 
@@ -87,6 +88,37 @@ def make_context(
         config=config, service=service, probes=probes, session_factory=session_factory
     )
     return service, context
+
+
+def schedule_worker(context: JobContext, *, poll: float = 0.1) -> OutboxWorker:
+    """A replica's worker for the sessions' scheduled rows, as ``serve`` composes it."""
+    return OutboxWorker(
+        context.session_factory,
+        {"schedule": Jobs(context).deliver},
+        poll_interval=poll,
+        backoff_base=0.1,
+        backoff_cap=0.5,
+        drains=False,
+    )
+
+
+def pending_schedule(factory: sessionmaker[Session], sid: int) -> list[tuple[str, datetime]]:
+    """The session's armed, undelivered schedule rows: (key, due), soonest first."""
+    from sqlalchemy import select
+
+    from bot.storage.models import OutboxRow
+
+    with factory() as db:
+        rows = db.execute(
+            select(OutboxRow.idempotency_key, OutboxRow.next_attempt_at)
+            .where(
+                OutboxRow.topic == "schedule",
+                OutboxRow.session_id == sid,
+                OutboxRow.delivered_at.is_(None),
+            )
+            .order_by(OutboxRow.next_attempt_at)
+        ).all()
+    return [(key, due) for key, due in rows]
 
 
 postgres_only = pytest.mark.parametrize(
@@ -279,32 +311,66 @@ def test_expire_aborts_and_frees_the_environment(
     assert service.open(environment="staging", user_id="U0DEPLOYER").id is not None
 
 
-def test_leader_syncs_jobs_with_sessions(
+def test_scheduled_rows_run_monitoring_to_completion(
     database_url: str, engine: Engine, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     service, context = make_context(
         write_config(tmp_path, monitoring="every 1s for 3s"), session_factory
     )
+    worker = schedule_worker(context)
+    worker.start()
+    try:
+        sid = monitoring_session(service)  # arms round 1 with the change; no leader needed
+        deadline = time.monotonic() + 15
+        while service.get(sid).state is not SessionState.COMPLETED:
+            assert time.monotonic() < deadline, "monitoring did not run to completion"
+            time.sleep(0.1)
+        with UnitOfWork(session_factory) as uow:
+            runs = uow.probe_runs.for_session(sid)
+        assert 1 <= len(runs) <= 3
+        time.sleep(0.5)
+        # The watch's chain ended with it; the expiry and the next reminder stay armed and
+        # end themselves when due (the session is closed by then).
+        left = sorted(key for key, _ in pending_schedule(session_factory, sid))
+        assert left == [f"expire:{sid}:1", f"remind:{sid}:1"]
+    finally:
+        worker.stop()
+
+
+def test_the_leader_reconciles_sessions_whose_rows_are_missing(
+    database_url: str, engine: Engine, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Sessions opened before schedules were outbox rows get theirs from the leader."""
+    from sqlalchemy import delete
+
+    from bot.storage.models import OutboxRow
+
+    service, context = make_context(write_config(tmp_path), session_factory)
+    session = service.open(environment="staging", user_id="U0DEPLOYER")
+    assert session.id is not None
+    armed = pending_schedule(session_factory, session.id)
+    opened = session.opened_at
+    assert armed == [
+        (f"remind:{session.id}:1", opened + timedelta(hours=1)),
+        (f"expire:{session.id}:1", opened + timedelta(hours=2)),
+    ]
+    with session_factory() as db:
+        db.execute(delete(OutboxRow).where(OutboxRow.topic == "schedule"))
+        db.commit()
     lock = (
         leader_lock_for(database_url)
         if engine.dialect.name == "postgresql"
         else FileLock(tmp_path / "leader.lock")
     )
-    runner = ScheduleRunner(context=context, lock=lock, poll=0.1, sync_every=0.3)
+    runner = ScheduleRunner(context=context, lock=lock, poll=0.1)
     runner.start()
     try:
-        sid = monitoring_session(service)
-        deadline = time.monotonic() + 15
-        while service.get(sid).state is not SessionState.COMPLETED:
-            assert time.monotonic() < deadline, "monitoring did not run to completion"
+        deadline = time.monotonic() + 10
+        while pending_schedule(session_factory, session.id) != armed:
+            assert time.monotonic() < deadline, "the leader re-arms the session's schedule"
             time.sleep(0.1)
-        assert runner.leading
-        with UnitOfWork(session_factory) as uow:
-            runs = uow.probe_runs.for_session(sid)
-        assert 1 <= len(runs) <= 3
-        time.sleep(0.8)  # a sync after completion drops the session's jobs
-        assert runner.scheduler is not None
-        assert [j.id for j in runner.scheduler.get_jobs(jobstore="default")] == []
+        assert runner.reconcile() == 2  # again: the same rows, nothing doubled
+        assert pending_schedule(session_factory, session.id) == armed
     finally:
         runner.stop()
 

@@ -1,5 +1,6 @@
-"""The leader derives its jobs from the sessions: a new leader makes up, once, what no leader
-ran while there was none, and then keeps to the sessions' own timetable."""
+"""Sessions' schedules as outbox rows: a slot that came due while no replica ran is made up,
+once, and then the session's own timetable goes on; a run that failed is tried again; a row
+delivered twice fires once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,18 +17,15 @@ from bot.app.sessions import DeployService
 from bot.config.loader import load_config
 from bot.domain import SessionState
 from bot.storage.models import ProbeRunRow, ScheduleSlotRow
-from bot.workers.jobs import current_slot
-from bot.workers.leader import FileLock, LeaderLock, leader_lock_for
-from bot.workers.scheduler import ScheduleRunner
-from tests.test_scheduler import make_context, monitoring_session, write_config
-
-
-def test_an_interval_trigger_started_in_the_past_skips_the_slot_now_due() -> None:
-    """Why the runner computes the current slot itself: APScheduler goes to the next one."""
-    now = datetime.now(UTC)
-    start = now - timedelta(hours=1, seconds=10)  # slot 1 came due 10 s ago
-    trigger = IntervalTrigger(hours=1, start_date=start)
-    assert trigger.get_next_fire_time(None, now) == start + timedelta(hours=2)
+from bot.workers.jobs import Jobs, current_slot
+from bot.workers.outbox import OutboxWorker
+from tests.test_scheduler import (
+    make_context,
+    monitoring_session,
+    pending_schedule,
+    schedule_worker,
+    write_config,
+)
 
 
 def test_current_slot_counts_a_run_a_hair_early_as_its_slot() -> None:
@@ -40,31 +37,20 @@ def test_current_slot_counts_a_run_a_hair_early_as_its_slot() -> None:
     assert current_slot(start, timedelta(seconds=1), start + timedelta(seconds=0.95)) == 1
 
 
-def lock_for(database_url: str, tmp_path: Path) -> LeaderLock:
-    if database_url.startswith("sqlite"):
-        return FileLock(tmp_path / "leader.lock")
-    return leader_lock_for(database_url)
-
-
 @pytest.fixture
-def start_leader(
-    database_url: str, tmp_path: Path
-) -> Iterator[Callable[[sessionmaker[Session], Path], ScheduleRunner]]:
-    """Starts a runner that will lead (nobody else competes) and stops it afterwards."""
-    runners: list[ScheduleRunner] = []
+def start_worker() -> Iterator[Callable[[sessionmaker[Session], Path], OutboxWorker]]:
+    """Starts a replica's schedule worker and stops it afterwards."""
+    workers: list[OutboxWorker] = []
 
-    def start(factory: sessionmaker[Session], config: Path) -> ScheduleRunner:
-        _, context = make_context(config, factory)
-        runner = ScheduleRunner(
-            context=context, lock=lock_for(database_url, tmp_path), poll=0.1, sync_every=0.3
-        )
-        runners.append(runner)
-        runner.start()
-        return runner
+    def start(factory: sessionmaker[Session], config: Path) -> OutboxWorker:
+        worker = schedule_worker(make_context(config, factory)[1])
+        workers.append(worker)
+        worker.start()
+        return worker
 
     yield start
-    for runner in runners:
-        runner.stop()
+    for worker in workers:
+        worker.stop()
 
 
 def service_at(config: Path, factory: sessionmaker[Session], at: datetime) -> DeployService:
@@ -94,32 +80,33 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15) ->
         time.sleep(0.1)
 
 
-def test_a_slot_missed_while_nobody_led_fires_once_then_the_timetable_goes_on(
+def test_a_slot_missed_while_nobody_ran_fires_once_then_the_timetable_goes_on(
     database_url: str,
     session_factory: sessionmaker[Session],
     tmp_path: Path,
-    start_leader: Callable[[sessionmaker[Session], Path], ScheduleRunner],
+    start_worker: Callable[[sessionmaker[Session], Path], OutboxWorker],
 ) -> None:
     config = write_config(tmp_path, monitoring="every 1h for 3h", expire_after="1d")
     since = datetime.now(UTC) - timedelta(hours=1, seconds=10)  # round 1 came due 10 s ago
     sid = monitoring_session(service_at(config, session_factory, since))
 
-    runner = start_leader(session_factory, config)
+    start_worker(session_factory, config)
     wait_until(lambda: ("monitor", 1) in fired(session_factory, sid), "round 1 is made up")
     wait_until(lambda: probe_runs(session_factory, sid) == 1, "round 1 runs the probes")
-    time.sleep(1.2)  # several syncs: none of them runs round 1 again
+    time.sleep(1.2)  # several polls: none of them runs round 1 again
     assert fired(session_factory, sid) == [("monitor", 1)]
     assert probe_runs(session_factory, sid) == 1
-    assert runner.scheduler is not None
-    job = runner.scheduler.get_job(f"monitor:{sid}", jobstore="default")
-    assert job.next_run_time == since + timedelta(hours=2)  # back on the session's timetable
+    monitor = [(k, due) for k, due in pending_schedule(session_factory, sid) if "monitor" in k]
+    assert monitor == [  # back on the session's timetable: round 2, one row
+        (f"monitor:{sid}:{since.timestamp():.6f}:2", since + timedelta(hours=2))
+    ]
 
 
-def test_a_new_leader_after_the_whole_watch_runs_the_last_round_and_completes(
+def test_a_worker_after_the_whole_watch_runs_the_last_round_and_completes(
     database_url: str,
     session_factory: sessionmaker[Session],
     tmp_path: Path,
-    start_leader: Callable[[sessionmaker[Session], Path], ScheduleRunner],
+    start_worker: Callable[[sessionmaker[Session], Path], OutboxWorker],
 ) -> None:
     config = write_config(tmp_path, monitoring="every 1h for 2h", expire_after="1d")
     sid = monitoring_session(
@@ -127,20 +114,19 @@ def test_a_new_leader_after_the_whole_watch_runs_the_last_round_and_completes(
     )
     service, _ = make_context(config, session_factory)
 
-    runner = start_leader(session_factory, config)
+    start_worker(session_factory, config)
     wait_until(lambda: service.get(sid).state is SessionState.COMPLETED, "the watch ends")
-    time.sleep(0.8)  # a sync after completion drops the session's jobs
+    time.sleep(0.8)
     assert fired(session_factory, sid) == [("monitor", 2)]  # the last round, once
     assert probe_runs(session_factory, sid) == 1
-    assert runner.scheduler is not None
-    assert runner.scheduler.get_jobs(jobstore="default") == []
+    assert not [k for k, _ in pending_schedule(session_factory, sid) if "monitor" in k]
 
 
-def test_an_expiry_long_past_fires_once_when_a_leader_comes(
+def test_an_expiry_long_past_fires_once_when_a_worker_comes(
     database_url: str,
     session_factory: sessionmaker[Session],
     tmp_path: Path,
-    start_leader: Callable[[sessionmaker[Session], Path], ScheduleRunner],
+    start_worker: Callable[[sessionmaker[Session], Path], OutboxWorker],
 ) -> None:
     config = write_config(tmp_path)  # expire after 2h, remind after 1h
     opened = datetime.now(UTC) - timedelta(hours=3, minutes=30)
@@ -150,7 +136,8 @@ def test_an_expiry_long_past_fires_once_when_a_leader_comes(
     assert session.id is not None
     service, _ = make_context(config, session_factory)
 
-    start_leader(session_factory, config)
+    start_worker(session_factory, config)
+    start_worker(session_factory, config)  # a second replica: still once
     wait_until(lambda: service.get(session.id).state is SessionState.ABORTED, "it expires")
     assert service.get(session.id).outcome_reason == "expired: open longer than 2:00:00"
     time.sleep(0.8)
@@ -160,42 +147,53 @@ def test_an_expiry_long_past_fires_once_when_a_leader_comes(
         [("expire", 1)],
         [("expire", 1), ("remind", 3)],
     )
+    assert pending_schedule(session_factory, session.id) == []  # the chains ended
 
 
-def test_a_due_slot_whose_run_never_claimed_it_is_run_again_at_the_next_sync(
-    database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+def test_a_run_that_failed_before_claiming_its_slot_is_tried_again(
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
-    from apscheduler.jobstores.memory import MemoryJobStore
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    from bot.storage.schedule_slots import claim_slot
-
     config = write_config(tmp_path, monitoring="every 1h for 3h", expire_after="1d")
     since = datetime.now(UTC) - timedelta(hours=1, seconds=10)
     sid = monitoring_session(service_at(config, session_factory, since))
     _, context = make_context(config, session_factory)
-    runner = ScheduleRunner(context=context, lock=FileLock(tmp_path / "unused.lock"))
-    # A paused scheduler: sync sets the jobs up, nothing runs, each next run time shows.
-    scheduler = BackgroundScheduler(jobstores={"default": MemoryJobStore()}, timezone="UTC")
-    scheduler.start(paused=True)
-    runner.scheduler = scheduler
+    failures = [RuntimeError("the database went away")]
+
+    class Flaky(Jobs):
+        def monitor(self, *args: object) -> None:  # type: ignore[override]
+            if failures:
+                raise failures.pop()
+            super().monitor(*args)  # type: ignore[arg-type]
+
+    worker = OutboxWorker(
+        session_factory, {"schedule": Flaky(context).deliver}, poll_interval=0.1, backoff_base=0.1
+    )
+    worker.start()
     try:
-        job_id, round_1, round_2 = (
-            f"monitor:{sid}",
-            since + timedelta(hours=1),
-            since + timedelta(hours=2),
-        )
-        runner.sync()
-        assert scheduler.get_job(job_id).next_run_time == round_1  # due: made up at once
-        # The run came and went (the scheduler moved on) but failed before it claimed round 1:
-        scheduler.modify_job(job_id, next_run_time=round_2)
-        runner.sync()
-        assert scheduler.get_job(job_id).next_run_time == round_1  # so it is tried again
-        # Once round 1 is claimed, the next sync leaves the timetable alone.
-        assert claim_slot(session_factory, sid, "monitor", 1, at=datetime.now(UTC))
-        scheduler.modify_job(job_id, next_run_time=round_2)
-        runner.sync()
-        assert scheduler.get_job(job_id).next_run_time == round_2
-        assert {j.id for j in scheduler.get_jobs()} == {job_id, f"expire:{sid}"}
+        wait_until(lambda: probe_runs(session_factory, sid) == 1, "round 1 runs on a retry")
+        time.sleep(0.5)
+        assert not failures
+        assert fired(session_factory, sid) == [("monitor", 1)]
+        assert probe_runs(session_factory, sid) == 1
     finally:
-        scheduler.shutdown(wait=False)
+        worker.stop()
+
+
+def test_a_row_delivered_twice_fires_its_slot_once_and_arms_the_next_once(
+    database_url: str, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, monitoring="every 1h for 3h", expire_after="1d")
+    since = datetime.now(UTC) - timedelta(hours=1, seconds=10)
+    sid = monitoring_session(service_at(config, session_factory, since))
+    _, context = make_context(config, session_factory)
+    ((key, _),) = [(k, d) for k, d in pending_schedule(session_factory, sid) if "monitor" in k]
+    payload = {"job": "monitor", "session_id": sid, "key": key}
+    jobs = Jobs(context)
+    jobs.deliver(dict(payload))
+    jobs.deliver(dict(payload))  # at least once: the lease ran out, another replica took it
+    assert fired(session_factory, sid) == [("monitor", 1)]
+    assert probe_runs(session_factory, sid) == 1
+    monitor = [k for k, _ in pending_schedule(session_factory, sid) if "monitor" in k]
+    assert monitor == [key, key.rsplit(":", 1)[0] + ":2"]  # this row is not marked here

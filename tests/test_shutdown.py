@@ -92,7 +92,9 @@ def pending(factory: sessionmaker[Session]) -> list[tuple[str, int]]:
     with factory() as db:
         rows = db.execute(
             select(OutboxRow.topic, OutboxRow.id).where(
-                OutboxRow.delivered_at.is_(None), OutboxRow.failed_at.is_(None)
+                OutboxRow.delivered_at.is_(None),
+                OutboxRow.failed_at.is_(None),
+                OutboxRow.topic != "schedule",  # the sessions' timetables: due later
             )
         ).all()
         unfinished = db.scalars(select(InboxRow.key).where(InboxRow.done_at.is_(None))).all()

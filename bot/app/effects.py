@@ -15,11 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from bot.app.incidents import INCIDENT, SUMMARY, Incidents, describe_target
+from bot.app.schedules import next_occurrence, schedule
 from bot.config.schema import Config
 from bot.domain import DeploySession, Event
 from bot.domain.checklist import Severity
 from bot.rendering.incident import Failure
 from bot.storage.outbox import pending
+from bot.storage.schedule_slots import OpenSession
 from bot.storage.uow import UnitOfWork
 
 
@@ -183,6 +185,21 @@ def _report_requested(fx: Effects, uow: UnitOfWork, change: Change, event: Event
     )
 
 
+def _arm(*jobs: str) -> Rule:
+    """Arm the session's next slot of ``jobs`` (its expiry, first reminder, first round)."""
+
+    def rule(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+        after = change.after
+        since = event.at if event.kind == "monitoring_started" else None
+        view = OpenSession(
+            change.session_id, after.environment, after.state.value, after.opened_at, since
+        )
+        found = (next_occurrence(fx.config, view, job, event.at) for job in jobs)
+        schedule(uow, [o for o in found if o is not None], at=event.at)
+
+    return rule
+
+
 def _note(text: Callable[[Event], str], purpose: str = INCIDENT) -> Rule:
     """A line in the incident thread (or, by ``purpose``, the session's own thread)."""
 
@@ -195,6 +212,8 @@ def _note(text: Callable[[Event], str], purpose: str = INCIDENT) -> Rule:
 ROLLED_BACK = ":white_check_mark: Rolled back, and the probes pass."
 
 EFFECTS: dict[str, tuple[Rule, ...]] = {
+    "session_opened": (_arm("expire", "remind"),),
+    "monitoring_started": (_arm("monitor"),),
     "probes_requested": (_probes_requested,),
     "deployment_finished": (_verify,),
     "probe_failed": (_probe_failed,),

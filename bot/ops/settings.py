@@ -19,9 +19,11 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(None, alias="SLACK_API_URL")
     port: int = Field(3000, alias="PORT")
     # How often a replica tries for the scheduler leader lock, and how often the leader
-    # reconciles jobs with sessions (seconds).
+    # re-arms every open session's schedule as a safety net (seconds; it also does so when
+    # it becomes the leader). Schedules are outbox rows armed with the change that calls
+    # for them: no poll of the sessions keeps them.
     scheduler_poll: float = Field(2.0, alias="DEPLOYBOT_SCHEDULER_POLL")
-    scheduler_sync: float = Field(5.0, alias="DEPLOYBOT_SCHEDULER_SYNC")
+    scheduler_sync: float = Field(3600.0, alias="DEPLOYBOT_SCHEDULER_SYNC")
     # How often the outbox workers look for effects other replicas wrote (their own they
     # deliver at once), and the inbox for requests a stopped replica left unfinished.
     outbox_poll: float = Field(2.0, alias="DEPLOYBOT_OUTBOX_POLL")

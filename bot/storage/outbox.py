@@ -12,15 +12,16 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.storage.models import OutboxRow
 
-TOPICS = frozenset({"pagerduty", "slack", "publish", "probes", "rollback"})
+TOPICS = frozenset({"pagerduty", "slack", "publish", "probes", "rollback", "schedule"})
 """pagerduty: events; slack: incident and thread messages; publish: refresh a session's
-messages; probes: a probe round; rollback: a rollback's steps."""
+messages; probes: a probe round; rollback: a rollback's steps; schedule: a session's next
+expiry, reminder or monitoring round, due at its time (:mod:`bot.app.schedules`)."""
 OUTBOX_ID = "outbox_id"
 """The key under which a handler finds the row's id in the payload it is given."""
 
@@ -78,6 +79,7 @@ class Outbox:
         session_id: int | None = None,
         at: datetime,
         ordering_key: str | None = None,
+        due: datetime | None = None,
     ) -> bool:
         """Record an effect to deliver, in ``db``'s current transaction (the caller commits).
 
@@ -91,6 +93,7 @@ class Outbox:
             ordering_key: rows of one topic with the same ordering key are delivered one at a
                 time in the order they were enqueued (for PagerDuty: the ``dedup_key``, so a
                 resolve never overtakes the trigger it resolves).
+            due: when the row comes due, if later than ``at`` (a scheduled job).
 
         Returns:
             True if the row was added, False if ``(topic, key)`` was already recorded. A
@@ -115,7 +118,7 @@ class Outbox:
             "session_id": session_id,
             "created_at": at,
             "attempts": 0,
-            "next_attempt_at": at,
+            "next_attempt_at": due or at,
         }
         dialect = db.get_bind().dialect.name
         if dialect == "postgresql":
@@ -131,6 +134,68 @@ class Outbox:
         else:
             raise NotImplementedError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
         return db.execute(statement).scalar_one_or_none() is not None
+
+
+def arm(db: Session, rows: Collection[Mapping[str, Any]], *, at: datetime) -> None:
+    """Record scheduled rows, in the caller's transaction: ``topic``, ``key``, ``payload``,
+    ``session_id`` and ``due`` each.
+
+    A row already recorded and not yet delivered keeps the earlier of its due times (a
+    schedule shortened in the config takes effect); a delivered one is left alone.
+    One statement per 500 rows, whatever their number.
+    """
+    values = {
+        (str(row["topic"]), str(row["key"])): {
+            "topic": row["topic"],
+            "idempotency_key": row["key"],
+            "ordering_key": None,
+            "payload": dict(row["payload"]),
+            "session_id": row.get("session_id"),
+            "created_at": at,
+            "attempts": 0,
+            "next_attempt_at": row["due"],
+        }
+        for row in rows
+    }
+    batch = list(values.values())
+    dialect = db.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for start in range(0, len(batch), 500):
+        statement = insert(OutboxRow).values(batch[start : start + 500])
+        sooner = statement.excluded.next_attempt_at
+        db.execute(
+            statement.on_conflict_do_update(
+                index_elements=["topic", "idempotency_key"],
+                set_={"next_attempt_at": sooner},
+                where=and_(
+                    OutboxRow.delivered_at.is_(None),
+                    OutboxRow.failed_at.is_(None),
+                    sooner < OutboxRow.next_attempt_at,
+                ),
+            )
+        )
+
+
+def next_due(
+    db: Session, topics: Collection[str], *, before: datetime | None = None
+) -> datetime | None:
+    """When the next undelivered row of ``topics`` comes due (None: none, or none before
+    ``before``).
+
+    With ``before``, one range scan of the ``(delivered_at, next_attempt_at)`` index up to
+    it: rows scheduled further ahead (a session's expiry in two hours) are not read, so an
+    idle poll costs the same however many sessions are open.
+    """
+    query = select(func.min(OutboxRow.next_attempt_at)).where(
+        OutboxRow.delivered_at.is_(None),
+        OutboxRow.failed_at.is_(None),
+        OutboxRow.topic.in_(topics),
+    )
+    if before is not None:
+        query = query.where(OutboxRow.next_attempt_at <= before)
+    return db.scalar(query)
 
 
 def pending(db: Session, topic: str, session_id: int | None = None) -> int:

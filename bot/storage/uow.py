@@ -103,6 +103,7 @@ class UnitOfWork:
         at: datetime,
         session_id: int | None = None,
         ordering_key: str | None = None,
+        due: datetime | None = None,
     ) -> bool:
         """Record an effect in this transaction (see :meth:`Outbox.enqueue`)."""
         return OUTBOX.enqueue(
@@ -113,6 +114,7 @@ class UnitOfWork:
             session_id=session_id,
             at=at,
             ordering_key=ordering_key,
+            due=due,
         )
 
     @property

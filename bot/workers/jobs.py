@@ -1,8 +1,8 @@
 """The scheduled jobs: methods of :class:`Jobs`, which holds what they need at run time.
 
-The leader's scheduler keeps them in memory as bound methods (nothing is pickled, nothing is
-set in a module global) and derives them from the sessions at every sync
-(:mod:`bot.workers.scheduler`).
+A session's jobs come due as ``schedule`` outbox rows (:mod:`bot.app.schedules`), which any
+replica's worker delivers through :meth:`Jobs.deliver`: it runs the slot that came due and
+arms the next. Housekeeping runs on the leader (:mod:`bot.workers.scheduler`).
 
 Every job claims its slot in ``schedule_slots`` first: a slot that already fired (before a
 crash, or on another replica) is skipped, so nothing fires twice for the same slot.
@@ -14,11 +14,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.probe_rounds import SessionProbes
+from bot.app.schedules import Occurrence, current_slot, monitoring_rounds, next_occurrence, schedule
 from bot.app.sessions import DeployService
 from bot.config.schema import Config
 from bot.domain import SYSTEM, Event, SessionState
@@ -27,7 +29,11 @@ from bot.domain.errors import DeployError
 from bot.ops.logs import session_scoped
 from bot.rendering.incident import notify
 from bot.storage.models import InboxRow, OutboxRow
-from bot.storage.schedule_slots import claim_slot
+from bot.storage.outbox import Defer
+from bot.storage.schedule_slots import OpenSession, claim_slot
+from bot.storage.uow import UnitOfWork
+
+__all__ = ["JobContext", "Jobs", "current_slot", "monitoring_rounds"]
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +49,6 @@ class JobContext:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-# How early a run may come and still count as its slot: APScheduler computes run times in
-# float seconds (a microsecond early now and then), and replicas' clocks differ a little.
-SLOT_TOLERANCE = timedelta(seconds=1)
-
-
-def current_slot(start: datetime, every: timedelta, now: datetime) -> int:
-    """The slot a schedule is in at ``now``: slot k comes due at ``start + k * every``."""
-    tolerance = min(SLOT_TOLERANCE, every / 10)
-    return (now - start + tolerance) // every
-
-
-def monitoring_rounds(every: timedelta, window: timedelta) -> int:
-    """How many monitoring rounds a watch has ("every 5m for 1h": 12); the last completes."""
-    return max(1, window // every)
-
-
 # What housekeeping keeps: Slack retries within minutes; delivered effects are history that
 # the audit log already holds.
 KEEP_REQUEST_KEYS = timedelta(days=1)
@@ -70,6 +60,52 @@ class Jobs:
 
     def __init__(self, context: JobContext) -> None:
         self.context = context
+
+    def deliver(self, payload: dict[str, Any]) -> None:
+        """The ``schedule`` topic's handler: run the job's slot if it came due, then arm the
+        next slot (a new row); a row that came early waits for its slot (:class:`Defer`).
+
+        Delivery is at least once: a row delivered again finds its slot claimed, runs
+        nothing, and arms the same next slot (the same key: recorded once).
+        """
+        job, sid, key = str(payload["job"]), int(payload["session_id"]), payload.get("key")
+        now = self.context.clock()
+        wanted = self._next(sid, job, now)
+        if wanted is None:
+            return  # the chain ends: the session closed, the watch ended, no reminders
+        if not wanted.is_due(now):
+            if wanted.key == key:
+                raise Defer((wanted.due - now).total_seconds())
+            self._arm(wanted, now)  # the timetable moved (config, a new watch): follow it
+            return
+        self._run(wanted)
+        after = self._next(sid, job, self.context.clock())
+        if after is not None and after.key != key:
+            self._arm(after, now)
+
+    def _next(self, session_id: int, job: str, now: datetime) -> Occurrence | None:
+        with UnitOfWork(self.context.session_factory) as uow:
+            session = uow.sessions.get(session_id)
+            since = uow.schedule_slots.monitoring_since(session_id) if job == "monitor" else None
+            claimed = {job: uow.schedule_slots.claimed(session_id, job)}
+        view = OpenSession(
+            session_id, session.environment, session.state.value, session.opened_at, since, claimed
+        )
+        return next_occurrence(self.context.config, view, job, now)
+
+    def _arm(self, occurrence: Occurrence, now: datetime) -> None:
+        with UnitOfWork(self.context.session_factory) as uow:
+            schedule(uow, [occurrence], at=now)
+            uow.commit()
+
+    def _run(self, due: Occurrence) -> None:
+        env = self.context.config.environment(self.context.service.get(due.session_id).environment)
+        if due.job == "expire":
+            self.expire(due.session_id, env.expire_after)
+        elif due.job == "remind" and env.reminders:
+            self.remind(due.session_id, due.anchor, env.reminders.after)
+        elif due.job == "monitor" and env.monitoring:
+            self.monitor(due.session_id, due.anchor, env.monitoring.every, env.monitoring.for_)
 
     def claim(self, session_id: int, job: str, slot: int) -> bool:
         """True the first time a (session, job, slot) is claimed, on any replica, ever."""

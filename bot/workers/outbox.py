@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, exists, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.storage.models import OutboxRow
-from bot.storage.outbox import OUTBOX_ID, Defer, PermanentFailure, RetryAfter, utcnow
+from bot.storage.outbox import OUTBOX_ID, Defer, PermanentFailure, RetryAfter, next_due, utcnow
 
 _MIN_DELAY = timedelta(milliseconds=1)
 _MAX_ERROR_CHARS = 2000
@@ -220,8 +220,7 @@ class OutboxWorker:
         while not self._stopping.is_set():
             self._wakeup.clear()
             try:
-                self.deliver_due()
-                wait = self._seconds_until_next_due()
+                wait = self.step()
             except Exception:  # the database may be down: keep the thread, try again later
                 log.exception("outbox pass failed; trying again in %g s", self.poll_interval)
                 wait = self.poll_interval
@@ -230,23 +229,30 @@ class OutboxWorker:
             if wait > 0:
                 self._wakeup.wait(wait)
 
-    def _seconds_until_next_due(self) -> float:
-        due = self._next_due_in()
-        return self.poll_interval if due is None else min(self.poll_interval, due)
+    def step(self) -> float:
+        """One pass of the thread: deliver what is due; returns the seconds to wait.
 
-    def _next_due_in(self) -> float | None:
-        """Seconds until the next row of ours comes due (0 if one is due), None if none."""
+        Idle, a pass is one indexed query: is a row of ours due before the next poll?
+        Rows scheduled further ahead (sessions' expiries, reminders) are not read.
+        """
+        due = self._next_due_in(within=self.poll_interval)
+        if due == 0:
+            delivered = self.deliver_due()
+            due = self._next_due_in(within=self.poll_interval)
+            if due == 0 and not delivered:  # due but held back behind a row in another's hand
+                return min(self.poll_interval, 0.05)
+        return self.poll_interval if due is None else due
+
+    def _next_due_in(self, within: float | None = None) -> float | None:
+        """Seconds until the next row of ours comes due (0 if one is due), None if none
+        (or none within ``within`` seconds)."""
+        now = self._clock()
+        before = None if within is None else now + timedelta(seconds=within)
         with self._factory() as db:
-            due = db.scalar(
-                select(func.min(OutboxRow.next_attempt_at)).where(
-                    OutboxRow.delivered_at.is_(None),
-                    OutboxRow.failed_at.is_(None),
-                    OutboxRow.topic.in_(self._handlers),
-                )
-            )
+            due = next_due(db, self._handlers, before=before)
         if due is None:
             return None
-        return max(0.0, (due - self._clock()).total_seconds())
+        return max(0.0, (due - now).total_seconds())
 
     # -- one pass ------------------------------------------------------------------------------
 

@@ -1,57 +1,34 @@
-"""Runs APScheduler on the leader replica and keeps its jobs in step with the sessions.
+"""The leader: housekeeping, and a rare reconcile of the sessions' timetables.
 
-Nothing of the schedule is stored but the sessions and the slots that fired. At every sync (a
-few seconds apart) the leader derives each open session's jobs (expiry, reminders,
-monitoring) from the config and the session's timestamps (``opened_at``, the
-``monitoring_started`` audit time), and adds, replaces or drops jobs in an in-memory job
-store to match. The jobs are bound methods of :class:`~bot.workers.jobs.Jobs`: nothing is
-pickled, and nothing is kept in a module global.
+A session's expiry, reminders and monitoring rounds are not polled for: each is a
+``schedule`` outbox row armed in the transaction of the change that calls for it, due at
+its slot, and delivered by any replica's outbox worker (:mod:`bot.app.schedules`,
+:meth:`bot.workers.jobs.Jobs.deliver`). The leader (one replica, by an advisory lock) runs
+only what must run once per installation: housekeeping, and :meth:`ScheduleRunner.reconcile`
+when it becomes the leader and every ``sync_every`` seconds after (an hour by default),
+which arms a row for any open session whose chain lacks one.
 
-A new leader (after a crash, or a handover) derives the same schedule. ``schedule_slots``
-keeps a slot that already fired from firing again, and a slot that came due while no
-replica led (or whose run failed before it claimed it) is made up at the next sync, once,
-as the current slot: APScheduler's own ``IntervalTrigger`` would skip it, since it starts
-from the next slot after ``now``.
+``schedule_slots`` keeps a slot that already fired from firing again, and a slot that came
+due while no replica ran is made up once, as the current slot, when its row is delivered.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.domain import DeploySession, SessionState
+from bot.app.schedules import schedule, timetable
 from bot.storage.uow import UnitOfWork
-from bot.workers.jobs import JobContext, Jobs, current_slot, monitoring_rounds
+from bot.workers.jobs import JobContext, Jobs
 from bot.workers.leader import LeaderLock, describe
 
 log = logging.getLogger(__name__)
-
-SESSIONS = "default"  # the sessions' jobs, derived at every sync
-LOCAL = "local"  # the runner's own: sync and housekeeping
-
-# A due, unclaimed slot of a job already scheduled is made up only this long after it came
-# due: by then its own run has claimed it unless that run never came or failed.
-CATCH_UP_AFTER = timedelta(seconds=2)
-
-
-@dataclass(frozen=True)
-class WantedJob:
-    """A session's job as the sessions call for it now."""
-
-    func: Callable[..., object]
-    trigger: BaseTrigger
-    args: tuple[object, ...]
-    due: datetime | None = None  # a slot that came due and is not claimed: run it now
 
 
 class ScheduleRunner:
@@ -61,7 +38,7 @@ class ScheduleRunner:
         context: what the jobs need at run time.
         lock: the installation's leader lock (:func:`bot.workers.leader.leader_lock_for`).
         poll: seconds between tries for the lock (and checks that it is still held).
-        sync_every: seconds between syncs of the jobs with the sessions.
+        sync_every: seconds between reconciles of the open sessions' timetables.
     """
 
     def __init__(
@@ -70,7 +47,7 @@ class ScheduleRunner:
         context: JobContext,
         lock: LeaderLock,
         poll: float = 2.0,
-        sync_every: float = 5.0,
+        sync_every: float = 3600.0,
     ) -> None:
         self.context = context
         self.jobs = Jobs(context)
@@ -97,34 +74,33 @@ class ScheduleRunner:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                if self.scheduler is None and self.lock.try_acquire():
-                    self._lead()
-                elif self.scheduler is not None and not self.lock.still_held():
-                    self._step_down()
-            except Exception:  # the database may be briefly away: try again next poll
-                log.exception("leader election failed; retrying")
+            self.tick()
             self._stop.wait(self.poll)
+
+    def tick(self) -> None:
+        """One poll: take the lock if free, or step down if it was lost."""
+        try:
+            if self.scheduler is None and self.lock.try_acquire():
+                self._lead()
+            elif self.scheduler is not None and not self.lock.still_held():
+                self._step_down()
+        except Exception:  # the database may be briefly away: try again next poll
+            log.exception("leader election failed; retrying")
 
     def _lead(self) -> None:
         scheduler = BackgroundScheduler(
-            jobstores={SESSIONS: MemoryJobStore(), LOCAL: MemoryJobStore()},
-            executors={"default": ThreadPoolExecutor(4)},
-            # Claimed slots decide what runs: a late run is still wanted (no misfire grace),
-            # and runs missed while the executor was busy are made up once (coalesce).
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
         scheduler.add_job(
-            self.sync,
+            self.reconcile,
             IntervalTrigger(seconds=self.sync_every),
-            id="sync",
-            jobstore=LOCAL,
+            id="reconcile",
             next_run_time=datetime.now(UTC),
         )
-        scheduler.add_job(
-            self.jobs.housekeeping, IntervalTrigger(hours=1), id="housekeeping", jobstore=LOCAL
-        )
+        scheduler.add_job(self.jobs.housekeeping, IntervalTrigger(hours=1), id="housekeeping")
         scheduler.start()
         self.scheduler = scheduler
         log.info("became the scheduler leader (%s)", describe(self.lock))
@@ -135,94 +111,18 @@ class ScheduleRunner:
             self.scheduler = None
             log.info("stopped leading the scheduler")
 
-    def sync(self) -> None:
-        """Make the scheduled jobs those the open sessions call for now."""
-        scheduler = self.scheduler
-        if scheduler is None:
-            return
-        sessions = self.context.service.list_open()
-        with UnitOfWork(self.context.session_factory) as uow:
-            fired = uow.schedule_slots.latest([s.id for s in sessions if s.id is not None])
-        now = self.context.clock()
-        wanted: dict[str, WantedJob] = {}
-        for session in sessions:
-            wanted.update(self._jobs_for(session, fired, now))
-        for job in scheduler.get_jobs(jobstore=SESSIONS):
-            if job.id not in wanted:
-                job.remove()
-        for job_id, want in wanted.items():
-            job = scheduler.get_job(job_id, jobstore=SESSIONS)
-            if job is None or tuple(job.args) != want.args:
-                extra = {} if want.due is None else {"next_run_time": want.due}
-                scheduler.add_job(
-                    want.func,
-                    want.trigger,
-                    args=want.args,
-                    id=job_id,
-                    jobstore=SESSIONS,
-                    replace_existing=True,
-                    **extra,
-                )
-            elif (
-                want.due is not None
-                and want.due <= now - CATCH_UP_AFTER
-                and (job.next_run_time is None or job.next_run_time > want.due)
-            ):
-                job.modify(next_run_time=want.due)
+    def reconcile(self) -> int:
+        """Arm the next slot of every open session's jobs, where none is armed yet.
 
-    def _jobs_for(
-        self, session: DeploySession, fired: dict[tuple[int, str], int], now: datetime
-    ) -> dict[str, WantedJob]:
-        assert session.id is not None
-        sid, env = session.id, self.context.config.environment(session.environment)
-        found: dict[str, WantedJob] = {}
-        if (sid, "expire") not in fired:  # a run date in the past runs at once
-            found[f"expire:{sid}"] = WantedJob(
-                self.jobs.expire,
-                DateTrigger(run_date=session.opened_at + env.expire_after),
-                (sid, env.expire_after),
-            )
-        if env.reminders and session.state is SessionState.OPEN and session.missing_signoffs():
-            every, opened = env.reminders.after, session.opened_at
-            found[f"remind:{sid}"] = WantedJob(
-                self.jobs.remind,
-                IntervalTrigger(seconds=every.total_seconds(), start_date=opened + every),
-                (sid, opened, every),
-                due=_due(opened, every, now, fired.get((sid, "remind"), 0)),
-            )
-        if env.monitoring and session.state is SessionState.MONITORING:
-            since = self._monitoring_since(sid) or session.opened_at
-            every, window = env.monitoring.every, env.monitoring.for_
-            last = monitoring_rounds(every, window)
-            claimed = fired.get((sid, "monitor"), 0)
-            if claimed < last:
-                # Half a round past the last: run times are floats, the end date is exact.
-                trigger = IntervalTrigger(
-                    seconds=every.total_seconds(),
-                    start_date=since + every,
-                    end_date=since + every * last + every / 2,
-                )
-                found[f"monitor:{sid}"] = WantedJob(
-                    self.jobs.monitor,
-                    trigger,
-                    (sid, since, every, window),
-                    due=_due(since, every, now, claimed, last=last),
-                )
-        return found
-
-    def _monitoring_since(self, session_id: int) -> datetime | None:
-        history = self.context.service.history(session_id)
-        started = [e.at for e in history if e.kind == "monitoring_started"]
-        return started[-1] if started else None
-
-
-def _due(
-    start: datetime, every: timedelta, now: datetime, claimed: int, *, last: int | None = None
-) -> datetime | None:
-    """When the current slot came due, if it has not been claimed (else None)."""
-    slot = current_slot(start, every, now)
-    if last is not None:
-        slot = min(slot, last)
-    if slot < 1 or slot <= claimed:
-        return None
-    return start + every * slot
+        A safety net, not the clock: each change arms what it calls for in its own
+        transaction. This catches sessions opened before schedules were outbox rows, and a
+        schedule the config shortened. Three queries and one insert per 500 rows, whatever
+        the number of sessions; returns how many occurrences it armed or confirmed.
+        """
+        ctx = self.context
+        now = ctx.clock()
+        with UnitOfWork(ctx.session_factory) as uow:
+            wanted = timetable(ctx.config, uow.schedule_slots.open_sessions(), now)
+            schedule(uow, wanted, at=now)
+            uow.commit()
+        return len(wanted)

@@ -1,0 +1,89 @@
+"""Session summaries: what lists show, read from the summary columns only.
+
+Never the checklist, policy or progress JSON: a page of the open sessions costs two small
+queries (the page and the count), whatever the number of sessions and their size. The
+columns are written by :func:`bot.storage.repositories.apply_to_row` on every save.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from bot.domain import SessionState
+from bot.domain.summary import SessionPage, SessionSummary
+from bot.storage.models import SessionRow
+
+COLUMNS = (
+    SessionRow.id,
+    SessionRow.environment,
+    SessionRow.service,
+    SessionRow.version,
+    SessionRow.requester,
+    SessionRow.state,
+    SessionRow.items_settled,
+    SessionRow.items_total,
+    SessionRow.items_failing,
+    SessionRow.signoffs_missing,
+    SessionRow.opened_at,
+    SessionRow.closed_at,
+)
+
+
+class SessionSummaries:
+    """Summaries of deploy sessions, for lists and for finding "the" open session."""
+
+    def __init__(self, db: Session) -> None:
+        self._db = db
+
+    def open_page(
+        self, number: int, *, per_page: int, environment: str | None = None
+    ) -> SessionPage:
+        """Page ``number`` (from 1) of the open sessions, oldest first, ``per_page`` a page.
+
+        A page past the last one holds no summaries; its ``total`` still says how many
+        sessions are open.
+        """
+        if number < 1 or per_page < 1:
+            raise ValueError(f"page {number} of {per_page}: both start at 1")
+        query = select(*COLUMNS).where(SessionRow.is_open)
+        if environment is not None:
+            query = query.where(SessionRow.environment == environment)
+        query = query.order_by(SessionRow.id).offset((number - 1) * per_page).limit(per_page)
+        summaries = tuple(_summary(row) for row in self._db.execute(query))
+        if number == 1 and len(summaries) < per_page:
+            total = len(summaries)  # all of them are on this page: no count needed
+        else:
+            total = self._db.scalar(_count_open(environment)) or 0
+        return SessionPage(summaries, total=total, number=number, per_page=per_page)
+
+    def get(self, session_id: int) -> SessionSummary | None:
+        """The summary of one session, open or closed, or None if there is no such session."""
+        row = self._db.execute(select(*COLUMNS).where(SessionRow.id == session_id)).first()
+        return _summary(row) if row is not None else None
+
+
+def _count_open(environment: str | None) -> Select[Any]:
+    query = select(func.count()).select_from(SessionRow).where(SessionRow.is_open)
+    if environment is not None:
+        query = query.where(SessionRow.environment == environment)
+    return query
+
+
+def _summary(row: Any) -> SessionSummary:
+    return SessionSummary(
+        id=row.id,
+        environment=row.environment,
+        service=row.service,
+        version=row.version,
+        requester=row.requester,
+        state=SessionState(row.state),
+        settled=row.items_settled,
+        total=row.items_total,
+        failing=row.items_failing,
+        missing_signoffs=row.signoffs_missing,
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
+    )

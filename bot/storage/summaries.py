@@ -48,15 +48,12 @@ class SessionSummaries:
         """
         if number < 1 or per_page < 1:
             raise ValueError(f"page {number} of {per_page}: both start at 1")
-        query = select(*COLUMNS).where(SessionRow.is_open)
-        if environment is not None:
-            query = query.where(SessionRow.environment == environment)
-        query = query.order_by(SessionRow.id).offset((number - 1) * per_page).limit(per_page)
+        query = open_page_query((number - 1) * per_page, per_page, environment)
         summaries = tuple(_summary(row) for row in self._db.execute(query))
         if number == 1 and len(summaries) < per_page:
             total = len(summaries)  # all of them are on this page: no count needed
         else:
-            total = self._db.scalar(_count_open(environment)) or 0
+            total = self._db.scalar(count_open_query(environment)) or 0
         return SessionPage(summaries, total=total, number=number, per_page=per_page)
 
     def get(self, session_id: int) -> SessionSummary | None:
@@ -65,7 +62,19 @@ class SessionSummaries:
         return _summary(row) if row is not None else None
 
 
-def _count_open(environment: str | None) -> Select[Any]:
+def open_page_query(
+    offset: int, limit: int, environment: str | None = None
+) -> Select[*tuple[Any, ...]]:
+    """Summaries of open sessions in id order (the partial index ``ix_deploy_sessions_open_id``
+    serves it), ``limit`` of them after the first ``offset``."""
+    query = select(*COLUMNS).where(SessionRow.is_open)
+    if environment is not None:
+        query = query.where(SessionRow.environment == environment)
+    return query.order_by(SessionRow.id).offset(offset).limit(limit)
+
+
+def count_open_query(environment: str | None = None) -> Select[Any]:
+    """How many sessions are open (of one environment)."""
     query = select(func.count()).select_from(SessionRow).where(SessionRow.is_open)
     if environment is not None:
         query = query.where(SessionRow.environment == environment)

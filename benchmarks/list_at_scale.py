@@ -15,8 +15,8 @@ bulk inserts of rows as the repository writes them (the 73-item prod checklist o
   parsed checklists from the cache, so it is cheaper than the old list was).
 
 Each prints p50 and p99 of wall time, mean CPU time of this process (SQLite runs in it;
-PostgreSQL's server does not), and p50 as a multiple of the 1-session p50. On PostgreSQL
-it prints ``EXPLAIN ANALYZE`` of the list and count queries at the largest size.
+PostgreSQL's server does not), and p50 as a multiple of the 1-session p50. At the largest
+size it prints the plans of the list and count queries (PostgreSQL: ``EXPLAIN ANALYZE``).
 
 Run from the repository root (PostgreSQL at ``$TEST_DATABASE_URL``, default the local
 ``test`` database; a schema of its own is created and dropped)::
@@ -203,8 +203,7 @@ def run(name: str, url: str, sizes: list[int], calls: int) -> None:
                     flush=True,
                 )
         log(f"{name}: checklist cache {CHECKLISTS.hits} hits, {CHECKLISTS.misses} misses")
-        if engine.dialect.name == "postgresql":
-            explain(engine, last_page)
+        explain(engine, last_page)
     finally:
         engine.dispose()
         CHECKLISTS.clear()
@@ -241,6 +240,8 @@ def cases(
 
 
 def explain(engine: Engine, last_page: int) -> None:
+    postgres = engine.dialect.name == "postgresql"
+    how = "EXPLAIN (ANALYZE, BUFFERS) " if postgres else "EXPLAIN QUERY PLAN "
     with engine.connect() as connection:
         for label, query in (
             ("list, page 1", open_page_query(0, PAGE)),
@@ -248,10 +249,10 @@ def explain(engine: Engine, last_page: int) -> None:
             ("count of open sessions", count_open_query()),
         ):
             sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
-            plan = connection.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars()
-            print(f"\nEXPLAIN ANALYZE ({label}):")
+            plan = connection.execute(text(how + sql)).all()
+            print(f"\n{how.strip()} ({label}):")
             for line in plan:
-                print("    " + line)
+                print("    " + (line[0] if postgres else str(line[-1])))
 
 
 def main() -> None:

@@ -112,11 +112,13 @@ class SessionRow(Base):
             sqlite_where=text("is_open"),
             postgresql_where=text("is_open"),
         ),
-        # `/deploy list`: open sessions by id, one page at a time, and their count.
+        # `/deploy list`: open sessions by id, one page at a time, and their count. SQLite
+        # uses a partial index only for a query that says its WHERE, and SQLAlchemy writes
+        # the flag there as `is_open = 1`.
         Index(
             "ix_deploy_sessions_open_id",
             "id",
-            sqlite_where=text("is_open"),
+            sqlite_where=text("is_open = 1"),
             postgresql_where=text("is_open"),
         ),
         # People type these ids: never hand out one that was used before.

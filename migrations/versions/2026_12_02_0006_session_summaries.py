@@ -57,7 +57,9 @@ def upgrade() -> None:
         "ix_deploy_sessions_open_id",
         "deploy_sessions",
         ["id"],
-        sqlite_where=sa.text("is_open"),
+        # As SQLAlchemy writes the flag on SQLite: there, a partial index serves only a
+        # query whose WHERE says the index's own.
+        sqlite_where=sa.text("is_open = 1"),
         postgresql_where=sa.text("is_open"),
     )
     _fill_existing_rows()

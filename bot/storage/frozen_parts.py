@@ -19,7 +19,7 @@ from bot.domain.checklist import Checklist
 from bot.domain.policy import SessionPolicy
 
 T = TypeVar("T")
-CACHED_PER_KIND = 256
+CACHED_PER_KIND = 128  # distinct checklists (policies) kept; an installation has a few dozen
 
 
 def digest_of(document: dict[str, Any]) -> str:

@@ -65,12 +65,17 @@ class SessionSummaries:
 def open_page_query(
     offset: int, limit: int, environment: str | None = None
 ) -> Select[*tuple[Any, ...]]:
-    """Summaries of open sessions in id order (the partial index ``ix_deploy_sessions_open_id``
-    serves it), ``limit`` of them after the first ``offset``."""
-    query = select(*COLUMNS).where(SessionRow.is_open)
+    """Summaries of open sessions in id order, ``limit`` of them after the first ``offset``.
+
+    The offset is taken on the ids alone, which the partial index ``ix_deploy_sessions_open_id``
+    holds (an index-only scan), and only the page's rows are then read: a deep page does not
+    read every row before it.
+    """
+    ids = select(SessionRow.id).where(SessionRow.is_open)
     if environment is not None:
-        query = query.where(SessionRow.environment == environment)
-    return query.order_by(SessionRow.id).offset(offset).limit(limit)
+        ids = ids.where(SessionRow.environment == environment)
+    page = ids.order_by(SessionRow.id).offset(offset).limit(limit).subquery()
+    return select(*COLUMNS).join(page, SessionRow.id == page.c.id).order_by(SessionRow.id)
 
 
 def count_open_query(environment: str | None = None) -> Select[Any]:

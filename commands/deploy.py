@@ -14,15 +14,17 @@ from bot.domain import DeploySession, inputs
 from bot.domain.commands import Abort, RequestProbes
 from bot.domain.errors import DeployError, NotFound
 from bot.rendering.checklist import channel_link
-from bot.rendering.session import help_blocks, list_blocks, status_blocks
+from bot.rendering.session import LIST_PAGE_SIZE, help_blocks, list_blocks, status_blocks
 from commands.deps import Deps, deps_of, finishing, parse_id, request_of, tell
 
 POST_WAIT = 8.0  # seconds /deploy start waits for its checklist to reach Slack
+MAX_PAGE = 10_000  # `/deploy list <page>`: beyond any real number of open deploys
+NAMED_WHEN_SEVERAL = 5  # open deploys named when a command needs an id and several are open
 
 USAGE = (
-    "Usage: `/deploy start <env> [service] [version]` · `status [id]` · `list` · `probe [id]` · "
-    "`abort [id] [reason]` · `report [id]` · `lock <env> [reason]` · `unlock <env>` · `help`\n"
-    + inputs.LIMITS
+    "Usage: `/deploy start <env> [service] [version]` · `status [id]` · `list [page]` · "
+    "`probe [id]` · `abort [id] [reason]` · `report [id]` · `lock <env> [reason]` · "
+    "`unlock <env>` · `help`\n" + inputs.LIMITS
 )
 
 
@@ -104,12 +106,16 @@ def status(deps: Deps, call: Invocation) -> None:
 
 
 def list_open(deps: Deps, call: Invocation) -> None:
-    if call.args:
-        raise UsageError("`/deploy list` takes no arguments.")
-    sessions = deps.service.list_open()
+    """``/deploy list [page]``: a page of the open sessions, read from their summaries."""
+    if len(call.args) > 1 or (call.args and not call.args[0].isdigit()):
+        raise UsageError("`/deploy list` takes an optional page number: `/deploy list 2`.")
+    number = int(call.args[0]) if call.args else 1
+    if not 1 <= number <= MAX_PAGE:
+        raise UsageError(f"Pages go from 1 to {MAX_PAGE}.")
+    page = deps.service.open_page(number, per_page=LIST_PAGE_SIZE)
     call.respond(
-        blocks=list_blocks(sessions, now=datetime.now(UTC)),
-        text=f"{len(sessions)} open deploy(s)",
+        blocks=list_blocks(page, now=datetime.now(UTC)),
+        text=f"{page.total} open deploy(s)",
         response_type="ephemeral",
         replace_original=False,
     )
@@ -218,17 +224,18 @@ def _id_and_rest(deps: Deps, call: Invocation) -> tuple[int, list[str]]:
     """The session id from ``#12`` or ``12``; without one, the only open session."""
     if call.args and call.args[0].lstrip("#")[:1].isdigit():
         return parse_id(call.args[0]), call.args[1:]
-    open_sessions = deps.service.list_open()
-    if len(open_sessions) == 1 and open_sessions[0].id is not None:
-        return open_sessions[0].id, call.args
+    page = deps.service.open_page(1, per_page=NAMED_WHEN_SEVERAL)
+    if page.total == 1 and page.summaries:
+        only = page.summaries[0].id
+        assert only is not None
+        return only, call.args
     example = f"`/deploy {call.subcommand} {{}}`"
-    if not open_sessions:
+    if not page.total:
         raise NotFound(
             "There is no open deploy. Give a session id, e.g. " + example.format(12) + "."
         )
-    ids = ", ".join(f"#{s.id} ({s.title})" for s in open_sessions)
-    raise NotFound(
-        f"Several deploys are open: {ids}. Say which, e.g. "
-        + example.format(open_sessions[0].id)
-        + "."
-    )
+    ids = ", ".join(f"#{s.id} ({s.title})" for s in page.summaries)
+    if page.total > len(page.summaries):
+        ids += f" and {page.total - len(page.summaries)} more (`/deploy list`)"
+    first = page.summaries[0].id if page.summaries else 12
+    raise NotFound(f"Several deploys are open: {ids}. Say which, e.g. {example.format(first)}.")

@@ -32,6 +32,7 @@ from bot.domain.checklist import (
 )
 from bot.domain.errors import NotFound
 from bot.domain.session import SignOffRecord
+from bot.domain.summary import SessionPage, summary_of
 from bot.rendering import (
     BlockKitError,
     abort_modal,
@@ -49,6 +50,7 @@ from bot.rendering import (
 from bot.rendering.checklist import channel_link
 from bot.rendering.ids import ActionId, InputId, ViewId, pack, unpack
 from bot.rendering.limits import clip, escape, json_len, width
+from bot.rendering.session import LIST_PAGE_SIZE
 from bot.rendering.times import clock, slack_date
 
 S = SessionState
@@ -420,26 +422,28 @@ def test_status_list_and_help() -> None:
     validate_message(status)
     assert action_ids(status) == [] and "Deploy #7: prod api v1.4.2" in texts(status)
 
-    assert list_blocks([], now=LATER) == [
+    assert list_blocks(page(), now=LATER) == [
         {"type": "section", "text": {"type": "mrkdwn", "text": "No open deploys."}}
     ]
     other = make_session()
     other.id, other.state, other.environment = 8, S.DEPLOYING, "staging"
-    listed = list_blocks([session, other], now=LATER)
+    other.items["1.1"] = ItemProgress(ItemStatus.FAILED, SYSTEM.user_id, NOW, "HTTP 503")
+    listed = list_blocks(page(session, other), now=LATER)
     validate_message(listed)
     text = texts(listed)
     assert "*#7* prod api v1.4.2 · 📝 open · ░░░░░░░░░░ 0/4 · requested by <@U0DEPLOYER>" in text
     assert (
         "*#8* staging api v1.4.2 · 🚀 deploying" in text
-        and "opened <!date^1795435200^{ago}|1h 05m ago>" in text
+        and "opened <!date^1795435200^{ago}|1h 05m ago> · ❌ 1 failing" in text
     )
+    assert "· ⏳ 2 sign-offs missing" in text and "/deploy list 2" not in text
 
     helped = help_blocks()
     validate_message(helped)
     for usage in (
         "start &lt;env&gt; [service] [version]",
         "status [id]",
-        "list",
+        "list [page]",
         "probe [id]",
         "abort [id] [reason]",
         "report [id]",
@@ -448,6 +452,36 @@ def test_status_list_and_help() -> None:
         "help",
     ):
         assert f"`/deploy {usage}`" in texts(helped)
+
+
+def page(*sessions: DeploySession, total: int | None = None, number: int = 1) -> SessionPage:
+    summaries = tuple(summary_of(s) for s in sessions)
+    count = len(summaries) if total is None else total
+    return SessionPage(summaries, total=count, number=number, per_page=LIST_PAGE_SIZE)
+
+
+def test_the_list_is_paged_and_says_how_to_see_more() -> None:
+    sessions = []
+    for n in range(1, LIST_PAGE_SIZE + 1):
+        session = make_session()
+        # Long titles and names that are no Slack ids: a full page still fits one message.
+        session.id, session.service, session.version = n, "s" * 100, "v" * 200
+        session.requester = "someone-who-is-no-slack-user" * 4
+        sessions.append(session)
+    first = list_blocks(page(*sessions, total=45), now=LATER)
+    validate_message(first)
+    assert texts(first).startswith("Open deploys (45) · page 1 of 3")
+    assert len(first) == 1 + LIST_PAGE_SIZE + 1
+    assert "`/deploy list 2` for more" in texts(first[-1:])
+
+    last = list_blocks(page(*sessions[:5], total=45, number=3), now=LATER)
+    validate_message(last)
+    assert "page 3 of 3" in texts(last) and "/deploy list 4" not in texts(last)
+
+    beyond = list_blocks(page(total=45, number=9), now=LATER)
+    assert texts(beyond) == (
+        "There is no page 9: the 45 open deploys fill pages 1 to 3. Try `/deploy list 3`."
+    )
 
 
 # The checklist thread
@@ -907,7 +941,7 @@ def test_no_time_is_frozen_into_a_message() -> None:
     shown = [
         summary_blocks(session, now=LATER),
         status_blocks(closed, now=LATER),
-        list_blocks([session], now=LATER),
+        list_blocks(page(session), now=LATER),
         *(m.blocks for m in checklist_messages(session)),
     ]
     date = re.compile(r"<!date\^(\d+)\^\{[a-z_]+\}(?: \{[a-z_]+\})*\|[^<>|]+>")

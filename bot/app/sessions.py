@@ -23,6 +23,7 @@ from bot.domain.checklist import Checklist, ChecklistItem, Section
 from bot.domain.commands import Command, StartDeployment
 from bot.domain.errors import DomainError, PermissionDenied
 from bot.domain.policy import Action, EnvironmentPolicy
+from bot.domain.summary import SessionPage
 from bot.ops.logs import session_scoped
 from bot.rendering.times import slack_date
 from bot.storage.probe_runs import ProbeRun
@@ -339,12 +340,20 @@ class DeployService:
             return uow.sessions.get(session_id)
 
     def list_open(self, environment: str | None = None) -> list[DeploySession]:
+        """Every open session, whole (checklists included): for workers, not for lists."""
         with UnitOfWork(self.session_factory) as uow:
             return uow.sessions.list_open(environment)
 
     def list_recent(self, limit: int, *, open_only: bool = False) -> list[DeploySession]:
         with UnitOfWork(self.session_factory) as uow:
             return uow.sessions.list_recent(limit, open_only=open_only)
+
+    def open_page(
+        self, number: int = 1, *, per_page: int, environment: str | None = None
+    ) -> SessionPage:
+        """A page of open sessions' summaries, oldest first: no checklist is read."""
+        with UnitOfWork(self.session_factory) as uow:
+            return uow.summaries.open_page(number, per_page=per_page, environment=environment)
 
     def history(self, session_id: int) -> list[AuditEntry]:
         with UnitOfWork(self.session_factory) as uow:

@@ -15,6 +15,7 @@ from bot.domain.commands import (
     StartProbe,
 )
 from bot.domain.inputs import LIMITS
+from bot.domain.summary import SessionPage
 from bot.rendering.checklist import mention, session_id, unasked_signoffs
 from bot.rendering.failures import completion_missing, failing_text, overridden_text
 from bot.rendering.ids import ActionId, pack
@@ -46,7 +47,7 @@ STATE_EMOJI: dict[SessionState, str] = {
     S.ROLLED_BACK: "↩️",
     S.ROLLBACK_FAILED: "🔥",
 }
-MAX_LISTED_SESSIONS = 15
+LIST_PAGE_SIZE = 20  # sessions per `/deploy list` page: within one message
 # Budgets (JSON characters) of the variable parts at full scale; halved until the message fits.
 SECTIONS_JSON = 2_400
 SIGNOFFS_JSON = 1_500
@@ -56,7 +57,7 @@ SCALES = (1.0, 0.5, 0.2, 0.0)
 USAGE = (
     ("start <env> [service] [version]", "open a deploy session and post its checklist"),
     ("status [id]", "the session's state, progress, sign-offs and failing probes"),
-    ("list", "the open deploy sessions"),
+    ("list [page]", f"the open deploy sessions, {LIST_PAGE_SIZE} a page"),
     ("probe [id]", "run the session's probes now"),
     ("abort [id] [reason]", "abort a session (the reason goes in the audit log)"),
     ("report [id]", "post the deployment report"),
@@ -114,24 +115,60 @@ def status_blocks(session: DeploySession, *, now: datetime) -> list[JsonBlock]:
     return blocks
 
 
-def list_blocks(sessions: list[DeploySession], *, now: datetime) -> list[JsonBlock]:
-    """The ``/deploy list`` reply: one line per open session ("No open deploys." if none)."""
-    if not sessions:
+def list_blocks(page: SessionPage, *, now: datetime) -> list[JsonBlock]:
+    """The ``/deploy list`` reply: one line per open session on this page, and how to see
+    the next page ("No open deploys." if there are none).
+
+    Titles are cut shorter until the page fits one message.
+    """
+    if page.total == 0:
         return [_section("No open deploys.")]
-    blocks = [_header(f"Open deploys ({len(sessions)})")]
-    for session in sessions[:MAX_LISTED_SESSIONS]:
-        settled, total = session.totals
-        line = (
-            f"*#{session_id(session)}* {clip(session.title, 100, json_limit=300, mrkdwn=True)}"
-            f" · {state_label(session.state)} · {progress_bar(settled, total)}"
-            f" · requested by {mention(session.requester)}"
-            f" · opened {ago(session.opened_at, now)}"
-        )
-        blocks.append(_section(line))
-    if len(sessions) > MAX_LISTED_SESSIONS:
-        more = len(sessions) - MAX_LISTED_SESSIONS
-        blocks.append(_context(f"… and {more} more. Use `/deploy status <id>` for one."))
+    if not page.summaries:
+        return [
+            _section(
+                f"There is no page {page.number}: the {page.total} open deploys fill "
+                f"{_pages(page.pages)}. Try `/deploy list {page.pages}`."
+            )
+        ]
+    blocks: list[JsonBlock] = []
+    for title_chars in (100, 40, 10):
+        blocks = _list_page(page, now, title_chars)
+        if fits(blocks):
+            break
     return blocks
+
+
+def _list_page(page: SessionPage, now: datetime, title_chars: int) -> list[JsonBlock]:
+    heading = f"Open deploys ({page.total})"
+    if page.pages > 1:
+        heading += f" · page {page.number} of {page.pages}"
+    blocks = [_header(heading)]
+    for summary in page.summaries:
+        title = clip(summary.title, title_chars, json_limit=3 * title_chars, mrkdwn=True)
+        line = (
+            f"*#{summary.id}* {title}"
+            f" · {state_label(summary.state)} · {progress_bar(summary.settled, summary.total)}"
+            f" · requested by {mention(clip(summary.requester, 40))}"
+            f" · opened {ago(summary.opened_at, now)}"
+        )
+        if summary.failing:
+            line += f" · ❌ {summary.failing} failing"
+        if summary.missing_signoffs:
+            line += f" · ⏳ {_count(summary.missing_signoffs, 'sign-off')} missing"
+        blocks.append(_section(line))
+    hint = "`/deploy status <id>` shows one."
+    if page.has_next:
+        hint = f"`/deploy list {page.number + 1}` for more · " + hint
+    blocks.append(_context(hint))
+    return blocks
+
+
+def _pages(pages: int) -> str:
+    return "1 page" if pages == 1 else f"pages 1 to {pages}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def help_blocks() -> list[JsonBlock]:

@@ -32,6 +32,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bot.domain.inputs import NAME_MAX, SLACK_ID_MAX, VERSION_MAX
 
+DIGEST_LENGTH = 64  # SHA-256 in hex
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp stored in UTC and always read back as UTC-aware.
@@ -82,13 +84,22 @@ class SessionRow(Base):
     requester: Mapped[str] = mapped_column(String(SLACK_ID_MAX))
     state: Mapped[str] = mapped_column(String(32))
     is_open: Mapped[bool]
-    checklist: Mapped[dict[str, Any]]
-    policy: Mapped[dict[str, Any]]
+    # Frozen when the session opens; read only when the digest is not in the process's
+    # cache (bot/storage/frozen_parts.py), hence deferred: a load does not fetch them.
+    checklist: Mapped[dict[str, Any]] = mapped_column(deferred=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(deferred=True)
+    checklist_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH))
+    policy_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH))
     progress: Mapped[dict[str, Any]]
     opened_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     closed_at: Mapped[datetime | None]
     revision: Mapped[int] = mapped_column(Integer)
+    # The summary (bot.domain.summary), kept by every save so that lists read only these.
+    items_settled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    items_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    items_failing: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    signoffs_missing: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __mapper_args__ = {"version_id_col": revision}
     __table_args__ = (
@@ -99,6 +110,15 @@ class SessionRow(Base):
             "service",
             unique=True,
             sqlite_where=text("is_open"),
+            postgresql_where=text("is_open"),
+        ),
+        # `/deploy list`: open sessions by id, one page at a time, and their count. SQLite
+        # uses a partial index only for a query that says its WHERE, and SQLAlchemy writes
+        # the flag there as `is_open = 1`.
+        Index(
+            "ix_deploy_sessions_open_id",
+            "id",
+            sqlite_where=text("is_open = 1"),
             postgresql_where=text("is_open"),
         ),
         # People type these ids: never hand out one that was used before.

@@ -28,17 +28,25 @@ from bot.domain.session import (
     progress_from_json,
     signoffs_from_json,
 )
+from bot.domain.summary import summary_of
+from bot.storage.frozen_parts import CHECKLISTS, POLICIES, digest_of
 from bot.storage.models import AuditEventRow, EnvironmentLockRow, SessionRow, SlackMessageRow
 
 
 def to_domain(row: SessionRow) -> DeploySession:
-    """The deploy session a row holds; its ``id`` is the row's id."""
+    """The deploy session a row holds; its ``id`` is the row's id.
+
+    The checklist and policy come from the process's cache by digest: their JSON is read
+    and validated only the first time this process meets them.
+    """
     progress = row.progress
     return DeploySession(
         environment=row.environment,
         requester=row.requester,
-        checklist=Checklist.model_validate(row.checklist),
-        policy=policy_from_json(row.policy),
+        checklist=CHECKLISTS.get(
+            row.checklist_digest, lambda: Checklist.model_validate(row.checklist)
+        ),
+        policy=POLICIES.get(row.policy_digest, lambda: policy_from_json(row.policy)),
         opened_at=row.opened_at,
         service=row.service,
         version=row.version,
@@ -53,10 +61,11 @@ def to_domain(row: SessionRow) -> DeploySession:
 
 
 def apply_to_row(session: DeploySession, row: SessionRow, *, new: bool = True) -> None:
-    """Copy every domain field onto ``row`` (not ``id``, not ``revision``: the ORM owns them).
+    """Copy every domain field onto ``row`` (not ``id``, not ``revision``: the ORM owns them),
+    with the summary columns lists read (:func:`bot.domain.summary.summary_of`).
 
     A session's checklist and policy are frozen when it opens, so an update (``new=False``)
-    does not serialise and rewrite them.
+    does not serialise and rewrite them (nor their digests).
     """
     row.environment = session.environment
     row.service = session.service
@@ -67,9 +76,16 @@ def apply_to_row(session: DeploySession, row: SessionRow, *, new: bool = True) -
     if new:
         row.checklist = session.checklist.model_dump(mode="json")
         row.policy = session.policy_to_json()
+        row.checklist_digest = digest_of(row.checklist)
+        row.policy_digest = digest_of(row.policy)
+        CHECKLISTS.put(row.checklist_digest, session.checklist)
+        POLICIES.put(row.policy_digest, session.policy)
     row.progress = session.state_to_json()
     row.opened_at = session.opened_at
     row.closed_at = session.closed_at
+    summary = summary_of(session)
+    row.items_settled, row.items_total = summary.settled, summary.total
+    row.items_failing, row.signoffs_missing = summary.failing, summary.missing_signoffs
 
 
 @contextmanager

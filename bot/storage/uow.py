@@ -24,6 +24,7 @@ from bot.storage.repositories import (
     conflicts_translated,
 )
 from bot.storage.schedule_slots import ScheduleSlots
+from bot.storage.summaries import SessionSummaries
 
 T = TypeVar("T")
 OUTBOX = Outbox()
@@ -37,6 +38,7 @@ class UnitOfWork:
     """
 
     sessions: SessionRepository
+    summaries: SessionSummaries
     audit: AuditLog
     locks: LockRepository
     slack_messages: SlackMessageRepository
@@ -58,6 +60,7 @@ class UnitOfWork:
             self._turn.__exit__(None, None, None)
             raise
         self.sessions = SessionRepository(db)
+        self.summaries = SessionSummaries(db)
         self.audit = AuditLog(db)
         self.locks = LockRepository(db)
         self.slack_messages = SlackMessageRepository(db)

@@ -5,9 +5,13 @@ tests/test_prometheus_server.py runs it against a real Prometheus.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +267,44 @@ def test_auth_comes_from_the_environment_and_is_redacted() -> None:
     assert bad.summary == "not runnable: PROM_AUTH must hold user:password"
     down = run_probe("m", probe, ctx=ProbeContext(environ={"PROM_TOKEN": "tok-123"}))
     assert not down.ok and down.summary.startswith("error: cannot connect to http://127.0.0.1:9")
+
+
+@pytest.fixture
+def recording_prometheus() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A loopback stand-in answering every query with one series at 0.004; records headers."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append({"path": self.path, **dict(self.headers.items())})
+            body = json.dumps(vector(({"job": "api"}, "0.004"))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_credentials_are_sent(recording_prometheus: tuple[str, list[dict[str, str]]]) -> None:
+    url, seen = recording_prometheus
+    ctx = ProbeContext(environ={"PROM_TOKEN": "tok-123", "PROM_AUTH": "bot:pa55"})
+    bearer = run_probe("m", spec(url=url, bearer_token_env="PROM_TOKEN"), ctx=ctx)
+    basic = run_probe("m", spec(url=url + "/", basic_auth_env="PROM_AUTH"), ctx=ctx)
+    assert (bearer.ok, basic.ok) == (False, False)  # 0.004 == 1 does not hold
+    assert bearer.summary == "0.004 == 1 ✗"
+    assert seen[0]["path"] == "/api/v1/query?query=up"
+    assert seen[0]["Authorization"] == "Bearer tok-123"
+    assert seen[1]["path"] == "/api/v1/query?query=up"
+    assert seen[1]["Authorization"] == "Basic " + base64.b64encode(b"bot:pa55").decode()

@@ -241,6 +241,7 @@ def _auth(spec: PrometheusProbe, ctx: ProbeContext) -> tuple[dict[str, str], Any
         user, colon, password = ctx.env(spec.basic_auth_env).partition(":")
         if not colon:
             raise ProbeConfigError(f"{spec.basic_auth_env} must hold user:password")
+        ctx.secrets.append(password)  # the pair is redacted already; the password alone too
         return {}, httpx.BasicAuth(user, password)
     return {}, None
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from bot.config.loader import check_config
@@ -173,6 +175,31 @@ def test_bad_answers_are_clear_errors(response: httpx.Response, message: str) ->
         series_of(response)
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.sampled_from(["1", "NaN", "x"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["metric", "value", "values", "__name__", "a"]), inner)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["vector", "matrix", "scalar", "string", None]),
+    JSON,
+    st.sampled_from(["avg", "max", "min", "last"]),
+)
+def test_no_answer_breaks_the_reader(kind: str | None, result: object, reduce: str) -> None:
+    body = {"status": "success", "data": {"resultType": kind, "result": result}}
+    try:
+        found = series_of(answer(body), reduce)
+    except QueryError:
+        return
+    assert all(isinstance(s.value, float) and isinstance(s.labels, str) for s in found)
+
+
 @pytest.mark.parametrize(
     ("condition", "series", "phase", "text"),
     [
@@ -304,6 +331,8 @@ def test_the_credentials_are_sent(recording_prometheus: tuple[str, list[dict[str
     basic = run_probe("m", spec(url=url + "/", basic_auth_env="PROM_AUTH"), ctx=ctx)
     assert (bearer.ok, basic.ok) == (False, False)  # 0.004 == 1 does not hold
     assert bearer.summary == "0.004 == 1 ✗"
+    zero = run_probe("m", spec(url=url, condition="result / 0 < 1"), ctx=ctx)
+    assert zero.summary == "error: condition: division by zero at column 10"
     assert seen[0]["path"] == "/api/v1/query?query=up"
     assert seen[0]["Authorization"] == "Bearer tok-123"
     assert seen[1]["path"] == "/api/v1/query?query=up"

@@ -205,7 +205,7 @@ def series_of(response: httpx.Response, reduce: str = "last") -> list[Series]:
             ]
         else:
             raise QueryError(f"the query returns a {kind}, not numbers")
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
         raise QueryError("a malformed answer from Prometheus") from None
     return sorted(found, key=lambda s: s.labels)
 

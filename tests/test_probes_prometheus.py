@@ -96,23 +96,34 @@ def test_a_bad_condition_is_located_in_the_file(
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "problem"),
     [
-        ("    count: 3\n", "count above 1 needs an interval"),
+        ("    count: 3\n", "4: probes.error-rate.interval: needed when count is above 1"),
         (
             "    count: 3\n    interval: 5s\n",
-            "timeout 10s does not cover initial_delay + count x interval: make it at least 15s",
+            "4: probes.error-rate: timeout 10s does not cover initial_delay + count x interval: "
+            "make it at least 15s",
         ),
-        ("    initial_delay: 10s\n", "make it at least 11s"),
-        ("    reduce: avg\n", "reduce needs window"),
-        ("    bearer_token_env: A\n    basic_auth_env: B\n", "not both"),
-        ("    bearer_token_env: s3cret-value\n", "is not an environment variable name"),
+        (
+            "    initial_delay: 10s\n",
+            "4: probes.error-rate: timeout 10s does not cover initial_delay + count x interval: "
+            "make it at least 11s",
+        ),
+        ("    reduce: avg\n", "9: probes.error-rate.reduce: needs window (a range query)"),
+        ("    step: 1s\n", "9: probes.error-rate.step: needs window (a range query)"),
+        (
+            "    bearer_token_env: A\n    basic_auth_env: B\n",
+            "4: probes.error-rate: use bearer_token_env or basic_auth_env, not both",
+        ),
+        (
+            "    bearer_token_env: s3cret-value\n",
+            "9: probes.error-rate.bearer_token_env: 's3cret-value' is not an environment "
+            "variable name (use e.g. DATABASE_URL)",
+        ),
     ],
 )
-def test_measurement_settings_are_checked(tmp_path: Path, extra: str, message: str) -> None:
-    found = problems(tmp_path, '"result < 0.01"', extra)
-    assert len(found) == 1 and message in found[0], found
-    assert found[0].startswith("deploybot.yaml:")
+def test_measurement_settings_are_checked(tmp_path: Path, extra: str, problem: str) -> None:
+    assert problems(tmp_path, '"result < 0.01"', extra) == [f"deploybot.yaml:{problem}"]
 
 
 def test_a_timeout_that_covers_the_measurements_is_accepted(tmp_path: Path) -> None:

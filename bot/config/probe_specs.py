@@ -19,6 +19,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -346,20 +348,29 @@ class PrometheusProbe(ProbeBase):
     basic_auth_env: EnvVarName | None = None
     verify_tls: bool = True
     count: int = Field(default=1, ge=1, le=1000)
-    interval: Duration | None = None
+    interval: Duration | None = Field(default=None, validate_default=True)
     failure_limit: int = Field(default=0, ge=0)
     inconclusive_limit: int = Field(default=0, ge=0)
     initial_delay: Duration | None = None
+
+    @field_validator("step", "reduce")
+    @classmethod
+    def _needs_window(cls, value: object, info: ValidationInfo) -> object:
+        if "window" in info.data and info.data["window"] is None:  # set, and not invalid
+            raise PydanticCustomError("window", "needs window (a range query)")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _needed_for_count(cls, value: timedelta | None, info: ValidationInfo) -> object:
+        if value is None and info.data.get("count", 1) > 1:
+            raise PydanticCustomError("interval", "needed when count is above 1")
+        return value
 
     @model_validator(mode="after")
     def _fits(self) -> PrometheusProbe:
         if self.bearer_token_env and self.basic_auth_env:
             raise PydanticCustomError("auth", "use bearer_token_env or basic_auth_env, not both")
-        for name in ("step", "reduce"):
-            if name in self.model_fields_set and self.window is None:
-                raise PydanticCustomError("window", "{name} needs window", {"name": name})
-        if self.count > 1 and self.interval is None:
-            raise PydanticCustomError("interval", "count above 1 needs an interval")
         delay = self.initial_delay or timedelta(0)
         needed = delay + self.count * (self.interval or timedelta(0))
         if self.timeout < needed or self.timeout <= delay:

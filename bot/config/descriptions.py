@@ -117,6 +117,31 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("CommandProbe", "output_pattern"): "A regular expression stdout and stderr must match.",
     ("CommandProbe", "env"): "Variables passed to the command; it sees no others (not even "
     "`PATH`).",
+    # Prometheus probe
+    ("PrometheusProbe", "url"): "The Prometheus server (`http://prometheus:9090`); the "
+    "query goes to its HTTP API.",
+    ("PrometheusProbe", "query"): "A PromQL query; each series it returns is checked.",
+    ("PrometheusProbe", "condition"): "What each series' value must meet, as `result` "
+    "(`result < 0.01`, `0.9 <= result <= 1`, `abs(result) < 5`); `result[0]` reads the list "
+    "of all series' values instead. No data and NaN are inconclusive.",
+    ("PrometheusProbe", "window"): "Query a range (`/api/v1/query_range`) over the last "
+    "`window` rather than one instant.",
+    ("PrometheusProbe", "step"): "With `window`: the range query's resolution.",
+    ("PrometheusProbe", "reduce"): "With `window`: how a series' values become one value "
+    "(`avg`, `max`, `min`, `last`).",
+    ("PrometheusProbe", "bearer_token_env"): "The variable holding a bearer token to send.",
+    ("PrometheusProbe", "basic_auth_env"): "The variable holding `user:password` for basic "
+    "authentication.",
+    ("PrometheusProbe", "verify_tls"): "Verify the server's certificate.",
+    ("PrometheusProbe", "count"): "How many measurements to take (as Argo Rollouts counts "
+    "them); `timeout` must cover `initial_delay` + `count` x `interval`.",
+    ("PrometheusProbe", "interval"): "The time between measurements; needed when `count` is "
+    "above 1.",
+    ("PrometheusProbe", "failure_limit"): "How many measurements may fail; one more fails the "
+    "probe at once.",
+    ("PrometheusProbe", "inconclusive_limit"): "How many measurements may be inconclusive; "
+    "one more makes the probe inconclusive (failed) at once.",
+    ("PrometheusProbe", "initial_delay"): "How long to wait before the first measurement.",
     # Rollbacks
     ("KubernetesRollback", "deployment"): "The Deployment to undo (`kubectl rollout undo`).",
     ("KubernetesRollback", "namespace"): "Its namespace.",
@@ -178,6 +203,7 @@ DEFAULTS_IN_WORDS: dict[tuple[str, str], str] = {
     ("KubernetesRollback", "context"): "the current context, else in-cluster",
     ("EcsRollback", "region"): "`AWS_REGION`, else `AWS_DEFAULT_REGION`",
     ("LambdaRollback", "region"): "`AWS_REGION`, else `AWS_DEFAULT_REGION`",
+    ("PrometheusProbe", "step"): "a thirtieth of the `window`, at least 1s",
     ("Section", "id"): "the slug of the `title`",
     ("ChecklistItem", "id"): "its position (`2.5.1`)",
 }

@@ -19,11 +19,15 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from bot.domain.checklist import Severity
+from bot.domain.conditions import ConditionError
+from bot.domain.conditions import parse as parse_condition
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
 _DURATION_HINT = "use e.g. 30s, 5m, 1h30m"
@@ -317,6 +321,69 @@ class CommandProbe(ProbeBase):
         return self
 
 
+def _result_condition(value: str) -> str:
+    try:
+        parse_condition(value, names=("result",))
+    except ConditionError as error:
+        raise PydanticCustomError("condition", "{error}", {"error": str(error)}) from None
+    return value
+
+
+class PrometheusProbe(ProbeBase):
+    """A PromQL query whose value meets ``condition``, measured ``count`` times (Argo-style).
+
+    Without ``window``, an instant query (``/api/v1/query``); with it, a range query over the
+    last ``window`` (``/api/v1/query_range``), each series reduced to one value by ``reduce``.
+    Every series must meet the condition; no data and NaN are inconclusive.
+    """
+
+    kind: Literal["prometheus"] = "prometheus"
+    url: Annotated[str, AfterValidator(_http_url)]
+    query: str = Field(min_length=1)
+    condition: Annotated[str, AfterValidator(_result_condition)]
+    window: Duration | None = None
+    step: Duration | None = None
+    reduce: Literal["avg", "max", "min", "last"] = "last"
+    bearer_token_env: EnvVarName | None = None
+    basic_auth_env: EnvVarName | None = None
+    verify_tls: bool = True
+    count: int = Field(default=1, ge=1, le=1000)
+    interval: Duration | None = Field(default=None, validate_default=True)
+    failure_limit: int = Field(default=0, ge=0)
+    inconclusive_limit: int = Field(default=0, ge=0)
+    initial_delay: Duration | None = None
+
+    @field_validator("step", "reduce")
+    @classmethod
+    def _needs_window(cls, value: object, info: ValidationInfo) -> object:
+        if "window" in info.data and info.data["window"] is None:  # set, and not invalid
+            raise PydanticCustomError("window", "needs window (a range query)")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _needed_for_count(cls, value: timedelta | None, info: ValidationInfo) -> object:
+        if value is None and info.data.get("count", 1) > 1:
+            raise PydanticCustomError("interval", "needed when count is above 1")
+        return value
+
+    @model_validator(mode="after")
+    def _fits(self) -> PrometheusProbe:
+        if self.bearer_token_env and self.basic_auth_env:
+            raise PydanticCustomError("auth", "use bearer_token_env or basic_auth_env, not both")
+        delay = self.initial_delay or timedelta(0)
+        needed = delay + self.count * (self.interval or timedelta(0))
+        if self.timeout < needed or self.timeout <= delay:
+            shown = format_duration(max(needed, delay + timedelta(seconds=1)))
+            raise PydanticCustomError(
+                "timeout",
+                "timeout {timeout} does not cover initial_delay + count x interval: "
+                "make it at least {needed}",
+                {"timeout": format_duration(self.timeout), "needed": shown},
+            )
+        return self
+
+
 ProbeSpec = Annotated[
     HttpProbe
     | TcpProbe
@@ -325,9 +392,20 @@ ProbeSpec = Annotated[
     | SqlProbe
     | KubernetesProbe
     | AwsProbe
-    | CommandProbe,
+    | CommandProbe
+    | PrometheusProbe,
     Field(discriminator="kind"),
 ]
 """Any probe definition, told apart by its ``kind``."""
 
-PROBE_KINDS: tuple[str, ...] = ("http", "tcp", "dns", "tls", "sql", "kubernetes", "aws", "command")
+PROBE_KINDS: tuple[str, ...] = (
+    "http",
+    "tcp",
+    "dns",
+    "tls",
+    "sql",
+    "kubernetes",
+    "aws",
+    "command",
+    "prometheus",
+)

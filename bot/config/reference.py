@@ -36,6 +36,7 @@ from bot.config.probe_specs import (
     KubernetesProbe,
     Port,
     ProbeSpec,
+    PrometheusProbe,
     SqlProbe,
     TcpProbe,
     TlsProbe,
@@ -120,6 +121,7 @@ PARTS: tuple[Part, ...] = (
             Page(KubernetesProbe, "`kind: kubernetes`", "probe-kubernetes", "kubernetes probe"),
             Page(AwsProbe, "`kind: aws`", "probe-aws", "aws probe"),
             Page(CommandProbe, "`kind: command`", "probe-command", "command probe"),
+            Page(PrometheusProbe, "`kind: prometheus`", "probe-prometheus", "prometheus probe"),
         ),
     ),
     Part(

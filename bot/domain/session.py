@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity, walk_item
+from bot.domain.freeze import FreezeOverride
 from bot.domain.policy import SessionPolicy, SignOffRule
 
 
@@ -123,6 +124,7 @@ class DeploySession:
     closed_at: datetime | None = None
     outcome_reason: str | None = None  # why it was aborted, failed or rolled back
     incident: Incident | None = None  # the latest, open or resolved
+    freeze_override: FreezeOverride | None = None  # deploying inside a change freeze
 
     @property
     def open_incident(self) -> Incident | None:
@@ -201,6 +203,7 @@ class DeploySession:
             },
             "outcome_reason": self.outcome_reason,
             "incident": self.incident.to_json() if self.incident else None,
+            "freeze_override": self.freeze_override.to_json() if self.freeze_override else None,
         }
 
     def policy_to_json(self) -> dict[str, Any]:
@@ -210,6 +213,7 @@ class DeploySession:
             "operators": list(p.operators),
             "oncall": list(p.oncall),
             "separation_of_duties": p.separation_of_duties,
+            "freeze_override": list(p.freeze_override),
             "deploy_gate": p.deploy_gate.model_dump(mode="json"),
             "complete_gate": p.complete_gate.model_dump(mode="json"),
         }
@@ -225,6 +229,7 @@ def policy_from_json(data: dict[str, Any]) -> SessionPolicy:
         operators=tuple(data.get("operators", ())),
         oncall=tuple(data.get("oncall", ())),
         separation_of_duties=data.get("separation_of_duties", True),
+        freeze_override=tuple(data.get("freeze_override", ())),
         deploy_gate=Gate.model_validate(data.get("deploy_gate", {})),
         complete_gate=Gate.model_validate(data.get("complete_gate", {})),
     )

@@ -14,6 +14,7 @@ from bot.domain.commands import (
     StartDeployment,
     StartProbe,
 )
+from bot.domain.freeze import FreezeOverride
 from bot.domain.inputs import LIMITS
 from bot.rendering.checklist import mention, session_id, unasked_signoffs
 from bot.rendering.failures import completion_missing, failing_text, overridden_text
@@ -179,6 +180,8 @@ def _overview(
         blocks.append(_section(failing_text(session, int(FAILING_JSON * scale))))
     if session.overridden_items():
         blocks.append(_section(overridden_text(session, int(FAILING_JSON * scale))))
+    if session.freeze_override is not None:
+        blocks.append(_section(_freeze_override(session.freeze_override)))
     outcome = _outcome(session)
     if outcome:
         blocks.append(_section(outcome))
@@ -257,6 +260,15 @@ def _signoffs(session: DeploySession, scale: float) -> str:
         more=lambda n: f"… and {n} more",
     )
     return "\n".join(["*Sign-offs*", *shown])
+
+
+def _freeze_override(done: FreezeOverride) -> str:
+    reason = clip(done.reason, 300, json_limit=600, mrkdwn=True)
+    window = clip(done.window.describe(), 300, json_limit=600, mrkdwn=True)
+    return (
+        f":snowflake: *Change freeze overridden* by {mention(done.by)} · {slack_date(done.at)}: "
+        f"{reason}\n_{window}_"
+    )
 
 
 def _outcome(session: DeploySession) -> str | None:

@@ -1,0 +1,46 @@
+"""An environment's rules as the domain reads them: its policies, and its freeze in force.
+
+Built from the configuration (and, for freezes, the clock the bus injects), so the domain
+gets plain facts and stays pure.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.config.freezes import freeze_at
+from bot.config.schema import Environment
+from bot.domain import SessionPolicy, SignOffRule
+from bot.domain.freeze import FreezeWindow
+from bot.domain.policy import EnvironmentPolicy
+
+
+def policy_for(env: Environment) -> SessionPolicy:
+    """Freeze an environment's rules into the policy a new session carries."""
+    return SessionPolicy(
+        signoffs=tuple(SignOffRule(s.key, s.role, tuple(s.by)) for s in env.signoffs),
+        operators=tuple(env.effective_operators),
+        oncall=tuple(env.oncall),
+        separation_of_duties=env.separation_of_duties,
+        freeze_override=tuple(env.freeze_override),
+        deploy_gate=env.deploy_gate,
+        complete_gate=env.complete_gate,
+    )
+
+
+def environment_policy(env_name: str, env: Environment) -> EnvironmentPolicy:
+    """An environment's rules for what is asked of it: start, lock, unlock, report."""
+    return EnvironmentPolicy.build(
+        env_name,
+        starters=env.starters,
+        operators=env.effective_operators,
+        oncall=env.oncall,
+        approvers=[role for signoff in env.signoffs for role in signoff.by],
+        report=env.reports,
+        freeze_override=env.freeze_override,
+    )
+
+
+def freeze_of(env: Environment, at: datetime) -> FreezeWindow | None:
+    """The environment's change freeze in force at ``at``, if any."""
+    return freeze_at(env.freezes, at)

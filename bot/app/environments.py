@@ -18,7 +18,7 @@ from bot.domain.policy import EnvironmentPolicy
 def policy_for(env: Environment) -> SessionPolicy:
     """Freeze an environment's rules into the policy a new session carries."""
     return SessionPolicy(
-        signoffs=tuple(SignOffRule(s.key, s.role, tuple(s.by)) for s in env.signoffs),
+        signoffs=tuple(SignOffRule(s.key, s.role, tuple(s.by), s.count) for s in env.signoffs),
         operators=tuple(env.effective_operators),
         oncall=tuple(env.oncall),
         separation_of_duties=env.separation_of_duties,

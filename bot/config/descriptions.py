@@ -52,6 +52,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("SignOffRequirement", "role"): "The sign-off's name as people read it (`QA Lead`); its "
     "key in gates is the slug (`qa-lead`).",
     ("SignOffRequirement", "by"): "Roles whose members may give this sign-off.",
+    ("SignOffRequirement", "count"): "How many different people must give it (`2`: two "
+    "members of the roles); the gate counts it done at that number.",
     # Gates and Gate
     ("Gates", "deploy"): "What must be in before deploying starts.",
     ("Gates", "complete"): "What must be in before the deploy completes.",

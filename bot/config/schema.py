@@ -103,6 +103,7 @@ class SignOffRequirement(_Strict):
 
     role: str = Field(min_length=1)
     by: RoleRefs = Field(min_length=1)
+    count: int = Field(1, ge=1)
 
     @property
     def key(self) -> str:

@@ -137,11 +137,13 @@ DOING: Mapping[Action, str] = MappingProxyType(
 
 @dataclass(frozen=True)
 class SignOffRule:
-    """A required sign-off: ``key`` is the slug, ``role`` the name people read."""
+    """A required sign-off: ``key`` is the slug, ``role`` the name people read; it takes
+    ``count`` distinct people."""
 
     key: str
     role: str
     by: tuple[str, ...]
+    count: int = 1
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -61,11 +61,43 @@ class ItemProgress:
 
 
 @dataclass(frozen=True)
+class Signature:
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class SignOffRecord:
+    """A sign-off as given so far: ``by`` and ``at`` are the first signer's (what rows from
+    before counts held); ``more`` are the further signers a count of N asks for."""
+
     key: str
     role: str
     by: str
     at: datetime
+    more: tuple[Signature, ...] = ()
+
+    @property
+    def signers(self) -> tuple[str, ...]:
+        return (self.by, *(s.by for s in self.more))
+
+    @property
+    def last_at(self) -> datetime:
+        return self.more[-1].at if self.more else self.at
+
+    def with_signer(self, by: str, at: datetime) -> SignOffRecord:
+        return replace(self, more=(*self.more, Signature(by, at)))
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "key": self.key,
+            "role": self.role,
+            "by": self.by,
+            "at": self.at.isoformat(),
+        }
+        if self.more:
+            data["more"] = [{"by": s.by, "at": s.at.isoformat()} for s in self.more]
+        return data
 
 
 @dataclass(frozen=True)
@@ -154,7 +186,12 @@ class DeploySession:
             if keys is None
             else [r for r in self.policy.signoffs if r.key in keys]
         )
-        return tuple(r for r in wanted if r.key not in self.signoffs)
+        return tuple(r for r in wanted if len(self.signers(r.key)) < r.count)
+
+    def signers(self, key: str) -> tuple[str, ...]:
+        """Who has signed ``key`` so far, in order."""
+        record = self.signoffs.get(key)
+        return record.signers if record else ()
 
     def gate_missing(self, gate: Gate) -> list[str]:
         """What keeps a gate closed, in words; empty when it is open."""
@@ -165,7 +202,9 @@ class DeploySession:
                 title = section.title if section else section_id
                 missing.append(f"section *{title}* is not finished")
         for rule in self.missing_signoffs(gate.signoffs):
-            missing.append(f"sign-off from *{rule.role}*")
+            have = len(self.signers(rule.key))
+            of = f" ({have} of {rule.count})" if rule.count > 1 else ""
+            missing.append(f"sign-off from *{rule.role}*{of}")
         return missing
 
     def failing_items(self) -> list[tuple[ChecklistItem, ItemProgress]]:
@@ -198,9 +237,7 @@ class DeploySession:
     def state_to_json(self) -> dict[str, Any]:
         return {
             "items": {k: _progress_json(v) for k, v in self.items.items()},
-            "signoffs": {
-                k: {**asdict(v), "at": v.at.isoformat()} for k, v in self.signoffs.items()
-            },
+            "signoffs": {k: v.to_json() for k, v in self.signoffs.items()},
             "outcome_reason": self.outcome_reason,
             "incident": self.incident.to_json() if self.incident else None,
             "freeze_override": self.freeze_override.to_json() if self.freeze_override else None,
@@ -223,7 +260,7 @@ def policy_from_json(data: dict[str, Any]) -> SessionPolicy:
     """The policy :meth:`DeploySession.policy_to_json` wrote; missing keys take defaults."""
     return SessionPolicy(
         signoffs=tuple(
-            SignOffRule(key=r["key"], role=r["role"], by=tuple(r["by"]))
+            SignOffRule(key=r["key"], role=r["role"], by=tuple(r["by"]), count=r.get("count", 1))
             for r in data.get("signoffs", ())
         ),
         operators=tuple(data.get("operators", ())),
@@ -266,8 +303,16 @@ def progress_from_json(data: dict[str, Any]) -> dict[str, ItemProgress]:
 
 
 def signoffs_from_json(data: dict[str, Any]) -> dict[str, SignOffRecord]:
+    """Sign-offs as :meth:`DeploySession.state_to_json` wrote them; rows from before counts
+    have no ``more``."""
     return {
-        k: SignOffRecord(v["key"], v["role"], v["by"], datetime.fromisoformat(v["at"]))
+        k: SignOffRecord(
+            v["key"],
+            v["role"],
+            v["by"],
+            datetime.fromisoformat(v["at"]),
+            tuple(Signature(m["by"], datetime.fromisoformat(m["at"])) for m in v.get("more", ())),
+        )
         for k, v in data.items()
     }
 

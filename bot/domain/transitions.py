@@ -176,12 +176,24 @@ def _parties(s: DeploySession, command: c.Command) -> Parties:
 def _sign_off(s: DeploySession, cmd: c.SignOff, actor: Actor, at: datetime) -> list[Event]:
     rule = _signoff_rule(s, cmd.key)
     done = s.signoffs.get(rule.key)
-    if done is not None:
+    if done is not None and len(done.signers) >= rule.count:
+        who = ", ".join(f"<@{by}>" for by in done.signers)
         raise DomainError(
-            f"{rule.role} is already signed off by <@{done.by}> at {done.at:%Y-%m-%d %H:%M} UTC."
+            f"{rule.role} is already signed off by {who} at {done.last_at:%Y-%m-%d %H:%M} UTC."
         )
-    s.signoffs[rule.key] = SignOffRecord(rule.key, rule.role, actor.user_id, at)
-    return [Event("signed_off", actor.user_id, at, {"key": rule.key, "role": rule.role})]
+    if done is not None and actor.user_id in done.signers:
+        raise DomainError(
+            f"You have already signed off as {rule.role}: it takes {rule.count} different "
+            "people, so ask another member of the role."
+        )
+    s.signoffs[rule.key] = (
+        SignOffRecord(rule.key, rule.role, actor.user_id, at)
+        if done is None
+        else done.with_signer(actor.user_id, at)
+    )
+    have = len(s.signoffs[rule.key].signers)
+    data = {"key": rule.key, "role": rule.role, "signed": have, "of": rule.count}
+    return [Event("signed_off", actor.user_id, at, data)]
 
 
 def _start_deployment(

@@ -16,6 +16,7 @@ from bot.domain.commands import (
 )
 from bot.domain.freeze import FreezeOverride
 from bot.domain.inputs import LIMITS
+from bot.domain.policy import SignOffRule
 from bot.rendering.checklist import mention, session_id, unasked_signoffs
 from bot.rendering.failures import completion_missing, failing_text, overridden_text
 from bot.rendering.ids import ActionId, pack
@@ -246,13 +247,7 @@ def _progress(session: DeploySession, scale: float) -> str:
 def _signoffs(session: DeploySession, scale: float) -> str:
     lines = []
     for rule in session.policy.signoffs:
-        role = clip(rule.role, 60, json_limit=200, mrkdwn=True)
-        record = session.signoffs.get(rule.key)
-        if record is None:
-            lines.append(f"⏳ *{role}*: missing")
-        else:
-            when = slack_date(record.at)
-            lines.append(f"✅ *{role}*: {mention(record.by)} · {when}")
+        lines.append(signoff_status(session, rule))
     shown = bounded_lines(
         lines,
         limit=MAX_SECTION_TEXT - 20,
@@ -260,6 +255,19 @@ def _signoffs(session: DeploySession, scale: float) -> str:
         more=lambda n: f"… and {n} more",
     )
     return "\n".join(["*Sign-offs*", *shown])
+
+
+def signoff_status(session: DeploySession, rule: SignOffRule) -> str:
+    """``✅ *QA Lead*: <@U1> · date``, or with a count ``⏳ *QA*: 1 of 2 (<@U1>)``."""
+    role = clip(rule.role, 60, json_limit=200, mrkdwn=True)
+    record = session.signoffs.get(rule.key)
+    if record is None:
+        return f"⏳ *{role}*: missing" + (f" (0 of {rule.count})" if rule.count > 1 else "")
+    who = ", ".join(mention(by) for by in record.signers)
+    done = len(record.signers) >= rule.count
+    if rule.count > 1:
+        who = f"{len(record.signers)} of {rule.count} ({who})"
+    return f"✅ *{role}*: {who} · {slack_date(record.last_at)}" if done else f"⏳ *{role}*: {who}"
 
 
 def _freeze_override(done: FreezeOverride) -> str:

@@ -1,5 +1,6 @@
-"""A change freeze through the real Bolt app over HTTP, on SQLite and PostgreSQL: refused,
-overridden with a reason (audited, shown, announced), and sign-offs still required."""
+"""Change control through the real Bolt app over HTTP, on SQLite and PostgreSQL: a change
+freeze refused, then overridden with a reason (audited, shown, announced) with sign-offs
+still required; a sign-off that takes two people."""
 
 from __future__ import annotations
 
@@ -81,6 +82,38 @@ def test_a_freeze_refuses_and_a_captain_overrides(database_url: str, tmp_path: P
         bot.wait_signed(1, "devops-lead")
         bot.click("U0CAPTAIN", ActionId.START_DEPLOYMENT, "1", reply="deploy")
         bot.wait_state(1, SessionState.DEPLOYING)
+
+
+def test_a_sign_off_takes_two_different_people(database_url: str, tmp_path: Path) -> None:
+    config = yaml.safe_load((EXAMPLES / "minimal.yaml").read_text())
+    staging = config["environments"]["staging"]
+    staging["checklist"] = str(EXAMPLES / "checklists" / "minimal.yaml")
+    staging["signoffs"] = [{"role": "QA", "by": ["approvers"], "count": 2}]
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(config))
+    upgrade(database_url)
+    with running_bot(database_url, config=path) as bot:
+        bot.command("start staging api v3", user="U0DEPLOYER", reply="start")
+        assert bot.reply("start")["text"].startswith("Opened deploy #1")
+        bot.click("U0APPROVER1", ActionId.SIGN_OFF, "1|qa", reply="first")
+        bot.wait_signed(1, "qa")
+        _wait_summary(bot, "QA*: 1 of 2 (<@U0APPROVER1>)")
+        bot.click("U0APPROVER1", ActionId.SIGN_OFF, "1|qa", reply="again")
+        assert "You have already signed off as QA" in bot.reply("again")["text"]
+        bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="early")
+        assert "sign-off from *QA* (1 of 2)" in bot.reply("early")["text"]
+        bot.click("U0APPROVER2", ActionId.SIGN_OFF, "1|qa", reply="second")
+        _wait_summary(bot, "QA*: 2 of 2 (<@U0APPROVER1>, <@U0APPROVER2>)")
+        assert bot.session(1).signers("qa") == ("U0APPROVER1", "U0APPROVER2")
+        bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="deploy")
+        bot.wait_state(1, SessionState.DEPLOYING)
+
+
+def _wait_summary(bot: RunningBot, text: str) -> None:
+    deadline = time.monotonic() + 10
+    while text not in json.dumps(bot.summary().blocks, ensure_ascii=False):
+        assert time.monotonic() < deadline, f"the summary never showed {text}"
+        time.sleep(0.05)
 
 
 def _announcement(bot: RunningBot) -> Any:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
+from bot.config.schema import SignOffRequirement
 from bot.domain import Actor, SignOffRule, apply
 from bot.domain import commands as c
 from bot.domain.checklist import Gate
@@ -79,3 +81,51 @@ def test_the_summary_shows_how_many_of_n_and_who() -> None:
     # A count of one reads as before.
     single = apply(make_session(), c.SignOff("qa-lead"), QA, NOW).session
     assert signoff_status(single, single.policy.signoffs[0]).startswith("✅ *QA Lead*: <@U0QA> · ")
+
+
+# valid_for: a signature older than that does not count when deploying starts.
+
+FOUR_HOURS = (SignOffRule("qa", "QA", ("approvers",), count=2, valid_for=timedelta(hours=4)),)
+
+
+def test_expired_signatures_do_not_count_at_start_deployment_and_are_given_again() -> None:
+    s = make_session(signoffs=FOUR_HOURS, deploy_gate=Gate(signoffs=("qa",)))
+    s = apply(s, c.SignOff("qa"), QA, NOW).session
+    s = apply(s, c.SignOff("qa"), QA2, NOW + timedelta(hours=3)).session
+    assert apply(s, c.StartDeployment(), OPERATOR, NOW + timedelta(hours=3, minutes=59)).changed
+    late = NOW + timedelta(hours=5)
+    with pytest.raises(GateClosed, match=r"\*QA\* \(1 of 2\) \(a sign-off holds 4h: sign again\)"):
+        apply(s, c.StartDeployment(), OPERATOR, late)
+    assert s.signers("qa", at=late) == (QA2.user_id,)
+    # QA's expired signature makes room: they sign again, and deploying may start.
+    again = apply(s, c.SignOff("qa"), QA, late).session
+    assert again.signers("qa") == (QA2.user_id, QA.user_id)
+    assert apply(again, c.StartDeployment(), OPERATOR, late).changed
+
+
+def test_the_summary_asks_again_for_an_expired_sign_off() -> None:
+    s = make_session(signoffs=FOUR_HOURS[:1], deploy_gate=Gate(signoffs=("qa",)))
+    s = apply(s, c.SignOff("qa"), QA, NOW).session
+    s = apply(s, c.SignOff("qa"), QA2, NOW).session
+
+    def buttons(at: datetime) -> list[str]:
+        blocks = summary_blocks(s, now=at)
+        return [e["text"]["text"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+    assert "Start deployment" in buttons(NOW) and "Sign off as QA" not in buttons(NOW)
+    later = buttons(NOW + timedelta(hours=5))
+    assert "Sign off as QA" in later and "Start deployment" not in later
+
+
+def test_valid_for_is_kept_in_the_frozen_policy() -> None:
+    s = make_session(signoffs=FOUR_HOURS)
+    stored = json.loads(json.dumps(s.policy_to_json()))
+    assert policy_from_json(stored).signoffs == FOUR_HOURS
+
+
+def test_the_config_writes_count_and_valid_for() -> None:
+    spec = {"role": "QA", "by": ["approvers"], "count": 2, "valid_for": "4h"}
+    written = SignOffRequirement.model_validate(spec)
+    assert (written.count, written.valid_for) == (2, timedelta(hours=4))
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        SignOffRequirement.model_validate({**spec, "count": 0})

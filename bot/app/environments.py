@@ -18,7 +18,9 @@ from bot.domain.policy import EnvironmentPolicy
 def policy_for(env: Environment) -> SessionPolicy:
     """Freeze an environment's rules into the policy a new session carries."""
     return SessionPolicy(
-        signoffs=tuple(SignOffRule(s.key, s.role, tuple(s.by), s.count) for s in env.signoffs),
+        signoffs=tuple(
+            SignOffRule(s.key, s.role, tuple(s.by), s.count, s.valid_for) for s in env.signoffs
+        ),
         operators=tuple(env.effective_operators),
         oncall=tuple(env.oncall),
         separation_of_duties=env.separation_of_duties,

@@ -54,6 +54,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("SignOffRequirement", "by"): "Roles whose members may give this sign-off.",
     ("SignOffRequirement", "count"): "How many different people must give it (`2`: two "
     "members of the roles); the gate counts it done at that number.",
+    ("SignOffRequirement", "valid_for"): "How long a signature holds (`4h`): older ones no "
+    "longer count when deploying starts, and the role signs again. No expiry if absent.",
     # Gates and Gate
     ("Gates", "deploy"): "What must be in before deploying starts.",
     ("Gates", "complete"): "What must be in before the deploy completes.",

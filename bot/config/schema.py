@@ -104,6 +104,7 @@ class SignOffRequirement(_Strict):
     role: str = Field(min_length=1)
     by: RoleRefs = Field(min_length=1)
     count: int = Field(1, ge=1)
+    valid_for: Duration | None = None
 
     @property
     def key(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -138,12 +139,14 @@ DOING: Mapping[Action, str] = MappingProxyType(
 @dataclass(frozen=True)
 class SignOffRule:
     """A required sign-off: ``key`` is the slug, ``role`` the name people read; it takes
-    ``count`` distinct people."""
+    ``count`` distinct people; with ``valid_for``, a signature older than that no longer
+    counts when deploying starts."""
 
     key: str
     role: str
     by: tuple[str, ...]
     count: int = 1
+    valid_for: timedelta | None = None
 
 
 @dataclass(frozen=True)

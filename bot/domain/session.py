@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -80,6 +80,20 @@ class SignOffRecord:
     @property
     def signers(self) -> tuple[str, ...]:
         return (self.by, *(s.by for s in self.more))
+
+    @property
+    def signatures(self) -> tuple[Signature, ...]:
+        return (Signature(self.by, self.at), *self.more)
+
+    def valid(self, rule: SignOffRule, at: datetime | None) -> SignOffRecord | None:
+        """The record without signatures ``rule.valid_for`` has run out on at ``at``
+        (``None``: none left); unchanged without an expiry or a time."""
+        if rule.valid_for is None or at is None:
+            return self
+        kept = [s for s in self.signatures if s.at + rule.valid_for > at]
+        if not kept:
+            return None
+        return replace(self, by=kept[0].by, at=kept[0].at, more=tuple(kept[1:]))
 
     @property
     def last_at(self) -> datetime:
@@ -180,30 +194,39 @@ class DeploySession:
         settled, total = self.section_counts(section)
         return settled == total
 
-    def missing_signoffs(self, keys: tuple[str, ...] | None = None) -> tuple[SignOffRule, ...]:
+    def missing_signoffs(
+        self, keys: tuple[str, ...] | None = None, *, at: datetime | None = None
+    ) -> tuple[SignOffRule, ...]:
+        """The sign-offs short of their count (at ``at``, expired signatures left out)."""
         wanted = (
             self.policy.signoffs
             if keys is None
             else [r for r in self.policy.signoffs if r.key in keys]
         )
-        return tuple(r for r in wanted if len(self.signers(r.key)) < r.count)
+        return tuple(r for r in wanted if len(self.signers(r.key, at=at)) < r.count)
 
-    def signers(self, key: str) -> tuple[str, ...]:
-        """Who has signed ``key`` so far, in order."""
+    def signers(self, key: str, *, at: datetime | None = None) -> tuple[str, ...]:
+        """Who has signed ``key`` so far, in order (at ``at``: whose signature still holds)."""
         record = self.signoffs.get(key)
+        rule = self.policy.rule(key)
+        if record is not None and rule is not None:
+            record = record.valid(rule, at)
         return record.signers if record else ()
 
-    def gate_missing(self, gate: Gate) -> list[str]:
-        """What keeps a gate closed, in words; empty when it is open."""
+    def gate_missing(self, gate: Gate, *, at: datetime | None = None) -> list[str]:
+        """What keeps a gate closed, in words; empty when it is open. With ``at``,
+        signatures whose ``valid_for`` has run out by then do not count."""
         missing = []
         for section_id in gate.after:
             if not self.section_complete(section_id):
                 section = self.checklist.section(section_id)
                 title = section.title if section else section_id
                 missing.append(f"section *{title}* is not finished")
-        for rule in self.missing_signoffs(gate.signoffs):
-            have = len(self.signers(rule.key))
+        for rule in self.missing_signoffs(gate.signoffs, at=at):
+            have = len(self.signers(rule.key, at=at))
             of = f" ({have} of {rule.count})" if rule.count > 1 else ""
+            if have < len(self.signers(rule.key)):
+                of += f" (a sign-off holds {_hours(rule.valid_for)}: sign again)"
             missing.append(f"sign-off from *{rule.role}*{of}")
         return missing
 
@@ -246,7 +269,10 @@ class DeploySession:
     def policy_to_json(self) -> dict[str, Any]:
         p = self.policy
         return {
-            "signoffs": [asdict(r) for r in p.signoffs],
+            "signoffs": [
+                {**asdict(r), "valid_for": r.valid_for.total_seconds() if r.valid_for else None}
+                for r in p.signoffs
+            ],
             "operators": list(p.operators),
             "oncall": list(p.oncall),
             "separation_of_duties": p.separation_of_duties,
@@ -260,7 +286,13 @@ def policy_from_json(data: dict[str, Any]) -> SessionPolicy:
     """The policy :meth:`DeploySession.policy_to_json` wrote; missing keys take defaults."""
     return SessionPolicy(
         signoffs=tuple(
-            SignOffRule(key=r["key"], role=r["role"], by=tuple(r["by"]), count=r.get("count", 1))
+            SignOffRule(
+                key=r["key"],
+                role=r["role"],
+                by=tuple(r["by"]),
+                count=r.get("count", 1),
+                valid_for=timedelta(seconds=r["valid_for"]) if r.get("valid_for") else None,
+            )
             for r in data.get("signoffs", ())
         ),
         operators=tuple(data.get("operators", ())),
@@ -326,6 +358,11 @@ def _progress_json(p: ItemProgress) -> dict[str, Any]:
         "severity": p.severity.value if p.severity else None,
         "overrode": p.overrode,
     }
+
+
+def _hours(span: timedelta | None) -> str:
+    minutes = int(span.total_seconds() // 60) if span else 0
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -176,6 +176,9 @@ def _parties(s: DeploySession, command: c.Command) -> Parties:
 def _sign_off(s: DeploySession, cmd: c.SignOff, actor: Actor, at: datetime) -> list[Event]:
     rule = _signoff_rule(s, cmd.key)
     done = s.signoffs.get(rule.key)
+    if done is not None:
+        # Signatures past their ``valid_for`` make room: the role signs again.
+        done = done.valid(rule, at)
     if done is not None and len(done.signers) >= rule.count:
         who = ", ".join(f"<@{by}>" for by in done.signers)
         raise DomainError(
@@ -211,7 +214,7 @@ def _start_deployment(
             frozen_message(cmd.frozen, "Deployment can't start", override_hint(parties, how))
         )
     # An override never opens a gate: the sign-offs are checked all the same.
-    missing = s.gate_missing(s.policy.deploy_gate)
+    missing = s.gate_missing(s.policy.deploy_gate, at=at)
     if missing:
         raise GateClosed("Deployment can't start yet. Still missing: " + "; ".join(missing) + ".")
     return [Event("deployment_started", actor.user_id, at)]

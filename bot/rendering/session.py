@@ -87,7 +87,7 @@ def summary_blocks(
         Blocks that pass :func:`~bot.rendering.limits.validate_message`; long lists (sections,
         failing items) are cut with "… and N more" until they do.
     """
-    actions = _actions(session)
+    actions = _actions(session, now)
     blocks: list[JsonBlock] = []
     for scale in SCALES:
         blocks = _overview(session, now, scale, session_link, incident_link) + actions
@@ -307,7 +307,7 @@ def _waits(session: DeploySession) -> list[str]:
 # Buttons
 
 
-def _actions(session: DeploySession) -> list[JsonBlock]:
+def _actions(session: DeploySession, now: datetime) -> list[JsonBlock]:
     sid, state = session_id(session), session.state
 
     def allowed(command: type[Any]) -> bool:
@@ -315,10 +315,11 @@ def _actions(session: DeploySession) -> list[JsonBlock]:
 
     buttons = []
     if allowed(SignOff):
-        for rule in session.missing_signoffs():
+        # At ``now``: a sign-off whose ``valid_for`` has run out is asked for again.
+        for rule in session.missing_signoffs(at=now):
             text = f"Sign off as {rule.role}"
             buttons.append(button(text, ActionId.SIGN_OFF, pack(sid, rule.key)))
-    if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate):
+    if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate, at=now):
         buttons.append(button("Start deployment", ActionId.START_DEPLOYMENT, sid, "primary"))
     if allowed(FinishDeployment):
         buttons.append(button("Deployed: verify", ActionId.FINISH_DEPLOYMENT, sid))

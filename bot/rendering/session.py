@@ -57,6 +57,7 @@ SCALES = (1.0, 0.5, 0.2, 0.0)
 
 USAGE = (
     ("start <env> [service] [version]", "open a deploy session and post its checklist"),
+    ("start <env> … --override <reason>", "open one during a change freeze (freeze_override)"),
     ("status [id]", "the session's state, progress, sign-offs and failing probes"),
     ("list", "the open deploy sessions"),
     ("probe [id]", "run the session's probes now"),
@@ -64,6 +65,8 @@ USAGE = (
     ("report [id]", "post the deployment report"),
     ("lock <env> [reason]", "hold an environment: no deploy can start there"),
     ("unlock <env>", "free a held environment"),
+    ("freezes [env]", "the change freezes in force and the next three"),
+    ("override [id] <reason>", "deploy an open session during a change freeze"),
     ("help", "this help"),
 )
 

@@ -9,22 +9,26 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
 
-from bot.app.sessions import describe_lock
+from bot.app.environments import describe_lock
+from bot.config.freezes import upcoming
 from bot.domain import DeploySession, inputs
-from bot.domain.commands import Abort, RequestProbes
+from bot.domain.commands import Abort, OverrideFreeze, RequestProbes
 from bot.domain.errors import DeployError, NotFound
 from bot.rendering.checklist import channel_link
-from bot.rendering.session import LIST_PAGE_SIZE, help_blocks, list_blocks, status_blocks
+from bot.rendering.listing import LIST_PAGE_SIZE, help_blocks, list_blocks
+from bot.rendering.session import status_blocks
 from commands.deps import Deps, deps_of, finishing, parse_id, request_of, tell
 
+QUOTES = "\"'\u201c\u201d\u2018\u2019 "  # around a reason typed in quotes (Slack curls them)
 POST_WAIT = 8.0  # seconds /deploy start waits for its checklist to reach Slack
 MAX_PAGE = 10_000  # `/deploy list <page>`: beyond any real number of open deploys
 NAMED_WHEN_SEVERAL = 5  # open deploys named when a command needs an id and several are open
 
 USAGE = (
-    "Usage: `/deploy start <env> [service] [version]` · `status [id]` · `list [page]` · "
-    "`probe [id]` · `abort [id] [reason]` · `report [id]` · `lock <env> [reason]` · "
-    "`unlock <env>` · `help`\n" + inputs.LIMITS
+    "Usage: `/deploy start <env> [service] [version] [--override <reason>]` · `status [id]` · "
+    "`list [page]` · `probe [id]` · `abort [id] [reason]` · `report [id]` · "
+    "`lock <env> [reason]` · `unlock <env>` · `freezes [env]` · `override [id] <reason>` · "
+    "`help`\n" + inputs.LIMITS
 )
 
 
@@ -65,11 +69,12 @@ def register(app: App) -> None:
 
 
 def start(deps: Deps, call: Invocation) -> None:
-    if not call.args or len(call.args) > 3:
+    args, override = _override_option(call.args)
+    if not args or len(args) > 3:
         raise UsageError(
             "`/deploy start` takes an environment, then optionally a service and version."
         )
-    env, service, version = (call.args + ["", ""])[:3]
+    env, service, version = (args + ["", ""])[:3]
     env = deps.config.environment_named(inputs.name(env, "environment"))
     service = inputs.name(service, "service") if service else ""
     version = inputs.version(version) if version else ""
@@ -79,6 +84,7 @@ def start(deps: Deps, call: Invocation) -> None:
         service=service,
         version=version,
         request=call.request,
+        override=override,
     )
     assert session.id is not None
     refused = deps.publisher.failure(session.id, timeout=POST_WAIT)
@@ -93,6 +99,49 @@ def start(deps: Deps, call: Invocation) -> None:
     tell(
         call.respond, f"Opened deploy #{session.id} of {session.title} in {channel_link(channel)}."
     )
+
+
+def _override_option(args: list[str]) -> tuple[list[str], str | None]:
+    """``[... --override some reason]``: the words before, and the reason (``None`` without
+    the option; quotes around the reason are dropped)."""
+    if "--override" not in args:
+        return args, None
+    at = args.index("--override")
+    reason = inputs.free_text(" ".join(args[at + 1 :]).strip(QUOTES))
+    if not reason:
+        raise UsageError('Say why you override the freeze: `--override "reason"`.')
+    return args[:at], reason
+
+
+def override(deps: Deps, call: Invocation) -> None:
+    """Override the change freeze in force for an open session (audited, announced)."""
+    session_id, rest = _id_and_rest(deps, call)
+    reason = inputs.free_text(" ".join(rest).strip(QUOTES))
+    if not reason:
+        raise UsageError("Say why: `/deploy override [id] <reason>`.")
+    deps.service.act(session_id, OverrideFreeze(reason), call.user_id, request=call.request)
+    tell(call.respond, f":snowflake: Deploy #{session_id} may deploy during the freeze: {reason}")
+
+
+def freezes(deps: Deps, call: Invocation) -> None:
+    """The change freezes in force and the next three of each environment (or of one)."""
+    if len(call.args) > 1:
+        raise UsageError("`/deploy freezes` takes at most an environment.")
+    names = (
+        [deps.config.environment_named(inputs.name(call.args[0], "environment"))]
+        if call.args
+        else list(deps.config.environments)
+    )
+    now = datetime.now(UTC)
+    lines = []
+    for name in names:
+        windows = upcoming(deps.config.environment(name).freezes, now)
+        if not windows and call.args:
+            lines.append(f"*{name}*: no change freezes are configured or to come.")
+        for window in windows:
+            icon = ":snowflake: *now*" if window.covers(now) else ":calendar:"
+            lines.append(f"{icon} *{name}*: {window.describe()}")
+    tell(call.respond, "\n".join(lines) or "No change freezes are configured or to come.")
 
 
 def status(deps: Deps, call: Invocation) -> None:
@@ -204,6 +253,8 @@ SUBCOMMANDS: dict[str, Handler] = {
     "report": report,
     "lock": lock,
     "unlock": unlock,
+    "freezes": freezes,
+    "override": override,
     "help": show_help,
 }
 

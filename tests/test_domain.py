@@ -22,6 +22,7 @@ from bot.domain import (
 from bot.domain import commands as c
 from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity
 from bot.domain.errors import DomainError, GateClosed, PermissionDenied
+from bot.domain.freeze import FreezeWindow
 from bot.domain.session import progress_from_json
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -31,6 +32,8 @@ QA = Actor("U0QA", frozenset({"approvers"}))
 QA2 = Actor("U0QA2", frozenset({"approvers"}))
 ONCALL = Actor("U0ONCALL", frozenset({"oncall"}))
 OUTSIDER = Actor("U0OUTSIDER")
+CAPTAIN = Actor("U0CAPTAIN", frozenset({"captains"}))
+FROZEN = FreezeWindow(NOW - timedelta(hours=1), NOW + timedelta(hours=65), "Weekend")
 
 
 def make_session(state: SessionState = SessionState.OPEN, **policy: Any) -> DeploySession:
@@ -60,6 +63,7 @@ def make_session(state: SessionState = SessionState.OPEN, **policy: Any) -> Depl
         ),
         "operators": ("deployers",),
         "oncall": ("oncall",),
+        "freeze_override": ("captains",),
         "deploy_gate": Gate(signoffs=("qa-lead",)),
         "complete_gate": Gate(signoffs=("qa-lead", "devops-lead")),
     }
@@ -96,6 +100,7 @@ COMMANDS: list[tuple[c.Command, Actor]] = [
     (c.RecordProbeResult("1.1", ok=True, summary="HTTP 200"), SYSTEM),
     (c.SignOff("qa-lead"), QA),
     (c.StartDeployment(), OPERATOR),
+    (c.OverrideFreeze("hotfix for INC-12", frozen=FROZEN), CAPTAIN),
     (c.FinishDeployment(), OPERATOR),
     (c.StartMonitoring(), SYSTEM),
     (c.Complete(), OPERATOR),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from bot.domain import (
 from bot.domain import commands as c
 from bot.domain.checklist import Checklist, ChecklistItem, Section
 from bot.domain.errors import PermissionDenied
+from bot.domain.freeze import FreezeWindow
 from bot.domain.policy import DOING, is_allowed
 from bot.domain.transitions import ACTIONS, TRANSITIONS
 
@@ -41,8 +42,10 @@ ACTORS: dict[str, Actor] = {
     "oncall": Actor("U0ONCALL", frozenset({"oncall"})),
     "starter": Actor("U0START", frozenset({"deployers"})),
     "outsider": Actor("U0OUT"),
+    "captain": Actor("U0CAPT", frozenset({"captains"})),
     "system": SYSTEM,
 }
+FROZEN = FreezeWindow(NOW - timedelta(hours=1), NOW + timedelta(hours=1), "Weekend")
 
 # The table, written out by hand: who may take each action.
 WORKERS = {"requester", "operator", "approver", "signer", "oncall", "system"}
@@ -65,6 +68,7 @@ EXPECTED: dict[Action, set[str]] = {
     Action.LOCK: {"starter", "operator"},
     Action.UNLOCK: {"starter", "operator"},
     Action.REPORT: set(ACTORS),
+    Action.OVERRIDE_FREEZE: {"captain"},
     Action.RECORD: {"system"},
 }
 
@@ -88,6 +92,8 @@ REFUSALS: dict[Action, str] = {
     Action.RESOLVE: f"You can't resolve the incident: {RESPONDING}",
     Action.LOCK: "You can't lock prod: only members of `deployers`, `release-managers` can.",
     Action.UNLOCK: "You can't unlock prod: only members of `deployers`, `release-managers` can.",
+    Action.OVERRIDE_FREEZE: "You can't override the change freeze of prod: only members of "
+    "`captains` can.",
     Action.RECORD: "Only deploybot itself records this.",
 }
 
@@ -99,6 +105,7 @@ ENVIRONMENT = EnvironmentPolicy.build(
     operators=["release-managers"],
     oncall=["oncall"],
     approvers=["qa", "dba"],
+    freeze_override=["captains"],
 )
 
 # A command and a state that allow each session action, so only the policy decides.
@@ -115,6 +122,7 @@ SESSION_COMMANDS: dict[Action, tuple[c.Command, SessionState]] = {
     Action.ACKNOWLEDGE: (c.Acknowledge(), S.FAILED),
     Action.ROLL_BACK: (c.StartRollback(), S.FAILED),
     Action.RESOLVE: (c.Resolve("flaky"), S.FAILED),
+    Action.OVERRIDE_FREEZE: (c.OverrideFreeze("hotfix", frozen=FROZEN), S.OPEN),
     Action.RECORD: (c.Fail("probe api failed"), S.DEPLOYING),
 }
 ENVIRONMENT_ACTIONS = (Action.START_SESSION, Action.LOCK, Action.UNLOCK, Action.REPORT)
@@ -128,6 +136,7 @@ def make_session(state: SessionState = S.OPEN, **policy: Any) -> DeploySession:
         "signoffs": (QA_LEAD, DBA_LEAD),
         "operators": ("release-managers",),
         "oncall": ("oncall",),
+        "freeze_override": ("captains",),
     }
     rules.update(policy)
     session = DeploySession(

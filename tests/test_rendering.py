@@ -50,7 +50,7 @@ from bot.rendering import (
 from bot.rendering.checklist import channel_link
 from bot.rendering.ids import ActionId, InputId, ViewId, pack, unpack
 from bot.rendering.limits import clip, escape, json_len, width
-from bot.rendering.session import LIST_PAGE_SIZE
+from bot.rendering.listing import LIST_PAGE_SIZE
 from bot.rendering.times import clock, slack_date
 
 S = SessionState

@@ -200,6 +200,28 @@ def _arm(*jobs: str) -> Rule:
     return rule
 
 
+def _freeze_overridden(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    """Said in the environment's channel, not only the session's thread: a freeze concerns
+    everyone who watches the environment."""
+    session = change.after
+    text = (
+        f":snowflake: <@{event.actor}> overrode the change freeze to deploy "
+        f"#{change.session_id} ({session.title}): {event.data['reason']}\n"
+        f"Freeze: {event.data['window']}"
+    )
+    uow.enqueue(
+        topic="slack",
+        key=f"{change.session_id}:freeze_overridden:{event.at.isoformat()}",
+        payload={
+            "kind": "announce",
+            "channel": fx.config.environment(session.environment).channel,
+            "text": text,
+        },
+        session_id=change.session_id,
+        at=event.at,
+    )
+
+
 def _note(text: Callable[[Event], str], purpose: str = INCIDENT) -> Rule:
     """A line in the incident thread (or, by ``purpose``, the session's own thread)."""
 
@@ -231,6 +253,7 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "monitoring_unfinished": (_note(lambda e: str(e.data["text"]), SUMMARY),),
     "reminder": (_note(lambda e: str(e.data["text"]), SUMMARY),),
     "report_requested": (_report_requested,),
+    "freeze_overridden": (_freeze_overridden,),
 }
 
 

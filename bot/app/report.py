@@ -38,7 +38,13 @@ def report_json(
         "outcome_reason": session.outcome_reason,
         "progress": {"settled": done, "total": total},
         "signoffs": [
-            {"role": rule.role, "by": rec.by if rec else None, "at": _iso(rec.at) if rec else None}
+            {
+                "role": rule.role,
+                "by": rec.by if rec else None,
+                "at": _iso(rec.at) if rec else None,
+                "signers": list(rec.signers) if rec else [],
+                "count": rule.count,
+            }
             for rule in session.policy.signoffs
             for rec in [session.signoffs.get(rule.key)]
         ],

@@ -16,16 +16,24 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.effects import Change, Effects, record_effects, redraw_checklist
+from bot.app.environments import (
+    describe_lock,
+    environment_policy,
+    freeze_of,
+    policy_for,
+    with_facts,
+)
 from bot.app.incidents import Incidents
-from bot.config.schema import Config, Environment
-from bot.domain import Actor, DeploySession, Event, Outcome, SessionPolicy, SignOffRule, apply
+from bot.config.schema import Config
+from bot.domain import Actor, DeploySession, Event, Outcome, apply
 from bot.domain.checklist import Checklist, ChecklistItem, Section
-from bot.domain.commands import Command, StartDeployment
+from bot.domain.commands import Command
 from bot.domain.errors import DomainError, PermissionDenied
-from bot.domain.policy import Action, EnvironmentPolicy
+from bot.domain.freeze import admit_start
+from bot.domain.policy import Action
 from bot.domain.summary import SessionPage
+from bot.domain.transitions import freeze_overridden
 from bot.ops.logs import session_scoped
-from bot.rendering.times import slack_date
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry, EnvironmentLock
 from bot.storage.uow import UnitOfWork, run_in_transaction
@@ -71,30 +79,6 @@ class ConfigRoles:
         return frozenset(role for role, members in self.config.roles.items() if user_id in members)
 
 
-def policy_for(env: Environment) -> SessionPolicy:
-    """Freeze an environment's rules into the policy a new session carries."""
-    return SessionPolicy(
-        signoffs=tuple(SignOffRule(s.key, s.role, tuple(s.by)) for s in env.signoffs),
-        operators=tuple(env.effective_operators),
-        oncall=tuple(env.oncall),
-        separation_of_duties=env.separation_of_duties,
-        deploy_gate=env.deploy_gate,
-        complete_gate=env.complete_gate,
-    )
-
-
-def environment_policy(env_name: str, env: Environment) -> EnvironmentPolicy:
-    """An environment's rules for what is asked of it: start, lock, unlock, report."""
-    return EnvironmentPolicy.build(
-        env_name,
-        starters=env.starters,
-        operators=env.effective_operators,
-        oncall=env.oncall,
-        approvers=[role for signoff in env.signoffs for role in signoff.by],
-        report=env.reports,
-    )
-
-
 class DeployService:
     """The bus: every change to a session goes through :meth:`handle`, in one transaction.
 
@@ -136,17 +120,32 @@ class DeployService:
         service: str = "",
         version: str = "",
         request: str | None = None,
+        override: str | None = None,
     ) -> DeploySession:
         """Open a deploy session and take the environment's slot for that service.
 
+        Args:
+            override: why to open it during a change freeze (``None``: don't).
+
         Raises:
             NotFound: unknown environment.
-            PermissionDenied: the user may not start deploys there.
-            DomainError: the environment is locked, or a session is already open.
+            PermissionDenied: the user may not start deploys there, or override its freeze.
+            DomainError: the environment is locked or frozen, or a session is already open.
         """
         env = self.config.environment(environment)
         self.authorize(environment, Action.START_SESSION, user_id, request=request)
         now = self.clock()
+        try:
+            overridden = admit_start(
+                freeze_of(env, now),
+                override,
+                self.actor(user_id),
+                environment_policy(environment, env).parties(requester=user_id),
+                now,
+            )
+        except DomainError as refused:
+            self._refuse(None, environment, user_id, "start", str(refused), request)
+            raise
         session = DeploySession(
             environment=environment,
             requester=user_id,
@@ -155,6 +154,7 @@ class DeployService:
             opened_at=now,
             service=service,
             version=version,
+            freeze_override=overridden,
         )
         with UnitOfWork(self.session_factory) as uow:
             if not self._finish(uow, request, now):
@@ -166,7 +166,10 @@ class DeployService:
                 )
             session.id = uow.sessions.add(session)
             details = {"service": service, "version": version}
-            self._save(uow, None, session, [Event("session_opened", user_id, now, details)])
+            events = [Event("session_opened", user_id, now, details)]
+            if overridden is not None:
+                events.append(freeze_overridden(overridden, environment))
+            self._save(uow, None, session, events)
             uow.commit()
         return session
 
@@ -200,7 +203,8 @@ class DeployService:
                 return Outcome(uow.sessions.get(session_id), ())  # applied before
             before = uow.sessions.get(session_id, for_update=True)
             session, events = before, list[Event]()
-            for command in _with_facts(uow, before, commands):
+            env = self.config.environment(before.environment)
+            for command in with_facts(uow, before, commands, freeze_of(env, now)):
                 outcome = apply(session, command, actor, now)
                 session, events = outcome.session, [*events, *outcome.events]
             if also is not None:
@@ -426,24 +430,3 @@ class DeployService:
         except PermissionDenied as refused:
             self._refuse(session_id, environment, user_id, action.value, str(refused), request)
             raise
-
-
-def _with_facts(
-    uow: UnitOfWork, session: DeploySession, commands: Sequence[Command]
-) -> list[Command]:
-    """The commands with the stored facts their rules need, read in the same transaction
-    (the domain does no I/O): whether the environment is locked, for starting a deploy."""
-    filled: list[Command] = []
-    for command in commands:
-        if isinstance(command, StartDeployment):
-            lock = uow.locks.get(session.environment)
-            command = StartDeployment(locked=describe_lock(lock) if lock else None)
-        filled.append(command)
-    return filled
-
-
-def describe_lock(lock: EnvironmentLock) -> str:
-    return (
-        f"{lock.environment} is locked by <@{lock.locked_by}> since "
-        f"{slack_date(lock.locked_at)}: {lock.reason or 'no reason given'}."
-    )

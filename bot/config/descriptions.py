@@ -34,10 +34,28 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("Environment", "reminders"): "Nudge missing sign-offs; no reminders if absent.",
     ("Environment", "expire_after"): "A session still open this long is aborted and frees "
     "the environment.",
+    ("Environment", "freezes"): "Change freezes: while one is on, deploys neither start nor "
+    "deploy, unless a `freeze_override` role overrides it with a reason.",
+    # Freezes
+    ("FreezeBase", "reason"): "What the freeze is for (`Black Friday`), shown when it refuses.",
+    ("FreezeBase", "timezone"): "The IANA time zone (`Europe/Berlin`) the freeze is read and "
+    "shown in.",
+    ("RecurringFreeze", "rrule"): "When it starts, as an iCalendar RRULE on the wall clock of "
+    "`timezone` (`FREQ=WEEKLY;BYDAY=FR;BYHOUR=15`): the same local time on both sides of a "
+    "daylight-saving change.",
+    ("RecurringFreeze", "duration"): "How long each occurrence lasts, on the wall clock "
+    "(`66h` from Friday 15:00 ends Monday 09:00 local, across a DST change too).",
+    ("OneOffFreeze", "from_"): "When it starts: a date and time, with an offset or read in "
+    "`timezone`.",
+    ("OneOffFreeze", "until"): "When it ends (same form as `from`).",
     # SignOffRequirement
     ("SignOffRequirement", "role"): "The sign-off's name as people read it (`QA Lead`); its "
     "key in gates is the slug (`qa-lead`).",
     ("SignOffRequirement", "by"): "Roles whose members may give this sign-off.",
+    ("SignOffRequirement", "count"): "How many different people must give it (`2`: two "
+    "members of the roles); the gate counts it done at that number.",
+    ("SignOffRequirement", "valid_for"): "How long a signature holds (`4h`): older ones no "
+    "longer count when deploying starts, and the role signs again. No expiry if absent.",
     # Gates and Gate
     ("Gates", "deploy"): "What must be in before deploying starts.",
     ("Gates", "complete"): "What must be in before the deploy completes.",

@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
@@ -26,6 +26,7 @@ from pydantic.fields import FieldInfo
 
 from bot.config.checklist_files import ChecklistDocument, ProbeSuggestion, RollbackSuggestion
 from bot.config.descriptions import DEFAULTS_IN_WORDS, DESCRIPTIONS
+from bot.config.freezes import OneOffFreeze, RecurringFreeze, TimeZone
 from bot.config.probe_specs import (
     AwsProbe,
     CommandProbe,
@@ -105,6 +106,18 @@ PARTS: tuple[Part, ...] = (
             Page(PagerDuty, "`environments.<name>.pagerduty`", "pagerduty", "pagerduty"),
             Page(Monitoring, "`environments.<name>.monitoring`", "monitoring", "monitoring"),
             Page(Reminders, "`environments.<name>.reminders`", "reminders", "reminders"),
+            Page(
+                RecurringFreeze,
+                "`environments.<name>.freezes[]` with `rrule`",
+                "freeze-recurring",
+                "recurring freeze",
+            ),
+            Page(
+                OneOffFreeze,
+                "`environments.<name>.freezes[]` with `from`",
+                "freeze-one-off",
+                "one-off freeze",
+            ),
         ),
     ),
     Part(
@@ -173,6 +186,8 @@ _NAMED_TYPES: tuple[tuple[object, str], ...] = (
     (RoleRefs, "list of role names"),
     (ProbeRefs, "list of probe names"),
     (Port, "port"),
+    (datetime, "date and time (ISO 8601: `2026-11-27T00:00`, offset optional)"),
+    (TimeZone, "time zone"),
     (RollbackTarget, "[rollback target](#rollback-targets) (by `kind`)"),
     (ProbeSpec, "[probe](#probes) (by `kind`)"),
 )

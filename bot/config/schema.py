@@ -35,6 +35,7 @@ from bot.config.errors import (
     syntax_problem,
     unknown_names,
 )
+from bot.config.freezes import Freeze
 from bot.config.probe_specs import Duration, EnvVarName, ProbeSpec
 from bot.domain.checklist import Checklist, Gate, slugify
 from bot.domain.errors import ConfigError, DeployError, NotFound
@@ -102,6 +103,8 @@ class SignOffRequirement(_Strict):
 
     role: str = Field(min_length=1)
     by: RoleRefs = Field(min_length=1)
+    count: int = Field(1, ge=1)
+    valid_for: Duration | None = None
 
     @property
     def key(self) -> str:
@@ -241,6 +244,10 @@ class Environment(_Strict):
     monitoring: Monitoring | None = None
     reminders: Reminders | None = None
     expire_after: Duration = timedelta(hours=24)
+    freezes: tuple[Freeze, ...] = ()
+    freeze_override: RoleRefs = Field(
+        (), description="Roles that may start and deploy during a freeze, with a reason."
+    )
     reports: tuple[ReportReader, ...] = Field(
         ("anyone",),
         min_length=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.domain.checklist import Severity
+from bot.domain.freeze import FreezeWindow
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,19 @@ class SignOff:
 @dataclass(frozen=True)
 class StartDeployment:
     """Deploying starts. ``locked`` says who holds the environment, when it is locked (the
-    service layer fills it in from storage): a lock stops deploys, not just new sessions."""
+    service layer fills it in from storage): a lock stops deploys, not just new sessions.
+    ``frozen`` is the change freeze in force, if any (filled in from config and the clock)."""
 
     locked: str | None = None
+    frozen: FreezeWindow | None = None
+
+
+@dataclass(frozen=True)
+class OverrideFreeze:
+    """Deploy during the change freeze in force, for a reason (``frozen`` as above)."""
+
+    reason: str
+    frozen: FreezeWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,7 @@ Command = (
     | RecordProbeResult
     | SignOff
     | StartDeployment
+    | OverrideFreeze
     | FinishDeployment
     | StartMonitoring
     | Complete

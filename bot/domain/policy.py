@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -46,6 +47,7 @@ class Party(StrEnum):
     SIGNER = "signer"  # members of the one sign-off role in question (and not the requester)
     ONCALL = "oncall"  # the environment's on-call roles
     STARTERS = "starters"  # the environment's roles that may start a deploy
+    FREEZE_OVERRIDERS = "freeze_overriders"  # the environment's roles that may override freezes
     SYSTEM = "system"  # deploybot itself
     ANYONE = "anyone"  # any member of the workspace
 
@@ -69,6 +71,7 @@ class Action(StrEnum):
     LOCK = "lock"
     UNLOCK = "unlock"
     REPORT = "report"
+    OVERRIDE_FREEZE = "override_freeze"
     # What only deploybot records: probe starts and results, monitoring, expiry, failure,
     # the outcome of a rollback.
     RECORD = "record"
@@ -102,6 +105,8 @@ POLICY: Mapping[Action, tuple[Party, ...]] = MappingProxyType(
         Action.UNLOCK: (P.STARTERS, P.OPERATORS),
         # The default; an environment may narrow it (EnvironmentPolicy.report).
         Action.REPORT: (P.ANYONE,),
+        # Only the roles the environment names; nobody when it names none.
+        Action.OVERRIDE_FREEZE: (P.FREEZE_OVERRIDERS,),
         Action.RECORD: (P.SYSTEM,),
     }
 )
@@ -125,6 +130,7 @@ DOING: Mapping[Action, str] = MappingProxyType(
         Action.LOCK: "lock {environment}",
         Action.UNLOCK: "unlock {environment}",
         Action.REPORT: "see the report of a {environment} deploy",
+        Action.OVERRIDE_FREEZE: "override the change freeze of {environment}",
         Action.RECORD: "record this",
     }
 )
@@ -132,11 +138,15 @@ DOING: Mapping[Action, str] = MappingProxyType(
 
 @dataclass(frozen=True)
 class SignOffRule:
-    """A required sign-off: ``key`` is the slug, ``role`` the name people read."""
+    """A required sign-off: ``key`` is the slug, ``role`` the name people read; it takes
+    ``count`` distinct people; with ``valid_for``, a signature older than that no longer
+    counts when deploying starts."""
 
     key: str
     role: str
     by: tuple[str, ...]
+    count: int = 1
+    valid_for: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,7 @@ class Parties:
     approvers: tuple[str, ...] = ()
     oncall: tuple[str, ...] = ()
     starters: tuple[str, ...] = ()
+    freeze_overriders: tuple[str, ...] = ()
     signer: SignOffRule | None = None
     separation_of_duties: bool = True
     environment: str = "this environment"
@@ -180,6 +191,7 @@ class Parties:
             Party.APPROVERS: self.approvers,
             Party.ONCALL: self.oncall,
             Party.STARTERS: self.starters,
+            Party.FREEZE_OVERRIDERS: self.freeze_overriders,
         }.get(party, ())
 
     def own_deploy(self, actor: Actor) -> bool:
@@ -259,6 +271,7 @@ class SessionPolicy:
     operators: tuple[str, ...] = ()
     oncall: tuple[str, ...] = ()
     separation_of_duties: bool = True
+    freeze_override: tuple[str, ...] = ()  # roles that may deploy during a change freeze
     deploy_gate: Gate = field(default_factory=Gate)
     complete_gate: Gate = field(default_factory=Gate)
 
@@ -278,6 +291,7 @@ class SessionPolicy:
             operators=self.operators,
             approvers=self.approver_roles,
             oncall=self.oncall,
+            freeze_overriders=self.freeze_override,
             signer=signer,
             separation_of_duties=self.separation_of_duties,
             environment=environment or "this environment",
@@ -297,6 +311,7 @@ class EnvironmentPolicy:
     operators: tuple[str, ...] = ()
     oncall: tuple[str, ...] = ()
     approvers: tuple[str, ...] = ()
+    freeze_override: tuple[str, ...] = ()
     # Who may see a deploy's report: the hook for a per-environment setting.
     report: tuple[Party, ...] = POLICY[Action.REPORT]
 
@@ -310,6 +325,7 @@ class EnvironmentPolicy:
         oncall: Iterable[str] = (),
         approvers: Iterable[str] = (),
         report: Iterable[str] | None = None,
+        freeze_override: Iterable[str] = (),
     ) -> EnvironmentPolicy:
         """The policy from plain names, as the configuration writes them.
 
@@ -324,7 +340,7 @@ class EnvironmentPolicy:
         """
         parties = POLICY[Action.REPORT]
         if report is not None:
-            known = [p.value for p in Party if p is not Party.SIGNER]
+            known = [p.value for p in Party if p not in (Party.SIGNER, Party.FREEZE_OVERRIDERS)]
             unknown = [name for name in report if name not in known]
             if unknown:
                 raise ValueError(
@@ -337,6 +353,7 @@ class EnvironmentPolicy:
             operators=tuple(operators),
             oncall=tuple(oncall),
             approvers=tuple(dict.fromkeys(approvers)),
+            freeze_override=tuple(freeze_override),
             report=parties,
         )
 
@@ -352,6 +369,7 @@ class EnvironmentPolicy:
             approvers=self.approvers,
             oncall=self.oncall,
             starters=self.starters,
+            freeze_overriders=self.freeze_override,
             environment=self.environment,
         )
 

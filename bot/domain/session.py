@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity, walk_item
+from bot.domain.freeze import FreezeOverride
 from bot.domain.policy import SessionPolicy, SignOffRule
 
 
@@ -60,11 +61,57 @@ class ItemProgress:
 
 
 @dataclass(frozen=True)
+class Signature:
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class SignOffRecord:
+    """A sign-off as given so far: ``by`` and ``at`` are the first signer's (what rows from
+    before counts held); ``more`` are the further signers a count of N asks for."""
+
     key: str
     role: str
     by: str
     at: datetime
+    more: tuple[Signature, ...] = ()
+
+    @property
+    def signers(self) -> tuple[str, ...]:
+        return (self.by, *(s.by for s in self.more))
+
+    @property
+    def signatures(self) -> tuple[Signature, ...]:
+        return (Signature(self.by, self.at), *self.more)
+
+    def valid(self, rule: SignOffRule, at: datetime | None) -> SignOffRecord | None:
+        """The record without signatures ``rule.valid_for`` has run out on at ``at``
+        (``None``: none left); unchanged without an expiry or a time."""
+        if rule.valid_for is None or at is None:
+            return self
+        kept = [s for s in self.signatures if s.at + rule.valid_for > at]
+        if not kept:
+            return None
+        return replace(self, by=kept[0].by, at=kept[0].at, more=tuple(kept[1:]))
+
+    @property
+    def last_at(self) -> datetime:
+        return self.more[-1].at if self.more else self.at
+
+    def with_signer(self, by: str, at: datetime) -> SignOffRecord:
+        return replace(self, more=(*self.more, Signature(by, at)))
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "key": self.key,
+            "role": self.role,
+            "by": self.by,
+            "at": self.at.isoformat(),
+        }
+        if self.more:
+            data["more"] = [{"by": s.by, "at": s.at.isoformat()} for s in self.more]
+        return data
 
 
 @dataclass(frozen=True)
@@ -123,6 +170,7 @@ class DeploySession:
     closed_at: datetime | None = None
     outcome_reason: str | None = None  # why it was aborted, failed or rolled back
     incident: Incident | None = None  # the latest, open or resolved
+    freeze_override: FreezeOverride | None = None  # deploying inside a change freeze
 
     @property
     def open_incident(self) -> Incident | None:
@@ -146,24 +194,40 @@ class DeploySession:
         settled, total = self.section_counts(section)
         return settled == total
 
-    def missing_signoffs(self, keys: tuple[str, ...] | None = None) -> tuple[SignOffRule, ...]:
+    def missing_signoffs(
+        self, keys: tuple[str, ...] | None = None, *, at: datetime | None = None
+    ) -> tuple[SignOffRule, ...]:
+        """The sign-offs short of their count (at ``at``, expired signatures left out)."""
         wanted = (
             self.policy.signoffs
             if keys is None
             else [r for r in self.policy.signoffs if r.key in keys]
         )
-        return tuple(r for r in wanted if r.key not in self.signoffs)
+        return tuple(r for r in wanted if len(self.signers(r.key, at=at)) < r.count)
 
-    def gate_missing(self, gate: Gate) -> list[str]:
-        """What keeps a gate closed, in words; empty when it is open."""
+    def signers(self, key: str, *, at: datetime | None = None) -> tuple[str, ...]:
+        """Who has signed ``key`` so far, in order (at ``at``: whose signature still holds)."""
+        record = self.signoffs.get(key)
+        rule = self.policy.rule(key)
+        if record is not None and rule is not None:
+            record = record.valid(rule, at)
+        return record.signers if record else ()
+
+    def gate_missing(self, gate: Gate, *, at: datetime | None = None) -> list[str]:
+        """What keeps a gate closed, in words; empty when it is open. With ``at``,
+        signatures whose ``valid_for`` has run out by then do not count."""
         missing = []
         for section_id in gate.after:
             if not self.section_complete(section_id):
                 section = self.checklist.section(section_id)
                 title = section.title if section else section_id
                 missing.append(f"section *{title}* is not finished")
-        for rule in self.missing_signoffs(gate.signoffs):
-            missing.append(f"sign-off from *{rule.role}*")
+        for rule in self.missing_signoffs(gate.signoffs, at=at):
+            have = len(self.signers(rule.key, at=at))
+            of = f" ({have} of {rule.count})" if rule.count > 1 else ""
+            if have < len(self.signers(rule.key)):
+                of += f" (a sign-off holds {_hours(rule.valid_for)}: sign again)"
+            missing.append(f"sign-off from *{rule.role}*{of}")
         return missing
 
     def failing_items(self) -> list[tuple[ChecklistItem, ItemProgress]]:
@@ -196,20 +260,23 @@ class DeploySession:
     def state_to_json(self) -> dict[str, Any]:
         return {
             "items": {k: _progress_json(v) for k, v in self.items.items()},
-            "signoffs": {
-                k: {**asdict(v), "at": v.at.isoformat()} for k, v in self.signoffs.items()
-            },
+            "signoffs": {k: v.to_json() for k, v in self.signoffs.items()},
             "outcome_reason": self.outcome_reason,
             "incident": self.incident.to_json() if self.incident else None,
+            "freeze_override": self.freeze_override.to_json() if self.freeze_override else None,
         }
 
     def policy_to_json(self) -> dict[str, Any]:
         p = self.policy
         return {
-            "signoffs": [asdict(r) for r in p.signoffs],
+            "signoffs": [
+                {**asdict(r), "valid_for": r.valid_for.total_seconds() if r.valid_for else None}
+                for r in p.signoffs
+            ],
             "operators": list(p.operators),
             "oncall": list(p.oncall),
             "separation_of_duties": p.separation_of_duties,
+            "freeze_override": list(p.freeze_override),
             "deploy_gate": p.deploy_gate.model_dump(mode="json"),
             "complete_gate": p.complete_gate.model_dump(mode="json"),
         }
@@ -219,12 +286,19 @@ def policy_from_json(data: dict[str, Any]) -> SessionPolicy:
     """The policy :meth:`DeploySession.policy_to_json` wrote; missing keys take defaults."""
     return SessionPolicy(
         signoffs=tuple(
-            SignOffRule(key=r["key"], role=r["role"], by=tuple(r["by"]))
+            SignOffRule(
+                key=r["key"],
+                role=r["role"],
+                by=tuple(r["by"]),
+                count=r.get("count", 1),
+                valid_for=timedelta(seconds=r["valid_for"]) if r.get("valid_for") else None,
+            )
             for r in data.get("signoffs", ())
         ),
         operators=tuple(data.get("operators", ())),
         oncall=tuple(data.get("oncall", ())),
         separation_of_duties=data.get("separation_of_duties", True),
+        freeze_override=tuple(data.get("freeze_override", ())),
         deploy_gate=Gate.model_validate(data.get("deploy_gate", {})),
         complete_gate=Gate.model_validate(data.get("complete_gate", {})),
     )
@@ -261,8 +335,16 @@ def progress_from_json(data: dict[str, Any]) -> dict[str, ItemProgress]:
 
 
 def signoffs_from_json(data: dict[str, Any]) -> dict[str, SignOffRecord]:
+    """Sign-offs as :meth:`DeploySession.state_to_json` wrote them; rows from before counts
+    have no ``more``."""
     return {
-        k: SignOffRecord(v["key"], v["role"], v["by"], datetime.fromisoformat(v["at"]))
+        k: SignOffRecord(
+            v["key"],
+            v["role"],
+            v["by"],
+            datetime.fromisoformat(v["at"]),
+            tuple(Signature(m["by"], datetime.fromisoformat(m["at"])) for m in v.get("more", ())),
+        )
         for k, v in data.items()
     }
 
@@ -276,6 +358,11 @@ def _progress_json(p: ItemProgress) -> dict[str, Any]:
         "severity": p.severity.value if p.severity else None,
         "overrode": p.overrode,
     }
+
+
+def _hours(span: timedelta | None) -> str:
+    minutes = int(span.total_seconds() // 60) if span else 0
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -18,6 +18,7 @@ from bot.domain import commands as c
 from bot.domain import items
 from bot.domain.errors import DomainError, GateClosed
 from bot.domain.events import Event
+from bot.domain.freeze import FreezeOverride, FreezeWindow, frozen_message, override, override_hint
 from bot.domain.policy import SYSTEM, Action, Actor, Parties, SignOffRule, authorize
 from bot.domain.session import (
     DeploySession,
@@ -57,6 +58,7 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(tuple(S), c.InterruptProbe),
     **_rows(ACTIVE, c.SignOff),
     **_rows((S.OPEN,), c.StartDeployment, S.DEPLOYING),
+    **_rows((S.OPEN,), c.OverrideFreeze),
     **_rows((S.DEPLOYING,), c.FinishDeployment, S.VERIFYING),
     **_rows((S.VERIFYING,), c.StartMonitoring, S.MONITORING),
     # Completing takes the verify phase: the probes have judged what was deployed.
@@ -83,6 +85,7 @@ VERBS: dict[type[Any], str] = {
     c.RecordProbeResult: "record probe results on",
     c.SignOff: "sign off",
     c.StartDeployment: "start deploying",
+    c.OverrideFreeze: "override a change freeze on",
     c.FinishDeployment: "finish deploying",
     c.StartMonitoring: "start monitoring",
     c.Complete: "complete",
@@ -108,6 +111,7 @@ ACTIONS: dict[type[Any], Action] = {
     c.RecordProbeResult: Action.RECORD,
     c.SignOff: Action.SIGN_OFF,
     c.StartDeployment: Action.START_DEPLOYMENT,
+    c.OverrideFreeze: Action.OVERRIDE_FREEZE,
     c.FinishDeployment: Action.FINISH_DEPLOYMENT,
     c.StartMonitoring: Action.RECORD,
     c.Complete: Action.COMPLETE,
@@ -173,11 +177,26 @@ def _sign_off(s: DeploySession, cmd: c.SignOff, actor: Actor, at: datetime) -> l
     rule = _signoff_rule(s, cmd.key)
     done = s.signoffs.get(rule.key)
     if done is not None:
+        # Signatures past their ``valid_for`` make room: the role signs again.
+        done = done.valid(rule, at)
+    if done is not None and len(done.signers) >= rule.count:
+        who = ", ".join(f"<@{by}>" for by in done.signers)
         raise DomainError(
-            f"{rule.role} is already signed off by <@{done.by}> at {done.at:%Y-%m-%d %H:%M} UTC."
+            f"{rule.role} is already signed off by {who} at {done.last_at:%Y-%m-%d %H:%M} UTC."
         )
-    s.signoffs[rule.key] = SignOffRecord(rule.key, rule.role, actor.user_id, at)
-    return [Event("signed_off", actor.user_id, at, {"key": rule.key, "role": rule.role})]
+    if done is not None and actor.user_id in done.signers:
+        raise DomainError(
+            f"You have already signed off as {rule.role}: it takes {rule.count} different "
+            "people, so ask another member of the role."
+        )
+    s.signoffs[rule.key] = (
+        SignOffRecord(rule.key, rule.role, actor.user_id, at)
+        if done is None
+        else done.with_signer(actor.user_id, at)
+    )
+    have = len(s.signoffs[rule.key].signers)
+    data = {"key": rule.key, "role": rule.role, "signed": have, "of": rule.count}
+    return [Event("signed_off", actor.user_id, at, data)]
 
 
 def _start_deployment(
@@ -188,10 +207,37 @@ def _start_deployment(
             f"Deployment can't start: {cmd.locked} Ticks and sign-offs go on; "
             f"deploying waits for `/deploy unlock {s.environment}`."
         )
-    missing = s.gate_missing(s.policy.deploy_gate)
+    if cmd.frozen is not None and not _overridden(s, cmd.frozen):
+        how = f"`/deploy override {s.id} <reason>`, then start the deployment"
+        parties = s.policy.parties(s.requester, environment=s.environment)
+        raise DomainError(
+            frozen_message(cmd.frozen, "Deployment can't start", override_hint(parties, how))
+        )
+    # An override never opens a gate: the sign-offs are checked all the same.
+    missing = s.gate_missing(s.policy.deploy_gate, at=at)
     if missing:
         raise GateClosed("Deployment can't start yet. Still missing: " + "; ".join(missing) + ".")
     return [Event("deployment_started", actor.user_id, at)]
+
+
+def _overridden(s: DeploySession, window: FreezeWindow) -> bool:
+    return s.freeze_override is not None and s.freeze_override.window.starts == window.starts
+
+
+def _override_freeze(
+    s: DeploySession, cmd: c.OverrideFreeze, actor: Actor, at: datetime
+) -> list[Event]:
+    if cmd.frozen is not None and _overridden(s, cmd.frozen):
+        return []  # overridden before: once is enough
+    parties = s.policy.parties(s.requester, environment=s.environment)
+    s.freeze_override = override(cmd.frozen, cmd.reason, actor, parties, at)
+    return [freeze_overridden(s.freeze_override, s.environment)]
+
+
+def freeze_overridden(done: FreezeOverride, environment: str) -> Event:
+    """The audited event of an override (its effect announces it in the channel)."""
+    data = {"reason": done.reason, "window": done.window.describe(), "environment": environment}
+    return Event("freeze_overridden", done.by, done.at, data)
 
 
 def _finish_deployment(
@@ -290,6 +336,7 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.RecordProbeResult: items.probe_result,
     c.SignOff: _sign_off,
     c.StartDeployment: _start_deployment,
+    c.OverrideFreeze: _override_freeze,
     c.FinishDeployment: _finish_deployment,
     c.StartMonitoring: _start_monitoring,
     c.Complete: _complete,

@@ -6,14 +6,9 @@ No I/O and no clock here (callers pass ``now``). Every message passes
 
 from bot.rendering.checklist import ChecklistMessage, checklist_messages
 from bot.rendering.limits import BlockKitError, fits, validate_message, validate_view
+from bot.rendering.listing import help_blocks, list_blocks
 from bot.rendering.modals import abort_modal, skip_modal
-from bot.rendering.session import (
-    help_blocks,
-    list_blocks,
-    status_blocks,
-    summary_blocks,
-    summary_text,
-)
+from bot.rendering.session import status_blocks, summary_blocks, summary_text
 
 __all__ = [
     "BlockKitError",

@@ -23,7 +23,7 @@ from bot.rendering.limits import (
     fits,
 )
 from bot.rendering.mrkdwn import to_plain
-from bot.rendering.session import state_label
+from bot.rendering.session import signoff_status, state_label
 from bot.rendering.times import duration, slack_date
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry
@@ -147,12 +147,7 @@ def _fields(session: DeploySession) -> JsonBlock:
 def _signoffs(session: DeploySession) -> str:
     lines = []
     for rule in session.policy.signoffs:
-        role = clip(rule.role, 60, json_limit=200, mrkdwn=True)
-        record = session.signoffs.get(rule.key)
-        if record is None:
-            lines.append(f"⏳ *{role}*: missing")
-        else:
-            lines.append(f"✅ *{role}*: {mention(record.by)} · {slack_date(record.at)}")
+        lines.append(signoff_status(session, rule))
     return _titled("Sign-offs", lines, 1_500, lambda n: f"… and {n} more")
 
 

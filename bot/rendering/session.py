@@ -1,4 +1,4 @@
-"""A deploy session's summary message, and the ``/deploy`` status, list and help replies."""
+"""A deploy session's summary message and the ``/deploy status`` reply."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from bot.domain.commands import (
     StartDeployment,
     StartProbe,
 )
-from bot.domain.inputs import LIMITS
-from bot.domain.summary import SessionPage
+from bot.domain.freeze import FreezeOverride
+from bot.domain.policy import SignOffRule
 from bot.rendering.checklist import mention, session_id, unasked_signoffs
 from bot.rendering.failures import completion_missing, failing_text, overridden_text
 from bot.rendering.ids import ActionId, pack
@@ -47,24 +47,11 @@ STATE_EMOJI: dict[SessionState, str] = {
     S.ROLLED_BACK: "↩️",
     S.ROLLBACK_FAILED: "🔥",
 }
-LIST_PAGE_SIZE = 20  # sessions per `/deploy list` page: within one message
 # Budgets (JSON characters) of the variable parts at full scale; halved until the message fits.
 SECTIONS_JSON = 2_400
 SIGNOFFS_JSON = 1_500
 FAILING_JSON = 2_000
 SCALES = (1.0, 0.5, 0.2, 0.0)
-
-USAGE = (
-    ("start <env> [service] [version]", "open a deploy session and post its checklist"),
-    ("status [id]", "the session's state, progress, sign-offs and failing probes"),
-    ("list [page]", f"the open deploy sessions, {LIST_PAGE_SIZE} a page"),
-    ("probe [id]", "run the session's probes now"),
-    ("abort [id] [reason]", "abort a session (the reason goes in the audit log)"),
-    ("report [id]", "post the deployment report"),
-    ("lock <env> [reason]", "hold an environment: no deploy can start there"),
-    ("unlock <env>", "free a held environment"),
-    ("help", "this help"),
-)
 
 
 def summary_blocks(
@@ -86,7 +73,7 @@ def summary_blocks(
         Blocks that pass :func:`~bot.rendering.limits.validate_message`; long lists (sections,
         failing items) are cut with "… and N more" until they do.
     """
-    actions = _actions(session)
+    actions = _actions(session, now)
     blocks: list[JsonBlock] = []
     for scale in SCALES:
         blocks = _overview(session, now, scale, session_link, incident_link) + actions
@@ -115,76 +102,6 @@ def status_blocks(session: DeploySession, *, now: datetime) -> list[JsonBlock]:
     return blocks
 
 
-def list_blocks(page: SessionPage, *, now: datetime) -> list[JsonBlock]:
-    """The ``/deploy list`` reply: one line per open session on this page, and how to see
-    the next page ("No open deploys." if there are none).
-
-    Titles are cut shorter until the page fits one message.
-    """
-    if page.total == 0:
-        return [_section("No open deploys.")]
-    if not page.summaries:
-        return [
-            _section(
-                f"There is no page {page.number}: the {page.total} open deploys fill "
-                f"{_pages(page.pages)}. Try `/deploy list {page.pages}`."
-            )
-        ]
-    blocks: list[JsonBlock] = []
-    for title_chars in (100, 40, 10):
-        blocks = _list_page(page, now, title_chars)
-        if fits(blocks):
-            break
-    return blocks
-
-
-def _list_page(page: SessionPage, now: datetime, title_chars: int) -> list[JsonBlock]:
-    heading = f"Open deploys ({page.total})"
-    if page.pages > 1:
-        heading += f" · page {page.number} of {page.pages}"
-    blocks = [_header(heading)]
-    for summary in page.summaries:
-        title = clip(summary.title, title_chars, json_limit=3 * title_chars, mrkdwn=True)
-        line = (
-            f"*#{summary.id}* {title}"
-            f" · {state_label(summary.state)} · {progress_bar(summary.settled, summary.total)}"
-            f" · requested by {mention(clip(summary.requester, 40))}"
-            f" · opened {ago(summary.opened_at, now)}"
-        )
-        if summary.failing:
-            line += f" · ❌ {summary.failing} failing"
-        if summary.missing_signoffs:
-            line += f" · ⏳ {_count(summary.missing_signoffs, 'sign-off')} missing"
-        blocks.append(_section(line))
-    hint = "`/deploy status <id>` shows one."
-    if page.has_next:
-        hint = f"`/deploy list {page.number + 1}` for more · " + hint
-    blocks.append(_context(hint))
-    return blocks
-
-
-def _pages(pages: int) -> str:
-    return "1 page" if pages == 1 else f"pages 1 to {pages}"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' if n != 1 else ''}"
-
-
-def help_blocks() -> list[JsonBlock]:
-    """The ``/deploy help`` reply: usage of every subcommand."""
-    lines = [f"`/deploy {escape(usage)}` {what}" for usage, what in USAGE]
-    return [
-        _header("/deploy: run deployments from Slack"),
-        _section("\n".join(lines)),
-        _context(
-            "Without an id, `status`, `probe`, `abort` and `report` act on the open deploy you "
-            "started. Tick items, skip them and sign off with the buttons in the deploy's thread. "
-            + LIMITS
-        ),
-    ]
-
-
 def state_label(state: SessionState) -> str:
     """The state as people read it, with its emoji: "🚀 deploying"."""
     return f"{STATE_EMOJI[state]} {state.label}"
@@ -208,26 +125,31 @@ def _overview(
     session_link: str | None,
     incident_link: str | None,
 ) -> list[JsonBlock]:
-    blocks = [_header(f"Deploy #{session_id(session)}: {session.title}"), _fields(session, now)]
-    blocks.append(_section(_progress(session, scale)))
+    blocks = [
+        header_block(f"Deploy #{session_id(session)}: {session.title}"),
+        _fields(session, now),
+    ]
+    blocks.append(section_block(_progress(session, scale)))
     if session.policy.signoffs:
-        blocks.append(_section(_signoffs(session, max(scale, 0.3))))
+        blocks.append(section_block(_signoffs(session, max(scale, 0.3))))
     if session.failing_items():
-        blocks.append(_section(failing_text(session, int(FAILING_JSON * scale))))
+        blocks.append(section_block(failing_text(session, int(FAILING_JSON * scale))))
     if session.overridden_items():
-        blocks.append(_section(overridden_text(session, int(FAILING_JSON * scale))))
+        blocks.append(section_block(overridden_text(session, int(FAILING_JSON * scale))))
+    if session.freeze_override is not None:
+        blocks.append(section_block(_freeze_override(session.freeze_override)))
     outcome = _outcome(session)
     if outcome:
-        blocks.append(_section(outcome))
+        blocks.append(section_block(outcome))
     links = [_link("🚨", incident_link, "Incident thread"), _link("🧵", session_link, "Checklist")]
     if any(links):
-        blocks.append(_context(" · ".join(link for link in links if link)))
+        blocks.append(context_block(" · ".join(link for link in links if link)))
     waits = _waits(session)
     if waits:
-        blocks.append(_context("\n".join(waits)))
+        blocks.append(context_block("\n".join(waits)))
     unasked = unasked_signoffs(session)
     if unasked:
-        blocks.append(_context(unasked))
+        blocks.append(context_block(unasked))
     return blocks
 
 
@@ -280,13 +202,7 @@ def _progress(session: DeploySession, scale: float) -> str:
 def _signoffs(session: DeploySession, scale: float) -> str:
     lines = []
     for rule in session.policy.signoffs:
-        role = clip(rule.role, 60, json_limit=200, mrkdwn=True)
-        record = session.signoffs.get(rule.key)
-        if record is None:
-            lines.append(f"⏳ *{role}*: missing")
-        else:
-            when = slack_date(record.at)
-            lines.append(f"✅ *{role}*: {mention(record.by)} · {when}")
+        lines.append(signoff_status(session, rule))
     shown = bounded_lines(
         lines,
         limit=MAX_SECTION_TEXT - 20,
@@ -294,6 +210,28 @@ def _signoffs(session: DeploySession, scale: float) -> str:
         more=lambda n: f"… and {n} more",
     )
     return "\n".join(["*Sign-offs*", *shown])
+
+
+def signoff_status(session: DeploySession, rule: SignOffRule) -> str:
+    """``✅ *QA Lead*: <@U1> · date``, or with a count ``⏳ *QA*: 1 of 2 (<@U1>)``."""
+    role = clip(rule.role, 60, json_limit=200, mrkdwn=True)
+    record = session.signoffs.get(rule.key)
+    if record is None:
+        return f"⏳ *{role}*: missing" + (f" (0 of {rule.count})" if rule.count > 1 else "")
+    who = ", ".join(mention(by) for by in record.signers)
+    done = len(record.signers) >= rule.count
+    if rule.count > 1:
+        who = f"{len(record.signers)} of {rule.count} ({who})"
+    return f"✅ *{role}*: {who} · {slack_date(record.last_at)}" if done else f"⏳ *{role}*: {who}"
+
+
+def _freeze_override(done: FreezeOverride) -> str:
+    reason = clip(done.reason, 300, json_limit=600, mrkdwn=True)
+    window = clip(done.window.describe(), 300, json_limit=600, mrkdwn=True)
+    return (
+        f":snowflake: *Change freeze overridden* by {mention(done.by)} · {slack_date(done.at)}: "
+        f"{reason}\n_{window}_"
+    )
 
 
 def _outcome(session: DeploySession) -> str | None:
@@ -324,7 +262,7 @@ def _waits(session: DeploySession) -> list[str]:
 # Buttons
 
 
-def _actions(session: DeploySession) -> list[JsonBlock]:
+def _actions(session: DeploySession, now: datetime) -> list[JsonBlock]:
     sid, state = session_id(session), session.state
 
     def allowed(command: type[Any]) -> bool:
@@ -332,10 +270,11 @@ def _actions(session: DeploySession) -> list[JsonBlock]:
 
     buttons = []
     if allowed(SignOff):
-        for rule in session.missing_signoffs():
+        # At ``now``: a sign-off whose ``valid_for`` has run out is asked for again.
+        for rule in session.missing_signoffs(at=now):
             text = f"Sign off as {rule.role}"
             buttons.append(button(text, ActionId.SIGN_OFF, pack(sid, rule.key)))
-    if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate):
+    if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate, at=now):
         buttons.append(button("Start deployment", ActionId.START_DEPLOYMENT, sid, "primary"))
     if allowed(FinishDeployment):
         buttons.append(button("Deployed: verify", ActionId.FINISH_DEPLOYMENT, sid))
@@ -412,7 +351,7 @@ def confirm_dialog(title: str, text: str, yes: str, *, danger: bool = False) -> 
 # Small blocks
 
 
-def _header(text: str) -> JsonBlock:
+def header_block(text: str) -> JsonBlock:
     return {
         "type": "header",
         "text": {
@@ -423,11 +362,11 @@ def _header(text: str) -> JsonBlock:
     }
 
 
-def _section(text: str) -> JsonBlock:
+def section_block(text: str) -> JsonBlock:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_TEXT)}}
 
 
-def _context(text: str) -> JsonBlock:
+def context_block(text: str) -> JsonBlock:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 3_000)}]}
 
 

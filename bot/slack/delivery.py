@@ -41,6 +41,9 @@ class SlackDelivery:
         try:
             if payload.get("kind") == "report" and self.report is not None:
                 self.report(payload)
+            elif payload.get("kind") == "announce":
+                # A channel name (``#prod``) works here as well as an ID.
+                self.client.chat_postMessage(channel=payload["channel"], text=payload["text"])
             else:
                 self._reply(payload)
         except SlackApiError as error:

@@ -11,26 +11,14 @@ from bot.integrations.pagerduty import PagerDuty
 from bot.rendering.ids import ActionId
 from bot.slack.paging import THREAD_TEXT
 from bot.storage.db import upgrade
-from tests.e2e import RunningBot, running_bot
+from tests.e2e import running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty
 from tests.support.slack import TEAM_DOMAIN
-from tests.test_failure_e2e import pagerduty, wait, write_config
+from tests.test_failure_e2e import pagerduty, write_config
+from tests.test_rollback_e2e import deploy_and_verify
 
 __all__ = ["pagerduty"]  # the fixture, used by name
-
-
-def verifying(bot: RunningBot) -> None:
-    """Deploy #1 signed off, deployed and verified once: a failing probe now pages."""
-    bot.command("start prod api v2", user="U0DEPLOYER", reply="start")
-    assert "Opened deploy #1" in bot.reply("start")["text"]
-    bot.click("U0APPROVER", ActionId.SIGN_OFF, "1|qa-lead", reply="sign")
-    wait(lambda: "qa-lead" in bot.session(1).signoffs, "sign-off recorded")
-    bot.click("U0DEPLOYER", ActionId.START_DEPLOYMENT, "1", reply="deploy")
-    bot.wait_state(1, SessionState.DEPLOYING)
-    bot.click("U0DEPLOYER", ActionId.FINISH_DEPLOYMENT, "1", reply="deployed")
-    bot.wait_state(1, SessionState.VERIFYING)
-    wait(lambda: bot.session(1).progress("1.1").status.value == "done", "verified")
 
 
 def permalink(channel: str, ts: str) -> str:
@@ -44,7 +32,7 @@ def test_the_trigger_links_to_the_incident_thread(
     pd = PagerDuty(events_url=pagerduty.url, verify=pagerduty.client_ssl_context())
     config = write_config(tmp_path, health)
     with running_bot(database_url, config=config, pagerduty=pd, background=True) as bot:
-        verifying(bot)
+        deploy_and_verify(bot)
         health.healthy = False
         bot.click("U0DEPLOYER", ActionId.RUN_PROBES, "1", reply="probe")
         trigger = pagerduty.wait_for_events(1, timeout=20)[0]
@@ -69,7 +57,7 @@ def test_with_slack_down_the_page_goes_out_within_the_wait(
     with running_bot(
         database_url, config=config, pagerduty=pd, background=True, page_link_wait=link_wait
     ) as bot:
-        verifying(bot)
+        deploy_and_verify(bot)
         bot.bot.publisher.flush()
         bot.fake.outage("chat.postMessage", times=10_000)  # Slack is down from here on
         bot.fake.outage("chat.update", times=10_000)

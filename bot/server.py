@@ -405,19 +405,14 @@ class HttpServing:
         self._thread.join(timeout)
 
 
-def serve_socket_mode(
-    bot: Bot, *, app_token: str, health_port: int | None, block: bool = True
-) -> SocketModeHandler:
-    """Socket Mode: no public URL; health endpoints still served when a port is given.
+def serve_socket_mode(bot: Bot, *, app_token: str, block: bool = True) -> SocketModeHandler:
+    """Socket Mode: no public URL (the caller serves the health endpoints, as in HTTP mode).
 
     Blocks for good unless ``block`` is False: then it returns once connected, and the
     caller ends the connection with ``handler.close()``.
     """
     from bot.slack.socket_edge import CheckedSocketModeHandler
 
-    if health_port:
-        health = serve_http(bot, host="0.0.0.0", port=health_port, threads=2)
-        threading.Thread(target=health.run, name="health", daemon=True).start()
     handler = CheckedSocketModeHandler(bot.app, app_token)
     if block:
         handler.start()  # type: ignore[no-untyped-call]

@@ -4,7 +4,10 @@ endpoint that speaks Slack's Socket Mode protocol (tests/support/socket_mode.py)
 
 from __future__ import annotations
 
+import re
+import signal
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from bot.server import create_bot, serve_socket_mode
 from bot.storage.db import upgrade
 from tests.support.slack import APP_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
 from tests.support.socket_mode import SocketModeServer, wait_for
+from tests.test_scheduler_processes import BotProcess, bot_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 APP_TOKEN = "xapp-1-A0DEPLOYBOT-1-socketmode"
@@ -55,9 +59,7 @@ def test_socket_mode_deploy_start_and_refused_sign_off(
         bot.start(scheduler=False)
         handler = None
         try:
-            handler = serve_socket_mode(
-                bot, app_token=settings.slack_app_token, health_port=None, block=False
-            )
+            handler = serve_socket_mode(bot, app_token=settings.slack_app_token, block=False)
             endpoint.wait_connected()
             [opened] = fake.calls("apps.connections.open")
             assert opened.headers.get("authorization") == f"Bearer {APP_TOKEN}"
@@ -183,3 +185,29 @@ def test_socket_mode_deploy_start_and_refused_sign_off(
             if handler is not None:
                 handler.close()  # type: ignore[no-untyped-call]
             bot.close()
+
+
+def test_serve_in_socket_mode_serves_health_on_its_host_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'deploybot.db'}"
+    upgrade(database_url)
+    with FakeSlack() as fake, SocketModeServer() as endpoint:
+        fake.socket_mode_url = endpoint.url
+        env = bot_env(database_url, EXAMPLES / "minimal.yaml", fake)
+        env.update(SLACK_APP_TOKEN=APP_TOKEN, DEPLOYBOT_HOST="127.0.0.1")
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+            env.pop(name, None)
+        bot = BotProcess("socket", env, tmp_path)
+        try:
+            bot.wait_for("health on 127.0.0.1:")
+            endpoint.wait_connected(timeout=20)
+            port = re.search(r"health on 127\.0\.0\.1:(\d+)", bot.output())
+            assert port is not None, bot.output()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port[1]}/healthz", timeout=5) as r:
+                assert r.status == 200
+            bot.proc.send_signal(signal.SIGTERM)
+            assert bot.proc.wait(timeout=40) == 0, bot.output()
+            assert "deploybot: stopped" in bot.output()
+        finally:
+            bot.kill()

@@ -63,13 +63,13 @@ def serve(
     http: HttpServing | None = None
     socket_mode: Any = None
     try:
+        # Both modes serve /healthz, /readyz and /metrics on DEPLOYBOT_HOST:PORT (and the drain
+        # closes that server); Socket Mode takes Slack's requests over its own connection.
+        http = HttpServing(serve_http(bot, host=settings.host, port=settings.port))
         if settings.slack_app_token:
-            log.info("deploybot: Socket Mode")
-            socket_mode = serve_socket_mode(
-                bot, app_token=settings.slack_app_token, health_port=settings.port, block=False
-            )
+            socket_mode = serve_socket_mode(bot, app_token=settings.slack_app_token, block=False)
+            log.info("deploybot: Socket Mode; health on %s:%s", settings.host, http.port)
         else:
-            http = HttpServing(serve_http(bot, host=settings.host, port=settings.port))
             log.info(
                 "deploybot: listening on %s:%s (/slack/events, /healthz, /readyz, /metrics)",
                 settings.host,

@@ -112,6 +112,19 @@ def env_for(database_url: str, config: Path, fake: FakeSlack) -> dict[str, str]:
     return env
 
 
+def hanging(first: BotProcess, service: DeployService, sid: int, item: str, tmp_path: Path) -> None:
+    """Wait until ``first`` serves and its probe's first run hangs, the item running."""
+    first.wait_for("listening on")
+    wait_until(
+        lambda: (
+            service.get(sid).progress(item).status is ItemStatus.RUNNING
+            and (tmp_path / "first-run-started").exists()
+        ),
+        30,
+        "the probe runs (its hanging first run has started)",
+    )
+
+
 def test_sigterm_hands_back_a_hanging_probe_and_exits_0(
     session_factory: sessionmaker[Session], database_url: str, tmp_path: Path
 ) -> None:
@@ -124,15 +137,7 @@ def test_sigterm_hands_back_a_hanging_probe_and_exits_0(
         first = BotProcess("first", env, tmp_path)
         second = None
         try:
-            first.wait_for("listening on")
-            wait_until(
-                lambda: (
-                    service.get(sid).progress(item).status is ItemStatus.RUNNING
-                    and (tmp_path / "first-run-started").exists()
-                ),
-                30,
-                "the probe runs (its hanging first run has started)",
-            )
+            hanging(first, service, sid, item, tmp_path)
             first.proc.send_signal(signal.SIGTERM)
             assert first.proc.wait(timeout=20) == 0, first.output()
             assert "deploybot: stopped" in first.output()
@@ -227,15 +232,7 @@ def test_after_a_sigkill_during_a_probe_the_next_process_recovers_it(
         first = BotProcess("first", env, tmp_path)
         second = None
         try:
-            first.wait_for("listening on")
-            wait_until(
-                lambda: (
-                    service.get(sid).progress(item).status is ItemStatus.RUNNING
-                    and (tmp_path / "first-run-started").exists()
-                ),
-                30,
-                "the probe runs (its hanging first run has started)",
-            )
+            hanging(first, service, sid, item, tmp_path)
             first.kill()
             second = BotProcess("second", env, tmp_path)
             wait_until(

@@ -21,6 +21,7 @@ from bot.domain import DeploySession, Event
 from bot.domain.checklist import Severity
 from bot.rendering.incident import Failure
 from bot.storage.outbox import pending
+from bot.storage.probe_runs import ProbeRun
 from bot.storage.schedule_slots import OpenSession
 from bot.storage.uow import UnitOfWork
 
@@ -85,19 +86,20 @@ def _probe_failed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) ->
     probe = found[1].probe
     severity = str(event.data.get("severity") or Severity.CRITICAL.value)
     summary = str(event.data.get("summary", ""))
-    failure = Failure(probe, summary, severity, event.at, _last_detail(uow, change, probe))
+    runs = _runs_of(uow, change, probe)  # read once: every rule below needs them
+    failure = Failure(probe, summary, severity, event.at, runs[-1].detail if runs else "")
+    again = _failed_before(runs)
     if not event.data.get("runnable", True):
-        if not _failed_before(uow, change, probe):
+        if not again:
             fx.incidents.probe_not_runnable(uow, session, failure)
         return
     if not event.data.get("alert", True):
-        if not _failed_before(uow, change, probe):
+        if not again:
             fx.incidents.probe_warned(uow, session, failure)
         return
     opened = any(
         e.kind == "incident_opened" and e.data.get("probe") == probe for e in change.events
     )
-    again = _failed_before(uow, change, probe)
     fx.incidents.probe_failed(uow, session, failure, again=again, opened=opened)
 
 
@@ -106,15 +108,9 @@ def _probe_passed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) ->
     if found is None or found[1].probe is None:
         return
     probe = found[1].probe
-    if _failed_before(uow, change, probe):
+    if _failed_before(_runs_of(uow, change, probe)):
         summary = str(event.data.get("summary", ""))
         fx.incidents.probe_recovered(uow, change.after, probe, summary, event.at)
-
-
-def _last_detail(uow: UnitOfWork, change: Change, probe: str) -> str:
-    """The detail of the probe's latest run for the session (stored before the effects)."""
-    runs = [r for r in uow.probe_runs.for_session(change.session_id) if r.probe == probe]
-    return runs[-1].detail if runs else ""
 
 
 def _probe_interrupted(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
@@ -134,10 +130,14 @@ def _probe_interrupted(fx: Effects, uow: UnitOfWork, change: Change, event: Even
         fx.probe_round(uow, change, "a re-run after an interruption", event.at)
 
 
-def _failed_before(uow: UnitOfWork, change: Change, probe: str) -> bool:
-    """Did this probe's previous run for the session fail? Its runs are stored in order, and
-    the current one is written in this unit of work before the effects."""
-    runs = [r for r in uow.probe_runs.for_session(change.session_id) if r.probe == probe]
+def _runs_of(uow: UnitOfWork, change: Change, probe: str) -> list[ProbeRun]:
+    """The probe's runs for the session, in order; the current one is written in this unit
+    of work before the effects."""
+    return [r for r in uow.probe_runs.for_session(change.session_id) if r.probe == probe]
+
+
+def _failed_before(runs: list[ProbeRun]) -> bool:
+    """Did the run before the latest one fail?"""
     earlier = [r for r in runs if r.at < runs[-1].at] if runs else []
     return bool(earlier) and not earlier[-1].ok
 

@@ -39,7 +39,7 @@ from bot.slack.delivery import PERMANENT
 from bot.slack.links import SlackLinks
 from bot.storage import outbox
 from bot.storage.outbox import Defer, PermanentFailure, RetryAfter
-from bot.storage.repositories import SlackMessage
+from bot.storage.repositories import SlackMessage, SlackMessageRepository
 from bot.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -212,11 +212,17 @@ class SessionPublisher:
             time.sleep(0.02)
 
     def failure(self, session_id: int, timeout: float) -> str | None:
-        """Wait up to ``timeout`` for the session's first post; why Slack refused it, or None
-        (posted, or still on its way)."""
+        """Wait up to ``timeout`` for the session's summary to be posted; why Slack refused
+        it, or None (posted, or still on its way).
+
+        Only the summary is waited for: a long checklist's thread (20 messages at Slack's
+        one post per second per channel) goes on from the outbox after the answer.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.session_factory() as db:
+                if SlackMessageRepository(db).get(session_id, SUMMARY) is not None:
+                    return None
                 outcome = outbox.first_outcome(db, "publish", session_id)
             if outcome is not None:
                 delivered, error = outcome

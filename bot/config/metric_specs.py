@@ -66,6 +66,15 @@ def _dashboard_template(value: str) -> str:
 Template = Annotated[str, Field(min_length=1), AfterValidator(_template)]
 
 
+def result_condition(value: str) -> str:
+    """A condition on one measured ``result`` (an HTTP probe's JSON value)."""
+    try:
+        parse_condition(value, names=("result",))
+    except ConditionError as error:
+        raise PydanticCustomError("condition", "{error}", {"error": str(error)}) from None
+    return value
+
+
 class MetricProbe(ProbeBase):
     """What every metric probe has: repeated measurement and a dashboard link; each kind
     declares its ``condition`` after its queries, so that the condition's check knows them."""

@@ -31,6 +31,7 @@ from bot.config.metric_specs import CloudWatchMetricProbe as CloudWatchMetricPro
 from bot.config.metric_specs import DatadogProbe as DatadogProbe
 from bot.config.metric_specs import MetricProbe as MetricProbe
 from bot.config.metric_specs import PrometheusProbe as PrometheusProbe
+from bot.config.metric_specs import result_condition
 
 
 class HttpProbe(ProbeBase):
@@ -46,6 +47,7 @@ class HttpProbe(ProbeBase):
     body_contains: str | None = None
     json_path: Annotated[str, AfterValidator(dotted_path)] | None = None
     json_value: str | int | float | bool | None = None
+    condition: Annotated[str, AfterValidator(result_condition)] | None = None
     max_latency: Duration | None = None
     follow_redirects: bool = False
     verify_tls: bool = True
@@ -54,6 +56,12 @@ class HttpProbe(ProbeBase):
     def _json_value_needs_path(self) -> HttpProbe:
         if self.json_value is not None and self.json_path is None:
             raise PydanticCustomError("json_path", "json_value needs json_path")
+        if self.condition is not None and self.json_path is None:
+            raise PydanticCustomError("json_path", "condition needs json_path")
+        if self.condition is not None and self.json_value is not None:
+            raise PydanticCustomError(
+                "json_value", "use json_value (equality) or condition, not both"
+            )
         return self
 
 

@@ -177,8 +177,23 @@ class SessionProbes:
             ]
             self.service.handle(session_id, commands, SYSTEM, also=store)
 
-        ran = run_probes(specs, ctx=self.context(), concurrency=self.concurrency, on_result=record)
+        ctx = replace(self.context(), template=self.template(session))
+        ran = run_probes(specs, ctx=ctx, concurrency=self.concurrency, on_result=record)
         return ProbeRound(session_id, [recorded.get(r.name, r) for r in ran])
+
+    def template(self, session: DeploySession) -> dict[str, str]:
+        """The session's values a metric probe's query may name (``{{version}}``)."""
+        assert session.id is not None
+        with UnitOfWork(self.service.session_factory) as uow:
+            previous = uow.sessions.previous_version(
+                session.environment, session.service, session.id
+            )
+        return {
+            "service": session.service,
+            "version": session.version,
+            "previous_version": previous,
+            "environment": session.environment,
+        }
 
     @contextmanager
     def _heartbeat(self, rounds: list[int]) -> Iterator[None]:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from bot.app.sessions import DeployService
-from bot.config.probe_specs import ProbeSpec
+from bot.config.metric_specs import dashboard_link
+from bot.config.probe_specs import MetricProbe, ProbeSpec
 from bot.config.schema import Config
 from bot.domain import SYSTEM, DeploySession, ItemStatus, SessionState
 from bot.domain.checklist import Severity
@@ -85,6 +86,23 @@ class ProbeRound:
         return [
             r for r in self.results if not r.ok and r.runnable and r.severity is Severity.CRITICAL
         ]
+
+
+def dashboard_links(config: Config, session: DeploySession) -> dict[str, str]:
+    """Item id to the dashboard its metric probe links to (``dashboard_url``), filled with the
+    session's values; ``{{previous_version}}`` is not looked up here, so it links nowhere."""
+    values = {
+        "service": session.service,
+        "version": session.version,
+        "environment": session.environment,
+    }
+    links = {}
+    for name, item_ids in probe_links(session).items():
+        spec = config.probes.get(name)
+        link = dashboard_link(spec, values) if isinstance(spec, MetricProbe) else None
+        if link:
+            links.update(dict.fromkeys(item_ids, link))
+    return links
 
 
 class SessionProbes:

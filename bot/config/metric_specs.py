@@ -75,6 +75,21 @@ def result_condition(value: str) -> str:
     return value
 
 
+def dashboard_link(spec: MetricProbe, values: dict[str, str]) -> str | None:
+    """The probe's ``dashboard_url`` with the session's values and its query filled in
+    (URL-quoted); None without one, or when it names a value the session lacks."""
+    if spec.dashboard_url is None:
+        return None
+    query = getattr(spec, "query", None) or getattr(spec, "canary", None)
+    if query is None:
+        query = getattr(spec, "metric", "")
+    try:
+        filled = fill_template(query, values)
+        return fill_template(spec.dashboard_url, values | {"query": filled}, quote=True)
+    except KeyError:
+        return None
+
+
 class MetricProbe(ProbeBase):
     """What every metric probe has: repeated measurement and a dashboard link; each kind
     declares its ``condition`` after its queries, so that the condition's check knows them."""
@@ -84,7 +99,9 @@ class MetricProbe(ProbeBase):
     failure_limit: int = Field(default=0, ge=0)
     inconclusive_limit: int = Field(default=0, ge=0)
     initial_delay: Duration | None = None
-    dashboard_url: Annotated[str, AfterValidator(http_url), AfterValidator(_template)] | None = None
+    dashboard_url: (
+        Annotated[str, AfterValidator(http_url), AfterValidator(_dashboard_template)] | None
+    ) = None
 
     @property
     def compares(self) -> bool:

@@ -13,6 +13,7 @@ saying so), an error ends it. The summary shows the value, the condition and the
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,6 +197,64 @@ def outcome(
     lines += [f"{n}. {m.at:%H:%M:%S} {m.phase}: {m.text}" for n, m in enumerate(measurements, 1)]
     lines.append(f"verdict: {'timed out' if phase == 'running' else phase}")
     return ProbeOutcome(phase == "passed", summary, "\n".join(lines))
+
+
+_MEASUREMENT = re.compile(r"\d+\. (\d\d:\d\d:\d\d) (passed|failed|inconclusive|error): (.*)")
+_QUERY_KEYS = ("query", "baseline", "canary")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A metric probe's detail read back (as stored, so perhaps cut short at its end)."""
+
+    queries: dict[str, str]
+    condition: str
+    measurements: list[tuple[str, str, str]]  # (time, phase, what was seen)
+    verdict: str | None  # None when the stored detail was cut before it
+
+
+def analysis_of(detail: str) -> Analysis | None:
+    """Read a metric probe's detail (as :func:`outcome` writes it); None for any other."""
+    lines = detail.splitlines()
+    if not lines or lines[0].partition(": ")[0] not in _QUERY_KEYS:
+        return None
+    queries: dict[str, str] = {}
+    condition, verdict = None, None
+    measurements = []
+    for line in lines:
+        key, _, rest = line.partition(": ")
+        if key in _QUERY_KEYS and condition is None:
+            queries[key] = rest
+        elif key == "condition" and condition is None:
+            condition = rest
+        elif key == "verdict":
+            verdict = rest
+        elif match := _MEASUREMENT.fullmatch(line):
+            measurements.append((match[1], match[2], match[3]))
+    if condition is None:
+        return None
+    return Analysis(queries, condition, measurements, verdict)
+
+
+def page_details(detail: str, limit: int = 1000) -> dict[str, str]:
+    """What a page's ``custom_details`` add for a metric probe: the queries, the condition,
+    the verdict and the measurements (the latest that fit in ``limit`` characters)."""
+    analysis = analysis_of(detail)
+    if analysis is None:
+        return {}
+    details = dict(analysis.queries) | {"condition": analysis.condition}
+    if analysis.verdict:
+        details["verdict"] = analysis.verdict
+    lines: list[str] = []
+    for at, phase, seen in reversed(analysis.measurements):
+        line = f"{at} {phase}: {seen}"
+        if sum(len(x) + 1 for x in lines) + len(line) > limit:
+            break
+        lines.insert(0, line)
+    if lines:
+        details["measurements"] = "\n".join(lines)
+        details["last_measurement"] = lines[-1]
+    return details
 
 
 def reduce(values: list[float], how: str) -> float:

@@ -80,9 +80,9 @@ def dashboard_link(spec: MetricProbe, values: dict[str, str]) -> str | None:
     (URL-quoted); None without one, or when it names a value the session lacks."""
     if spec.dashboard_url is None:
         return None
-    query = getattr(spec, "query", None) or getattr(spec, "canary", None)
-    if query is None:
-        query = getattr(spec, "metric", "")
+    query = str(
+        getattr(spec, "query", None) or getattr(spec, "canary", None) or getattr(spec, "metric", "")
+    )
     try:
         filled = fill_template(query, values)
         return fill_template(spec.dashboard_url, values | {"query": filled}, quote=True)
@@ -265,3 +265,7 @@ class DatadogProbe(ComparingProbe):
     app_key_env: EnvVarName = "DD_APP_KEY"
     window: Duration = timedelta(minutes=5)
     reduce: Literal["avg", "max", "min", "last"] = "avg"
+
+
+AnyMetricProbe = PrometheusProbe | CloudWatchMetricProbe | DatadogProbe
+"""Every metric probe kind (each declares ``condition``)."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.config.metric_specs import MetricProbe, fill_template
+from bot.config.metric_specs import AnyMetricProbe, fill_template
 from bot.domain.conditions import Condition, ConditionError, format_value, parse
 from bot.integrations.probes.base import ProbeConfigError, ProbeContext, ProbeOutcome
 
@@ -48,7 +48,7 @@ Fetch = Callable[[str, float], list[Series]]
 """A kind's query: the series a query returns now, given the seconds left."""
 
 
-def queries(spec: MetricProbe, ctx: ProbeContext, texts: dict[str, str]) -> dict[str, str]:
+def queries(spec: AnyMetricProbe, ctx: ProbeContext, texts: dict[str, str]) -> dict[str, str]:
     """The probe's queries with the session's values filled in.
 
     Raises:
@@ -67,7 +67,7 @@ def queries(spec: MetricProbe, ctx: ProbeContext, texts: dict[str, str]) -> dict
 
 
 def analyse(
-    spec: MetricProbe, ctx: ProbeContext, fetch: Fetch, texts: dict[str, str]
+    spec: AnyMetricProbe, ctx: ProbeContext, fetch: Fetch, texts: dict[str, str]
 ) -> ProbeOutcome:
     """Take the measurements of ``texts`` (``{"result": q}`` or a baseline and a canary).
 
@@ -159,7 +159,7 @@ def compare(
     return phase, f"{prefix}{seen}: {condition.show(values)} {MARKS[phase]}"
 
 
-def verdict(spec: MetricProbe, measurements: list[Measurement]) -> str:
+def verdict(spec: AnyMetricProbe, measurements: list[Measurement]) -> str:
     """``passed``, ``failed``, ``inconclusive`` or ``error``; ``running`` while more are due."""
     phases = [m.phase for m in measurements]
     if "error" in phases:
@@ -172,7 +172,7 @@ def verdict(spec: MetricProbe, measurements: list[Measurement]) -> str:
 
 
 def outcome(
-    spec: MetricProbe, filled: dict[str, str], measurements: list[Measurement]
+    spec: AnyMetricProbe, filled: dict[str, str], measurements: list[Measurement]
 ) -> ProbeOutcome:
     """The probe's outcome: the verdict in the summary, every measurement in the detail."""
     phase = verdict(spec, measurements)

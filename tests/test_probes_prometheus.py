@@ -24,7 +24,6 @@ from pydantic import TypeAdapter
 from bot.config.loader import check_config
 from bot.config.probe_specs import ProbeSpec, PrometheusProbe
 from bot.domain.conditions import parse
-from bot.integrations.probes.base import ProbeContext, run_probe
 from bot.integrations.probes.analysis import (
     Measurement,
     QueryError,
@@ -33,6 +32,7 @@ from bot.integrations.probes.analysis import (
     outcome,
     verdict,
 )
+from bot.integrations.probes.base import ProbeContext, run_probe
 from bot.integrations.probes.prometheus_check import series_of
 
 URL = "http://prometheus.example:9090"

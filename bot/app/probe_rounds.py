@@ -203,7 +203,7 @@ class SessionProbes:
         """The session's values a metric probe's query may name (``{{version}}``)."""
         assert session.id is not None
         with UnitOfWork(self.service.session_factory) as uow:
-            previous = uow.sessions.previous_version(
+            previous = uow.summaries.previous_version(
                 session.environment, session.service, session.id
             )
         return {

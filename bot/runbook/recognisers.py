@@ -96,7 +96,7 @@ def _prometheus_query(url: str, options: dict[str, str], method: str) -> Finding
     api = _PROMETHEUS_API.fullmatch(parts.path)
     if api is None:
         return None
-    query = (parse_qs(parts.query).get("query") or [None])[0]
+    query: str | None = (parse_qs(parts.query).get("query") or [""])[0] or None
     sent = first_of(options, "--data-urlencode", "-d", "--data")
     if query is None and sent and sent.startswith("query="):
         query = sent.removeprefix("query=")
@@ -199,8 +199,8 @@ def _cloudwatch(positional: list[str], options: dict[str, str]) -> Finding:
                 "aws cloudwatch describe-alarms without --alarm-name-prefix: name the alarms "
                 "the probe watches (alarm_prefix)"
             )
-        spec = {"kind": "aws", "check": "cloudwatch_alarms", "alarm_prefix": prefix, **region}
-        return FoundProbe("aws", f"alarms {prefix}* (none in ALARM)", spec)
+        alarms = {"kind": "aws", "check": "cloudwatch_alarms", "alarm_prefix": prefix, **region}
+        return FoundProbe("aws", f"alarms {prefix}* (none in ALARM)", alarms)
     if positional[:1] != ["get-metric-statistics"]:
         return None
     namespace, metric = options.get("--namespace"), options.get("--metric-name")

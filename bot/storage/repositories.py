@@ -185,22 +185,6 @@ class SessionRepository:
         ).first()
         return self._remember(row) if row is not None else None
 
-    def previous_version(self, environment: str, service: str, before: int) -> str:
-        """The version the last completed deploy of this service before ``before`` shipped."""
-        found = self._db.scalars(
-            select(SessionRow.version)
-            .where(
-                SessionRow.environment == environment,
-                SessionRow.service == service,
-                SessionRow.state == "completed",
-                SessionRow.version != "",
-                SessionRow.id < before,
-            )
-            .order_by(SessionRow.id.desc())
-            .limit(1)
-        ).first()
-        return found or ""
-
     def list_open(self, environment: str | None = None) -> list[DeploySession]:
         """Open sessions, oldest first, optionally of one environment."""
         query = select(SessionRow).where(SessionRow.is_open).order_by(SessionRow.id)

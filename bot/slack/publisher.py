@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.incidents import describe_target
+from bot.app.probe_rounds import dashboard_links
 from bot.config.schema import Config
 from bot.domain import DeploySession
 from bot.rendering.checklist import checklist_messages
@@ -131,7 +132,7 @@ class SessionPublisher:
         summary = self._show(
             session, revision, SUMMARY, summary_text(session), blocks, summary, env.channel
         )
-        for part in checklist_messages(session):
+        for part in checklist_messages(session, dashboard_links(self.config, session)):
             shown = messages.get(part.purpose)
             self._show(
                 session, revision, part.purpose, part.text, part.blocks, shown, summary.channel,

@@ -235,7 +235,7 @@ def test_large_runbook_renders_within_slack_limits(database_url: str, tmp_path: 
     with running_bot(database_url, config=config) as bot:
         bot.command("start big", user="U0DEPLOYER", reply="start")
         assert "Opened deploy #1" in bot.reply("start")["text"]
-        bot.bot.publisher.flush()  # the answer came once the summary was posted
+        bot.bot.publisher.flush(timeout=60)  # the answer came once the summary was posted
         session = bot.session(1)
         assert session.checklist.item_count >= 230
         shown: list[str] = []

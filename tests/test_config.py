@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.config.checklist_files import load_checklist
 from bot.config.loader import check_config, load_config, summarize
 from bot.config.probe_specs import AwsProbe, HttpProbe, format_duration, parse_duration
-from bot.config.schema import Config, load_checklist
+from bot.config.schema import Config
 from bot.domain.checklist import Gate
 from bot.domain.errors import ConfigError, NotFound
 

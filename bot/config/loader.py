@@ -14,7 +14,12 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from bot.config.checklist_files import read_problem, unasked_signoffs
+from bot.config.checklist_files import (
+    CHECKLIST_SUFFIXES,
+    read_checklist,
+    read_problem,
+    unasked_signoffs,
+)
 from bot.config.errors import (
     ChecklistFile,
     Problem,
@@ -23,7 +28,7 @@ from bot.config.errors import (
     syntax_problem,
     validation_problems,
 )
-from bot.config.schema import CHECKLIST_SUFFIXES, DEFAULT_PATH, Config, read_checklist
+from bot.config.schema import DEFAULT_PATH, Config
 from bot.domain.checklist import Checklist
 from bot.domain.errors import ConfigError
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.change_control import Emergency, Promotion
 from bot.config.checklist_files import load_checklist
 from bot.config.errors import unknown_names
 from bot.config.freezes import Freeze
@@ -239,6 +240,12 @@ class Environment(_Strict):
     freeze_override: RoleRefs = Field(
         (), description="Roles that may start and deploy during a freeze, with a reason."
     )
+    requires: Promotion | None = Field(
+        None, description="Promotion order: a version deploys here only after it completed there."
+    )
+    emergency: Emergency | None = Field(
+        None, description="Break-glass: who may deploy as an emergency and what that skips."
+    )
     reports: tuple[ReportReader, ...] = Field(
         ("anyone",),
         min_length=1,
@@ -271,6 +278,17 @@ class Environment(_Strict):
                 )
             seen[signoff.key] = signoff.role
         return signoffs
+
+    @model_validator(mode="after")
+    def _emergency_skips_known_signoffs(self) -> Environment:
+        unknown = self.emergency.unknown_signoffs(self.signoff_keys) if self.emergency else []
+        if unknown:
+            raise PydanticCustomError(
+                "unknown_reference",
+                "emergency.skip_signoffs names {names}, not a sign-off of this environment",
+                {"names": ", ".join(unknown)},
+            )
+        return self
 
     @property
     def signoff_keys(self) -> tuple[str, ...]:
@@ -318,6 +336,19 @@ class Config(_Strict):
         if isinstance(data, dict):
             return {k: {} if k in ("roles", "probes") and v is None else v for k, v in data.items()}
         return data
+
+    @model_validator(mode="after")
+    def _promotions_known(self) -> Config:
+        for name, env in self.environments.items():
+            source = env.requires.environment if env.requires else None
+            if source is not None and (source == name or source not in self.environments):
+                raise PydanticCustomError(
+                    "unknown_reference",
+                    "environments.{name}.requires.environment: '{source}' is not another "
+                    "environment (known: {known})",
+                    {"name": name, "source": source, "known": ", ".join(self.environments)},
+                )
+        return self
 
     @property
     def base_dir(self) -> Path:

@@ -38,6 +38,7 @@ def emergency_declared(fx: Effects, uow: UnitOfWork, change: Change, event: Even
             link=fx.incidents.link(session),
             at=event.at,
         )
+        page["incident_thread"] = False  # no incident thread to wait for: the summary links
         uow.enqueue(
             topic="pagerduty",
             key=f"{page['dedup_key']}:declared",

@@ -67,7 +67,10 @@ class Emergency(_Strict):
         "complete gates do not wait for in an emergency.",
     )
     skip_promotion: bool = Field(False, description="Skip the promotion order (`requires`).")
-    retrospective: Retrospective
+    retrospective: Retrospective = Field(
+        description="Who signs the retrospective an emergency deploy owes afterwards; the "
+        "summary shows it as outstanding until it is given."
+    )
 
     def policy(self, signoff_keys: tuple[str, ...]) -> EmergencyPolicy:
         """As the domain reads it; ``skip_signoffs`` written as role names become keys."""

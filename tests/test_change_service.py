@@ -75,6 +75,16 @@ def test_a_refused_start_redraws_the_summary_with_the_lapsed_sign_off(
             },
             "emergency.skip_signoffs names Security, not a sign-off of this environment",
         ),
+        (
+            {
+                "emergency": {
+                    "roles": ["oncall"],
+                    "skip_sections": ["smoke-tests"],
+                    "retrospective": {"by": ["approvers"]},
+                }
+            },
+            "environments.staging.emergency.skip_sections: unknown section 'smoke-tests'",
+        ),
     ],
 )
 def test_bad_change_control_settings_are_refused(

@@ -4,12 +4,12 @@ retrospective afterwards)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-from bot.config.errors import unknown_names
+from bot.config.errors import ChecklistFile, Problem, YamlSource, unknown_names
 from bot.config.probe_specs import Duration
 from bot.domain.checklist import slugify
 from bot.domain.emergency import EmergencyPolicy
@@ -86,3 +86,19 @@ class Emergency(_Strict):
 
     def unknown_signoffs(self, signoff_keys: tuple[str, ...]) -> list[str]:
         return [name for name in self.skip_signoffs if slugify(name) not in signoff_keys]
+
+
+def skipped_section_problems(
+    source: YamlSource, env_loc: tuple[str, str], raw: dict[Any, Any], checklist: ChecklistFile
+) -> list[Problem]:
+    """``emergency.skip_sections`` names sections of the environment's checklist (read from
+    the raw data, so the problem shows even when the environment has other errors)."""
+    emergency = raw.get("emergency")
+    skipped = emergency.get("skip_sections") if isinstance(emergency, dict) else None
+    if not isinstance(skipped, list):
+        return []
+    names = [str(name) for name in skipped]
+    message = unknown_names(names, checklist.section_ids, "section", "sections")
+    if not message:
+        return []
+    return [source.problem((*env_loc, "emergency", "skip_sections"), message)]

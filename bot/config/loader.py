@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from bot.config.change_control import skipped_section_problems
 from bot.config.checklist_files import (
     CHECKLIST_SUFFIXES,
     read_checklist,
@@ -138,6 +139,7 @@ def _load(path: str | Path | None) -> tuple[Config | None, list[Problem]]:
             problems += loaded[checklist_path].problems
         checklist_file = loaded[checklist_path]
         problems += env_gate_problems(source, env_loc, raw, checklist_file)
+        problems += skipped_section_problems(source, env_loc, raw, checklist_file)
         if checklist_file.checklist is not None:
             checklists[str(env_name)] = checklist_file.checklist
 

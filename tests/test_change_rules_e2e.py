@@ -231,6 +231,11 @@ def test_break_glass(database_url: str, tmp_path: Path, pagerduty: FakePagerDuty
         emergency = bot.session(1).emergency
         assert emergency is not None and emergency.retrospective_by == "U0LEAD"
         summary(bot, "#deploys-prod", "✅ *Post-incident review*: <@U0LEAD>")
+        # Nothing is owed any more: the informational alert is resolved.
+        deadline = time.monotonic() + 10
+        while pagerduty.alert("deploybot/prod/session-1/emergency").status != "resolved":
+            assert time.monotonic() < deadline, "the emergency alert was never resolved"
+            time.sleep(0.05)
         assert thread_note(bot, "#deploys-prod", "signed the retrospective").endswith(
             "INC-42 review held"
         )

@@ -78,6 +78,29 @@ def version_changed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) 
 
 
 def retrospective_signed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    """Told in the session's thread; the informational page is resolved: nothing is owed."""
+    env = fx.config.environment(change.after.environment)
+    if env.pagerduty is not None and change.after.emergency is not None:
+        page = page_payload(
+            action="resolve",
+            env_name=change.after.environment,
+            routing_key_env=env.pagerduty.routing_key_env,
+            session_id=change.session_id,
+            probe=EMERGENCY,
+            summary=f"Retrospective of {change.after.title} signed",
+            severity="info",
+            details={},
+            link=None,
+            at=event.at,
+        )
+        uow.enqueue(
+            topic="pagerduty",
+            key=f"{page['dedup_key']}:retrospective",
+            payload=page,
+            session_id=change.session_id,
+            at=event.at,
+            ordering_key=page["dedup_key"],
+        )
     note = str(event.data.get("note") or "")
     text = f":memo: <@{event.actor}> signed the retrospective of this emergency deploy"
     fx.incidents.thread(

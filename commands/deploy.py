@@ -12,7 +12,13 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from bot.app.environments import describe_lock
 from bot.config.freezes import upcoming
 from bot.domain import DeploySession, inputs
-from bot.domain.commands import Abort, OverrideFreeze, RequestProbes
+from bot.domain.commands import (
+    Abort,
+    ChangeVersion,
+    OverrideFreeze,
+    RequestProbes,
+    SignRetrospective,
+)
 from bot.domain.errors import DeployError, NotFound
 from bot.rendering.checklist import channel_link
 from bot.rendering.listing import LIST_PAGE_SIZE, help_blocks, list_blocks
@@ -25,11 +31,14 @@ MAX_PAGE = 10_000  # `/deploy list <page>`: beyond any real number of open deplo
 NAMED_WHEN_SEVERAL = 5  # open deploys named when a command needs an id and several are open
 
 USAGE = (
-    "Usage: `/deploy start <env> [service] [version] [--override <reason>]` · `status [id]` · "
+    "Usage: `/deploy start <env> [service] [version] [--override <reason>] "
+    "[--emergency <reason>]` · `status [id]` · "
     "`list [page]` · `probe [id]` · `abort [id] [reason]` · `report [id]` · "
     "`lock <env> [reason]` · `unlock <env>` · `freezes [env]` · `override [id] <reason>` · "
+    "`version [id] <version>` · `retrospective [id] [note]` · "
     "`help`\n" + inputs.LIMITS
 )
+OPTIONS = ("--override", "--emergency")
 
 
 class UsageError(DeployError):
@@ -69,7 +78,7 @@ def register(app: App) -> None:
 
 
 def start(deps: Deps, call: Invocation) -> None:
-    args, override = _override_option(call.args)
+    args, reasons = _reason_options(call.args)
     if not args or len(args) > 3:
         raise UsageError(
             "`/deploy start` takes an environment, then optionally a service and version."
@@ -84,7 +93,8 @@ def start(deps: Deps, call: Invocation) -> None:
         service=service,
         version=version,
         request=call.request,
-        override=override,
+        override=reasons.get("--override"),
+        emergency=reasons.get("--emergency"),
     )
     assert session.id is not None
     refused = deps.publisher.failure(session.id, timeout=POST_WAIT)
@@ -96,21 +106,47 @@ def start(deps: Deps, call: Invocation) -> None:
             f"`/deploy status {session.id}` works meanwhile; `/deploy abort {session.id}` frees it."
         )
     channel = deps.config.environment(env).channel
+    urgent = " as an :rotating_light: emergency" if session.emergency else ""
     tell(
-        call.respond, f"Opened deploy #{session.id} of {session.title} in {channel_link(channel)}."
+        call.respond,
+        f"Opened deploy #{session.id} of {session.title}{urgent} in {channel_link(channel)}.",
     )
 
 
-def _override_option(args: list[str]) -> tuple[list[str], str | None]:
-    """``[... --override some reason]``: the words before, and the reason (``None`` without
-    the option; quotes around the reason are dropped)."""
-    if "--override" not in args:
-        return args, None
-    at = args.index("--override")
-    reason = inputs.free_text(" ".join(args[at + 1 :]).strip(QUOTES))
-    if not reason:
-        raise UsageError('Say why you override the freeze: `--override "reason"`.')
-    return args[:at], reason
+def _reason_options(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``[... --override some reason] [--emergency another]``: the words before the first
+    option, and each option's reason (up to the next option; quotes around it dropped)."""
+    marks = [i for i, word in enumerate(args) if word.lower() in OPTIONS]
+    reasons: dict[str, str] = {}
+    for n, at in enumerate(marks):
+        end = marks[n + 1] if n + 1 < len(marks) else len(args)
+        option = args[at].lower()
+        reason = inputs.free_text(" ".join(args[at + 1 : end]).strip(QUOTES))
+        if not reason:
+            why = "override the freeze" if option == "--override" else "break glass"
+            raise UsageError(f'Say why you {why}: `{option} "reason"`.')
+        reasons[option] = reason
+    return args[: marks[0]] if marks else args, reasons
+
+
+def version(deps: Deps, call: Invocation) -> None:
+    """Change an open session's version: its sign-offs are withdrawn (audited, announced)."""
+    session_id, rest = _id_and_rest(deps, call)
+    if len(rest) != 1:
+        raise UsageError("Say which version: `/deploy version [id] <version>`.")
+    new = inputs.version(rest[0])
+    outcome = deps.service.act(session_id, ChangeVersion(new), call.user_id, request=call.request)
+    withdrawn = sum(e.kind == "signoff_withdrawn" for e in outcome.events)
+    again = f" {withdrawn} sign-off(s) withdrawn: they must be given again." if withdrawn else ""
+    tell(call.respond, f"Deploy #{session_id} now deploys version {new}.{again}")
+
+
+def retrospective(deps: Deps, call: Invocation) -> None:
+    """Sign the retrospective an emergency deploy owes, with an optional note."""
+    session_id, rest = _id_and_rest(deps, call)
+    note = inputs.free_text(" ".join(rest).strip(QUOTES), "note")
+    deps.service.act(session_id, SignRetrospective(note), call.user_id, request=call.request)
+    tell(call.respond, f":memo: Retrospective of deploy #{session_id} signed.")
 
 
 def override(deps: Deps, call: Invocation) -> None:
@@ -255,6 +291,8 @@ SUBCOMMANDS: dict[str, Handler] = {
     "unlock": unlock,
     "freezes": freezes,
     "override": override,
+    "version": version,
+    "retrospective": retrospective,
     "help": show_help,
 }
 

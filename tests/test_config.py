@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.config.checklist_files import load_checklist
 from bot.config.loader import check_config, load_config, summarize
 from bot.config.probe_specs import AwsProbe, HttpProbe, format_duration, parse_duration
-from bot.config.schema import Config, load_checklist
+from bot.config.schema import Config
 from bot.domain.checklist import Gate
 from bot.domain.errors import ConfigError, NotFound
 
@@ -179,7 +180,7 @@ def test_several_errors_are_all_reported_with_path_and_line(workdir: Path) -> No
         "incident_channel, checklist, starters, operators, oncall, signoffs, "
         "separation_of_duties, gates, probes, pagerduty, rollback, rollback_verify, monitoring, "
         "reminders, "
-        "expire_after, freezes, freeze_override, reports)",
+        "expire_after, freezes, freeze_override, requires, emergency, reports)",
     ]
     with pytest.raises(ConfigError) as raised:
         load_config("deploybot.yaml")

@@ -21,6 +21,7 @@ from bot.domain import (
 )
 from bot.domain import commands as c
 from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity
+from bot.domain.emergency import Emergency
 from bot.domain.errors import DomainError, GateClosed, PermissionDenied
 from bot.domain.freeze import FreezeWindow
 from bot.domain.session import progress_from_json
@@ -112,7 +113,10 @@ COMMANDS: list[tuple[c.Command, Actor]] = [
     (c.StartRollback(), ONCALL),
     (c.RollbackSucceeded(), SYSTEM),
     (c.RollbackFailed("deployment/auth: timed out"), SYSTEM),
+    (c.ChangeVersion("v2"), REQUESTER),
+    (c.SignRetrospective("went fine"), Actor("U0LEAD", frozenset({"leads"}))),
 ]
+RETROSPECTIVE = SignOffRule("retrospective", "Retrospective", ("leads",))
 
 
 def _ready_for(command: c.Command, session: DeploySession) -> DeploySession:
@@ -124,6 +128,8 @@ def _ready_for(command: c.Command, session: DeploySession) -> DeploySession:
         SessionState.MONITORING,
     ):
         return signed(session)
+    if isinstance(command, c.SignRetrospective):
+        session.emergency = Emergency("U0DEPLOYER", NOW, "site down", RETROSPECTIVE)
     if isinstance(command, c.UnskipItem):
         session.items["1.1"] = ItemProgress(ItemStatus.SKIPPED, "U0DEPLOYER", NOW, "not needed")
     return session

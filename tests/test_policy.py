@@ -24,6 +24,7 @@ from bot.domain import (
 )
 from bot.domain import commands as c
 from bot.domain.checklist import Checklist, ChecklistItem, Section
+from bot.domain.emergency import Emergency
 from bot.domain.errors import PermissionDenied
 from bot.domain.freeze import FreezeWindow
 from bot.domain.policy import DOING, is_allowed
@@ -43,6 +44,7 @@ ACTORS: dict[str, Actor] = {
     "starter": Actor("U0START", frozenset({"deployers"})),
     "outsider": Actor("U0OUT"),
     "captain": Actor("U0CAPT", frozenset({"captains"})),
+    "commander": Actor("U0CMD", frozenset({"commanders"})),
     "system": SYSTEM,
 }
 FROZEN = FreezeWindow(NOW - timedelta(hours=1), NOW + timedelta(hours=1), "Weekend")
@@ -69,6 +71,9 @@ EXPECTED: dict[Action, set[str]] = {
     Action.UNLOCK: {"starter", "operator"},
     Action.REPORT: set(ACTORS),
     Action.OVERRIDE_FREEZE: {"captain"},
+    Action.DECLARE_EMERGENCY: {"commander"},
+    Action.CHANGE_VERSION: {"requester", "operator"},
+    Action.SIGN_RETROSPECTIVE: {"signer"},
     Action.RECORD: {"system"},
 }
 
@@ -94,6 +99,11 @@ REFUSALS: dict[Action, str] = {
     Action.UNLOCK: "You can't unlock prod: only members of `deployers`, `release-managers` can.",
     Action.OVERRIDE_FREEZE: "You can't override the change freeze of prod: only members of "
     "`captains` can.",
+    Action.DECLARE_EMERGENCY: "You can't deploy prod as an emergency: only members of "
+    "`commanders` can.",
+    Action.CHANGE_VERSION: f"You can't change the version of this deploy: {RUNNING}",
+    Action.SIGN_RETROSPECTIVE: "You can't sign the retrospective as Retrospective: only "
+    "members of `qa` can.",
     Action.RECORD: "Only deploybot itself records this.",
 }
 
@@ -106,7 +116,9 @@ ENVIRONMENT = EnvironmentPolicy.build(
     oncall=["oncall"],
     approvers=["qa", "dba"],
     freeze_override=["captains"],
+    emergency=["commanders"],
 )
+RETROSPECTIVE = SignOffRule("retrospective", "Retrospective", ("qa",))
 
 # A command and a state that allow each session action, so only the policy decides.
 SESSION_COMMANDS: dict[Action, tuple[c.Command, SessionState]] = {
@@ -124,8 +136,16 @@ SESSION_COMMANDS: dict[Action, tuple[c.Command, SessionState]] = {
     Action.RESOLVE: (c.Resolve("flaky"), S.FAILED),
     Action.OVERRIDE_FREEZE: (c.OverrideFreeze("hotfix", frozen=FROZEN), S.OPEN),
     Action.RECORD: (c.Fail("probe api failed"), S.DEPLOYING),
+    Action.CHANGE_VERSION: (c.ChangeVersion("v2"), S.OPEN),
+    Action.SIGN_RETROSPECTIVE: (c.SignRetrospective("went fine"), S.COMPLETED),
 }
-ENVIRONMENT_ACTIONS = (Action.START_SESSION, Action.LOCK, Action.UNLOCK, Action.REPORT)
+ENVIRONMENT_ACTIONS = (
+    Action.START_SESSION,
+    Action.LOCK,
+    Action.UNLOCK,
+    Action.REPORT,
+    Action.DECLARE_EMERGENCY,
+)
 
 
 def make_session(state: SessionState = S.OPEN, **policy: Any) -> DeploySession:
@@ -146,6 +166,7 @@ def make_session(state: SessionState = S.OPEN, **policy: Any) -> DeploySession:
         policy=SessionPolicy(**rules),
         opened_at=NOW,
         id=7,
+        emergency=Emergency("U0REQ", NOW, "site down", RETROSPECTIVE),
     )
     session.state = state
     return session
@@ -190,6 +211,9 @@ def test_is_allowed_agrees_with_authorize(action: Action, who: str) -> None:
     parties = ENVIRONMENT.parties(requester="U0REQ")
     if action is Action.SIGN_OFF:
         parties = make_session().policy.parties("U0REQ", signer=QA_LEAD, environment="prod")
+    if action is Action.SIGN_RETROSPECTIVE:
+        policy = make_session().policy
+        parties = policy.parties("U0REQ", signer=RETROSPECTIVE, environment="prod")
     allowed = ENVIRONMENT.allowed(action)
     assert is_allowed(action, ACTORS[who], parties, allowed=allowed) is (who in EXPECTED[action])
 

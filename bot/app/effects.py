@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.app.change_effects import CHANGE_EFFECTS
 from bot.app.incidents import INCIDENT, SUMMARY, Incidents, describe_target
 from bot.app.schedules import next_occurrence, schedule
 from bot.config.schema import Config
@@ -254,14 +255,19 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "reminder": (_note(lambda e: str(e.data["text"]), SUMMARY),),
     "report_requested": (_report_requested,),
     "freeze_overridden": (_freeze_overridden,),
+    **CHANGE_EFFECTS,
 }
 
 
-def redraw_checklist(uow: UnitOfWork, session_id: int, *, at: datetime) -> None:
+def redraw_checklist(
+    uow: UnitOfWork, session_id: int, *, at: datetime, summary: bool = False
+) -> None:
     """Send the checklist messages again though nothing changed: a refused click left its
-    checkbox toggled in the clicker's Slack client, which only a new render puts right."""
+    checkbox toggled in the clicker's Slack client, which only a new render puts right.
+    With ``summary``, the summary too (a refused *Start deployment* shows which sign-off
+    lapsed since it was last drawn)."""
     for purpose in uow.slack_messages.for_session(session_id):
-        if purpose.startswith("section:"):
+        if purpose.startswith("section:") or (summary and purpose == SUMMARY):
             uow.slack_messages.stale(session_id, purpose)
     uow.enqueue(
         topic="publish",

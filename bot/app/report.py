@@ -38,6 +38,8 @@ def report_json(
         "closed_at": _iso(session.closed_at),
         "outcome_reason": session.outcome_reason,
         "progress": {"settled": done, "total": total},
+        "emergency": session.emergency.to_json() if session.emergency else None,
+        "promoted_from": session.promoted_from.to_json() if session.promoted_from else None,
         "signoffs": [
             {
                 "role": rule.role,
@@ -93,8 +95,9 @@ def report_markdown(
     data = report_json(session, history, probe_runs)
     title = " ".join(p for p in (session.environment, session.service, session.version) if p)
     done, total = session.totals
+    urgent = "EMERGENCY " if session.emergency else ""
     lines = [
-        f"# Deployment report #{session.id}: {title}",
+        f"# {urgent}Deployment report #{session.id}: {title}",
         "",
         "## Summary",
         "",
@@ -110,6 +113,7 @@ def report_markdown(
         + (f": {_cell(session.outcome_reason)}" if session.outcome_reason else "")
         + " |",
         f"| Checklist | {done}/{total} items done or skipped |",
+        *_change_control_rows(session),
         "",
         "## Sign-offs",
         "",
@@ -139,6 +143,27 @@ def report_markdown(
     lines += ["", "## Timeline", ""]
     lines += [_timeline_line(e) for e in data["timeline"]]
     return "\n".join(lines) + "\n"
+
+
+def _change_control_rows(session: DeploySession) -> list[str]:
+    rows = []
+    if session.emergency is not None:
+        e = session.emergency
+        rows.append(f"| Emergency | by {e.by} at {_when(e.at)}: {_cell(e.reason)} |")
+        rows.append(f"| Skipped | {_cell('; '.join(e.skipped) or 'nothing')} |")
+        retro = (
+            f"outstanding ({e.retrospective.role})"
+            if e.outstanding
+            else f"signed by {e.retrospective_by} at {_when(e.retrospective_at)}"
+        )
+        rows.append(f"| Retrospective | {_cell(retro)} |")
+    if session.promoted_from is not None:
+        p = session.promoted_from
+        rows.append(
+            f"| Promoted from | {p.environment} deploy #{p.session_id}, completed "
+            f"{_when(p.completed_at)} |"
+        )
+    return rows
 
 
 def _probe_table(runs: Sequence[ProbeRun]) -> list[str]:

@@ -6,6 +6,7 @@ One module per family of commands; importing them registers them on :data:`app`.
 from __future__ import annotations
 
 from bot.cli import (  # noqa: F401  (registers the commands)
+    audit_commands,
     config_commands,
     database_commands,
     probe_commands,

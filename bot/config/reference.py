@@ -24,6 +24,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from bot.config.change_control import Emergency, Promotion, Retrospective, Roles
 from bot.config.checklist_files import ChecklistDocument, ProbeSuggestion, RollbackSuggestion
 from bot.config.descriptions import DEFAULTS_IN_WORDS, DESCRIPTIONS
 from bot.config.freezes import OneOffFreeze, RecurringFreeze, TimeZone
@@ -120,6 +121,14 @@ PARTS: tuple[Part, ...] = (
                 "freeze-one-off",
                 "one-off freeze",
             ),
+            Page(Promotion, "`environments.<name>.requires`", "promotion", "promotion order"),
+            Page(Emergency, "`environments.<name>.emergency`", "emergency", "break-glass"),
+            Page(
+                Retrospective,
+                "`environments.<name>.emergency.retrospective`",
+                "retrospective",
+                "retrospective",
+            ),
         ),
     ),
     Part(
@@ -193,6 +202,7 @@ _NAMED_TYPES: tuple[tuple[object, str], ...] = (
     (Name, "[name](#name)"),
     (Members, "list of [members](#member)"),
     (RoleRefs, "list of role names"),
+    (Roles, "list of role names"),
     (ProbeRefs, "list of probe names"),
     (Port, "port"),
     (datetime, "date and time (ISO 8601: `2026-11-27T00:00`, offset optional)"),

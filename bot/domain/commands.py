@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.domain.checklist import Severity
 from bot.domain.freeze import FreezeWindow
+from bot.domain.promotion import CompletedDeploy
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,22 @@ class RollbackFailed:
     detail: str
 
 
+@dataclass(frozen=True)
+class ChangeVersion:
+    """Deploy another version: the sign-offs given so far are withdrawn. ``completed`` are
+    the completed deploys the promotion order may point to (filled in from storage)."""
+
+    version: str
+    completed: tuple[CompletedDeploy, ...] = ()
+
+
+@dataclass(frozen=True)
+class SignRetrospective:
+    """The retrospective an emergency deploy owes, given (with an optional note)."""
+
+    note: str = ""
+
+
 Command = (
     TickItem
     | UntickItem
@@ -171,4 +188,6 @@ Command = (
     | StartRollback
     | RollbackSucceeded
     | RollbackFailed
+    | ChangeVersion
+    | SignRetrospective
 )

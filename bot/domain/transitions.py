@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from bot.domain import change_control, items
 from bot.domain import commands as c
-from bot.domain import items
 from bot.domain.errors import DomainError, GateClosed
 from bot.domain.events import Event
 from bot.domain.freeze import FreezeOverride, FreezeWindow, frozen_message, override, override_hint
@@ -71,6 +71,7 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(DEPLOYED + NEEDS_ATTENTION, c.StartRollback, S.ROLLING_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackSucceeded, S.ROLLED_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackFailed, S.ROLLBACK_FAILED),
+    **change_control.TRANSITIONS,
 }
 
 # How a refused command is named in "You can't <verb> a session that is <state>."
@@ -97,6 +98,7 @@ VERBS: dict[type[Any], str] = {
     c.StartRollback: "roll back",
     c.RollbackSucceeded: "finish a rollback of",
     c.RollbackFailed: "fail a rollback of",
+    **change_control.VERBS,
 }
 
 # Which row of the policy table decides who may send each command.
@@ -123,6 +125,7 @@ ACTIONS: dict[type[Any], Action] = {
     c.StartRollback: Action.ROLL_BACK,
     c.RollbackSucceeded: Action.RECORD,
     c.RollbackFailed: Action.RECORD,
+    **change_control.ACTIONS,
 }
 
 
@@ -165,6 +168,8 @@ def apply(session: DeploySession, command: c.Command, actor: Actor, at: datetime
 
 def _parties(s: DeploySession, command: c.Command) -> Parties:
     signer = _signoff_rule(s, command.key) if isinstance(command, c.SignOff) else None
+    if isinstance(command, c.SignRetrospective):
+        signer = change_control.retrospective_rule(s)
     return s.policy.parties(s.requester, signer=signer, environment=s.environment)
 
 
@@ -207,7 +212,8 @@ def _start_deployment(
             f"Deployment can't start: {cmd.locked} Ticks and sign-offs go on; "
             f"deploying waits for `/deploy unlock {s.environment}`."
         )
-    if cmd.frozen is not None and not _overridden(s, cmd.frozen):
+    # Break-glass skips the freeze (it was declared with a reason, audited and announced).
+    if cmd.frozen is not None and not _overridden(s, cmd.frozen) and s.emergency is None:
         how = f"`/deploy override {s.id} <reason>`, then start the deployment"
         parties = s.policy.parties(s.requester, environment=s.environment)
         raise DomainError(
@@ -348,6 +354,7 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.StartRollback: _start_rollback,
     c.RollbackSucceeded: _rollback_succeeded,
     c.RollbackFailed: _rollback_failed,
+    **change_control.HANDLERS,
 }
 
 

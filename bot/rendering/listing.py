@@ -31,6 +31,9 @@ USAGE = (
     ("unlock <env>", "free a held environment"),
     ("freezes [env]", "the change freezes in force and the next three"),
     ("override [id] <reason>", "deploy an open session during a change freeze"),
+    ("start <env> … --emergency <reason>", "break glass: skip the freeze and what is configured"),
+    ("version [id] <version>", "deploy another version: its sign-offs are withdrawn"),
+    ("retrospective [id] [note]", "sign the retrospective an emergency deploy owes"),
     ("help", "this help"),
 )
 

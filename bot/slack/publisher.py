@@ -91,13 +91,17 @@ class SessionPublisher:
                 for purpose, message in uow.slack_messages.for_session(session_id).items()
                 if not purpose.startswith(REPORT_PREFIX)
             }
+            promoted = session.promoted_from
+            source = None
+            if promoted is not None:  # the summary links the deploy it was promoted from
+                source = uow.slack_messages.for_session(promoted.session_id).get(SUMMARY)
         if SUMMARY in messages and min(m.version for m in messages.values()) >= wanted:
             return  # a newer render is already shown
         last = max((m.sent_at for m in messages.values() if m.sent_at), default=None)
         if last is not None and self.clock() - last < self.interval:
             raise Defer((self.interval - (self.clock() - last)).total_seconds())
         try:
-            self._publish(session, revision, messages)
+            self._publish(session, revision, messages, self._link(source))
         except SlackApiError as error:
             code = str(error.response.get("error"))
             if code in PERMANENT:
@@ -108,7 +112,11 @@ class SessionPublisher:
             raise
 
     def _publish(
-        self, session: DeploySession, revision: int, messages: dict[str, SlackMessage]
+        self,
+        session: DeploySession,
+        revision: int,
+        messages: dict[str, SlackMessage],
+        promotion_link: str | None = None,
     ) -> None:
         """Show ``revision`` in every message: the incident first (the summary links to it),
         then the summary, then the checklist in the summary's thread."""
@@ -128,7 +136,9 @@ class SessionPublisher:
             text = incident_message_text(session)
             channel = env.incident_channel or env.channel
             incident = self._show(session, revision, INCIDENT, text, blocks, incident, channel)
-        blocks = summary_blocks(session, now=now, incident_link=self._link(incident))
+        blocks = summary_blocks(
+            session, now=now, incident_link=self._link(incident), promotion_link=promotion_link
+        )
         summary = self._show(
             session, revision, SUMMARY, summary_text(session), blocks, summary, env.channel
         )

@@ -22,8 +22,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from bot.domain import DeploySession, Event, SessionState
 from bot.domain.checklist import Checklist
 from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
-from bot.domain.freeze import FreezeOverride
 from bot.domain.session import (
+    change_control_from_json,
     incident_from_json,
     policy_from_json,
     progress_from_json,
@@ -58,7 +58,7 @@ def to_domain(row: SessionRow) -> DeploySession:
         closed_at=row.closed_at,
         outcome_reason=progress.get("outcome_reason"),
         incident=incident_from_json(progress.get("incident")),
-        freeze_override=FreezeOverride.from_json(progress.get("freeze_override")),
+        **change_control_from_json(progress),
     )
 
 

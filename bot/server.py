@@ -29,6 +29,7 @@ from bot.runtime import Runtime, build_runtime
 from bot.slack.app import build_app, check_credentials, make_client
 from bot.slack.delivery import SlackDelivery, reply
 from bot.slack.edge import EdgeHandler
+from bot.slack.home import HomePublisher
 from bot.slack.inbox import InboxWorker, SlackInbox
 from bot.slack.links import SlackLinks
 from bot.slack.paging import ThreadLinkedPages
@@ -185,7 +186,16 @@ def _assemble(
         links=links,
     )
     reports = ReportPoster(client=client, session_factory=factory, links=links)
-    delivery = SlackDelivery(client=client, session_factory=factory, report=reports.deliver)
+    home = HomePublisher(
+        client=client,
+        config=config,
+        session_factory=factory,
+        roles=service.roles,
+        link=links.session,
+    )
+    delivery = SlackDelivery(
+        client=client, session_factory=factory, report=reports.deliver, home=home.deliver
+    )
     probes = SessionProbes(config=config, service=service, lease=settings.outbox_lease)
     rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
 

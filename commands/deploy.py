@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.app.environments import describe_lock
+from bot.app.queue import DeployQueueService
 from bot.config.freezes import upcoming
 from bot.domain import DeploySession, inputs
 from bot.domain.commands import (
@@ -19,10 +20,12 @@ from bot.domain.commands import (
     RequestProbes,
     SignRetrospective,
 )
-from bot.domain.errors import DeployError, NotFound
+from bot.domain.errors import DeployError, NotFound, SlotTaken
 from bot.rendering.checklist import channel_link
+from bot.rendering.home import queue_blocks
 from bot.rendering.listing import LIST_PAGE_SIZE, help_blocks, list_blocks
 from bot.rendering.session import status_blocks
+from commands import queue
 from commands.deps import Deps, deps_of, finishing, parse_id, request_of, tell
 
 QUOTES = "\"'\u201c\u201d\u2018\u2019 "  # around a reason typed in quotes (Slack curls them)
@@ -32,10 +35,11 @@ NAMED_WHEN_SEVERAL = 5  # open deploys named when a command needs an id and seve
 
 USAGE = (
     "Usage: `/deploy start <env> [service] [version] [--override <reason>] "
-    "[--emergency <reason>]` · `status [id]` · "
+    "[--emergency <reason>] [--queue]` · `status [id]` · "
     "`list [page]` · `probe [id]` · `abort [id] [reason]` · `report [id]` · "
     "`lock <env> [reason]` · `unlock <env>` · `freezes [env]` · `override [id] <reason>` · "
     "`version [id] <version>` · `retrospective [id] [note]` · "
+    "`queue [env]` · `queue leave <env>` · "
     "`help`\n" + inputs.LIMITS
 )
 OPTIONS = ("--override", "--emergency")
@@ -78,7 +82,8 @@ def register(app: App) -> None:
 
 
 def start(deps: Deps, call: Invocation) -> None:
-    args, reasons = _reason_options(call.args)
+    queued = [a for a in call.args if a.lower() == "--queue"]
+    args, reasons = _reason_options([a for a in call.args if a.lower() != "--queue"])
     if not args or len(args) > 3:
         raise UsageError(
             "`/deploy start` takes an environment, then optionally a service and version."
@@ -87,15 +92,22 @@ def start(deps: Deps, call: Invocation) -> None:
     env = deps.config.environment_named(inputs.name(env, "environment"))
     service = inputs.name(service, "service") if service else ""
     version = inputs.version(version) if version else ""
-    session = deps.service.open(
-        environment=env,
-        user_id=call.user_id,
-        service=service,
-        version=version,
-        request=call.request,
-        override=reasons.get("--override"),
-        emergency=reasons.get("--emergency"),
-    )
+    try:
+        session = deps.service.open(
+            environment=env,
+            user_id=call.user_id,
+            service=service,
+            version=version,
+            request=call.request,
+            override=reasons.get("--override"),
+            emergency=reasons.get("--emergency"),
+        )
+    except SlotTaken as busy:
+        if queued:
+            tell(call.respond, queue.join(deps, env, service, call.user_id, call.request))
+        else:
+            queue.offer(call.respond, busy)
+        return
     assert session.id is not None
     refused = deps.publisher.failure(session.id, timeout=POST_WAIT)
     if refused is not None:
@@ -198,8 +210,10 @@ def list_open(deps: Deps, call: Invocation) -> None:
     if not 1 <= number <= MAX_PAGE:
         raise UsageError(f"Pages go from 1 to {MAX_PAGE}.")
     page = deps.service.open_page(number, per_page=LIST_PAGE_SIZE)
+    waiting = DeployQueueService(deps.service).entries() if number == 1 else []
     call.respond(
-        blocks=list_blocks(page, now=datetime.now(UTC)),
+        blocks=list_blocks(page, now=datetime.now(UTC))
+        + (queue_blocks(waiting) if waiting else []),
         text=f"{page.total} open deploy(s)",
         response_type="ephemeral",
         replace_original=False,
@@ -293,6 +307,9 @@ SUBCOMMANDS: dict[str, Handler] = {
     "override": override,
     "version": version,
     "retrospective": retrospective,
+    "queue": lambda deps, call: queue.show_or_leave(
+        deps, call.user_id, call.args, call.respond, call.request
+    ),
     "help": show_help,
 }
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.app.change_effects import CHANGE_EFFECTS
+from bot.app.follow_ups import FOLLOW_UPS
 from bot.app.incidents import INCIDENT, SUMMARY, Incidents, describe_target
 from bot.app.schedules import next_occurrence, schedule
 from bot.config.schema import Config
@@ -284,6 +285,8 @@ def record_effects(fx: Effects, uow: UnitOfWork, change: Change) -> None:
     for event in change.events:
         for rule in EFFECTS.get(event.kind, ()):
             rule(fx, uow, change, event)
+    for follow_up in FOLLOW_UPS:  # what concerns people beyond the session (queue, home)
+        follow_up(fx, uow, change)
     if change.events:
         uow.enqueue(
             topic="publish",

@@ -188,9 +188,18 @@ class Monitoring(_Strict):
 
 
 class Reminders(_Strict):
-    """Nudge the missing sign-offs once a session has waited ``after``."""
+    """Nudge the missing sign-offs once a session has waited ``after``, then ``every`` so
+    often, ``max`` times at most."""
 
     after: Duration
+    every: Duration | None = Field(
+        None, description="How often to remind again after the first; `after` if absent."
+    )
+    max: int = Field(3, ge=1, le=100, description="How many reminders a session gets at most.")
+
+    @property
+    def interval(self) -> timedelta:
+        return self.every or self.after
 
 
 class Gates(_Strict):
@@ -236,6 +245,11 @@ class Environment(_Strict):
     monitoring: Monitoring | None = None
     reminders: Reminders | None = None
     expire_after: Duration = timedelta(hours=24)
+    queue_turn: Duration = Field(
+        timedelta(minutes=15),
+        description="When the environment frees up, how long the next in its deploy queue "
+        "has to start their deploy before the turn passes to the one after.",
+    )
     freezes: tuple[Freeze, ...] = ()
     freeze_override: RoleRefs = Field(
         (), description="Roles that may start and deploy during a freeze, with a reason."

@@ -30,6 +30,8 @@ class ActionId(StrEnum):
     ACKNOWLEDGE = "deploy.incident_acknowledge"
     ROLL_BACK = "deploy.roll_back"
     RESOLVE = "deploy.incident_resolve"
+    # in the answer to a start refused because the slot is taken; value "<env>|<service>"
+    QUEUE_JOIN = "deploy.queue_join"
 
 
 class ViewId(StrEnum):

@@ -34,6 +34,9 @@ USAGE = (
     ("start <env> … --emergency <reason>", "break glass: skip the freeze and what is configured"),
     ("version [id] <version>", "deploy another version: its sign-offs are withdrawn"),
     ("retrospective [id] [note]", "sign the retrospective an emergency deploy owes"),
+    ("start <env> … --queue", "queue for a busy environment: a DM when it is your turn"),
+    ("queue [env]", "who is queued for which environment"),
+    ("queue leave <env>", "leave the queue for an environment"),
     ("help", "this help"),
 )
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from bot.domain import DeploySession, Event, SessionState
 from bot.domain.checklist import Checklist
-from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
+from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound, SlotTaken
 from bot.domain.session import (
     change_control_from_json,
     incident_from_json,
@@ -131,9 +131,12 @@ class SessionRepository:
             if existing is None:
                 raise  # some other constraint: a bug, not a user error
             what = " ".join(p for p in (session.environment, session.service) if p)
-            raise DomainError(
+            raise SlotTaken(
                 f"A deploy of {what} is already open: #{existing.id}. "
-                f"Finish or abort it first (`/deploy status {existing.id}`)."
+                f"Finish or abort it first (`/deploy status {existing.id}`), or queue: "
+                f"`/deploy start {what} --queue`.",
+                environment=session.environment,
+                service=session.service,
             ) from None
         self._loaded[row.id] = row
         return row.id

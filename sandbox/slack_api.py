@@ -165,6 +165,7 @@ class FakeSlack(ServedInBackground):
         self._messages: dict[str, list[Message]] = defaultdict(list)
         self._ephemerals: list[Ephemeral] = []
         self._views: dict[str, dict[str, Any]] = {}
+        self._homes: dict[str, dict[str, Any]] = {}  # user ID -> the Home view published
         self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
         self._post_spacing: tuple[float, int] | None = None  # see limit_posts
         self._last_post: dict[str, float] = {}  # channel -> when a post was last accepted
@@ -180,6 +181,7 @@ class FakeSlack(ServedInBackground):
             "views.open": self._views_open,
             "views.push": self._views_open,
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
             "users.info": self._users_info,
             "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
@@ -298,6 +300,11 @@ class FakeSlack(ServedInBackground):
         with self._lock:
             return {k: dict(v) for k, v in self._views.items()}
 
+    def homes(self) -> dict[str, dict[str, Any]]:
+        """Published App Home views by user ID, as last published."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._homes.items()}
+
     def channel_id(self, channel: str) -> str:
         """The ID of a channel (``#deploys``, ``deploys`` or an ID), registering a new name."""
         with self._lock:
@@ -315,6 +322,7 @@ class FakeSlack(ServedInBackground):
             self._messages.clear()
             self._ephemerals.clear()
             self._views.clear()
+            self._homes.clear()
             self._view_triggers.clear()
             self._faults.clear()
             self._last_post.clear()
@@ -588,6 +596,19 @@ class FakeSlack(ServedInBackground):
         if params.get("hash") and params["hash"] != self._views[view_id]["hash"]:
             return _error("hash_conflict")
         return {"ok": True, "view": self._store_view(str(view_id), view)}
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``views.publish``: a user's App Home, replaced whole each time."""
+        view, user = params.get("view"), params.get("user_id")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict) or not user:
+            return _error("invalid_arguments")
+        if view.get("type") != "home":
+            return _error("invalid_arguments")
+        stored = {**view, "id": f"VHOME{_stable_hex(str(user))[:8].upper()}", "team_id": TEAM_ID}
+        self._homes[str(user)] = stored
+        return {"ok": True, "view": dict(stored)}
 
     def _store_view(self, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
         stored = {

@@ -16,6 +16,7 @@ from bot.domain import Actor, Event, SessionPolicy
 from bot.domain.emergency import Emergency, EmergencyPolicy, admit
 from bot.domain.freeze import FreezeOverride
 from bot.domain.promotion import CompletedDeploy, check_promotion
+from bot.domain.queue import check_turn
 from bot.domain.transitions import freeze_overridden
 from bot.storage.history import completed_deploys
 from bot.storage.uow import UnitOfWork
@@ -62,8 +63,8 @@ def opening(
     """How a session of ``env_name`` may open at ``at``.
 
     Raises:
-        DomainError: a freeze, the promotion order or break-glass refuses it (saying what
-            to do).
+        DomainError: a freeze, the promotion order, break-glass or another person's turn in
+            the queue refuses it (saying what to do).
         PermissionDenied: the override or the emergency was asked by someone not allowed.
     """
     policy = policy_for(env)
@@ -80,6 +81,9 @@ def opening(
     )
     if admitted.emergency is not None and glass is not None:
         policy = glass.relax(policy)
+    else:  # the one whose turn it is in the queue goes first; break-glass does not wait
+        with UnitOfWork(session_factory) as uow:
+            check_turn(uow.queue.lane(env_name, service), actor.user_id, at)
     promoted = None
     rule = policy.promotion
     if rule is not None and not (admitted.emergency and admitted.emergency.skips_promotion):

@@ -180,7 +180,7 @@ def test_several_errors_are_all_reported_with_path_and_line(workdir: Path) -> No
         "incident_channel, checklist, starters, operators, oncall, signoffs, "
         "separation_of_duties, gates, probes, pagerduty, rollback, rollback_verify, monitoring, "
         "reminders, "
-        "expire_after, freezes, freeze_override, requires, emergency, reports)",
+        "expire_after, queue_turn, freezes, freeze_override, requires, emergency, reports)",
     ]
     with pytest.raises(ConfigError) as raised:
         load_config("deploybot.yaml")

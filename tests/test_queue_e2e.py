@@ -177,9 +177,7 @@ def test_app_home_published_on_open_and_after_changes(database_url: str, tmp_pat
         bot.reply("opened")
         view = home(bot, "U0APPROVER1", "Sign off as QA Lead")
         validate_view(view)
-        buttons = [
-            e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]
-        ]
+        buttons = [e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]]
         assert [(b["action_id"], b["value"]) for b in buttons] == [
             (ActionId.SIGN_OFF, "1|qa-lead"),
             (ActionId.SIGN_OFF, "1|devops-lead"),

@@ -363,7 +363,7 @@ def test_the_home_tab_shows_the_published_view_and_its_buttons_work(sandbox: San
     home(QA, "Nothing waits for you.", absent="Sign off as QA Lead")
     page.wait(
         DEPLOYER,
-        lambda s: "QA Lead: <@U0QALEAD>" in json.dumps(page.summary(s) or {}),
+        lambda s: "*QA Lead*: <@U0QALEAD>" in json.dumps(page.summary(s) or {}),
         "the summary showing the sign-off",
     )
 
@@ -512,7 +512,11 @@ def test_a_teams_config_runs_with_its_people_and_channels(tmp_path: Path) -> Non
             "U0ONCALL",
             "U0OUTSIDER",
         ]
-        assert [c["name"] for c in state["channels"]] == ["deploys-staging", "incidents-staging"]
+        assert [c["name"] for c in state["channels"]] == [
+            "deploys-staging",
+            "incidents-staging",
+            "Home",
+        ]
         assert "release-managers" in state["names"].values()  # a user group, no members
         channel = state["channels"][0]["id"]
         page.post(

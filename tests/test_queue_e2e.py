@@ -250,3 +250,41 @@ def test_reminders_reach_signers_then_the_requester_by_dm(
         assert len(reminders) == 2
         assert len(bot.fake.messages("U0APPROVER1")) == 1
         assert len(bot.fake.messages(DEPLOYER)) == 1
+
+
+def test_an_owed_retrospective_reminds_its_role_until_given(
+    database_url: str, tmp_path: Path
+) -> None:
+    path = queue_config(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["environments"]["staging"]["emergency"] = {
+        "roles": ["deployers"],
+        "retrospective": {"role": "Post-incident review", "by": ["oncall"]},
+    }
+    path.write_text(yaml.safe_dump(config))
+    upgrade(database_url)
+    with running_bot(database_url, config=path) as bot:
+        bot.command('start staging --emergency "hotfix"', user=DEPLOYER, reply="opened")
+        assert "emergency" in bot.reply("opened")["text"]
+        service = bot.bot.runtime.service
+        sid = service.list_open("staging")[0].id
+        opened = service.get(sid).opened_at
+        context = bot.bot.scheduler.jobs.context
+
+        def deliver_at(at: datetime, slot: int) -> None:
+            payload = {"job": "retro", "session_id": sid, "key": f"retro:{sid}:{slot}"}
+            Jobs(replace(context, clock=lambda: at)).deliver(payload)
+            replica_at(bot, at)
+
+        deliver_at(opened + timedelta(hours=1), 1)  # every `reminders.every`
+        dm = posted(bot, "U0ONCALL", "still owes its retrospective as *Post-incident review*")
+        assert f"`/deploy retrospective {sid} <note>`" in dm[0]
+        bot.command(f"abort {sid} done", user=DEPLOYER, reply="aborted")
+        bot.reply("aborted")
+        deliver_at(opened + timedelta(hours=2), 2)  # closed, still owed: reminded again
+        eventually("a second reminder", lambda: len(bot.fake.messages("U0ONCALL")) == 2 or None)
+        bot.command(f"retrospective {sid} learned", user="U0ONCALL", reply="signed")
+        assert "signed" in bot.reply("signed")["text"]
+        deliver_at(opened + timedelta(hours=3), 3)  # given: the chain ends
+        kinds = [e.kind for e in service.history(sid)]
+        assert kinds.count("retrospective_reminded") == 2

@@ -24,6 +24,7 @@ from bot.app.environments import (
     with_facts,
 )
 from bot.app.incidents import Incidents
+from bot.config.deploy_specs import check_version, deploy_plan, planned_steps
 from bot.config.schema import Config
 from bot.domain import Actor, DeploySession, Event, Outcome, apply
 from bot.domain.checklist import Checklist, ChecklistItem, Section
@@ -134,6 +135,8 @@ class DeployService:
         """
         env = self.config.environment(environment)
         self.authorize(environment, Action.START_SESSION, user_id, request=request)
+        plan = deploy_plan(env, service)
+        check_version(plan, environment, service, version)
         now = self.clock()
         try:
             overridden = admit_start(
@@ -155,6 +158,7 @@ class DeployService:
             service=service,
             version=version,
             freeze_override=overridden,
+            steps=planned_steps(plan),
         )
         with UnitOfWork(self.session_factory) as uow:
             if not self._finish(uow, request, now):

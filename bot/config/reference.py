@@ -43,6 +43,15 @@ from bot.config.probe_specs import (
     TlsProbe,
     format_duration,
 )
+from bot.config.deploy_specs import (
+    CommandStep,
+    DeployPlan,
+    DeployStep,
+    KubernetesStep,
+    PauseStep,
+    ServiceSettings,
+    Template,
+)
 from bot.config.schema import (
     Channel,
     CommandRollback,
@@ -154,6 +163,25 @@ PARTS: tuple[Part, ...] = (
         ),
     ),
     Part(
+        "Deploy steps",
+        "`environments.<name>.deploy` (or `environments.<name>.services.<service>.deploy`): "
+        "what *Start deployment* runs, in order, each once; then verification starts. Steps "
+        "template `{version}`, `{service}`, `{previous_version}`, `{environment}` and "
+        "`{session}`; `deploybot deploy plan ENV VERSION` shows what they would do.",
+        (
+            Page(DeployPlan, "`environments.<name>.deploy`", "deploy", "deploy plan"),
+            Page(
+                ServiceSettings,
+                "`environments.<name>.services.<service>`",
+                "service",
+                "service settings",
+            ),
+            Page(KubernetesStep, "`kind: kubernetes`", "step-kubernetes", "kubernetes step"),
+            Page(CommandStep, "`kind: command`", "step-command", "command step"),
+            Page(PauseStep, "`kind: pause`", "step-pause", "pause step"),
+        ),
+    ),
+    Part(
         "Checklist files",
         "The YAML file an environment's `checklist` names (a Markdown runbook works too: "
         "`deploybot checklist import RUNBOOK.md` shows what it becomes).",
@@ -190,6 +218,8 @@ _NAMED_TYPES: tuple[tuple[object, str], ...] = (
     (TimeZone, "time zone"),
     (RollbackTarget, "[rollback target](#rollback-targets) (by `kind`)"),
     (ProbeSpec, "[probe](#probes) (by `kind`)"),
+    (DeployStep, "[deploy step](#deploy-steps) (by `kind`)"),
+    (Template, "template (`{version}` …)"),
 )
 
 VALUE_TYPES = """\

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bot.config.checklist_files import read_problem, read_yaml_checklist
+from bot.config.deploy_specs import DeployPlan, ServiceSettings
 from bot.config.errors import (
     ChecklistFile,
     Problem,
@@ -235,6 +236,8 @@ class Environment(_Strict):
     probes: ProbeRefs = ()
     pagerduty: PagerDuty | None = None
     rollback: tuple[RollbackTarget, ...] = ()
+    deploy: DeployPlan | None = None
+    services: dict[Name, ServiceSettings] = Field(default_factory=dict)
     rollback_verify: Monitoring = Field(
         default_factory=lambda: Monitoring(every=timedelta(seconds=10), for_=timedelta(minutes=3)),
         description="How a rollback is verified: probe rounds `every` so often until they "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.domain.checklist import Severity
 from bot.domain.freeze import FreezeWindow
+from bot.domain.steps import StepCommand
 
 
 @dataclass(frozen=True)
@@ -171,4 +172,5 @@ Command = (
     | StartRollback
     | RollbackSucceeded
     | RollbackFailed
+    | StepCommand
 )

@@ -72,6 +72,8 @@ class Action(StrEnum):
     UNLOCK = "unlock"
     REPORT = "report"
     OVERRIDE_FREEZE = "override_freeze"
+    CONTINUE_STEP = "continue_step"  # a paused deploy step: its roles decide
+    RETRY_STEP = "retry_step"
     # What only deploybot records: probe starts and results, monitoring, expiry, failure,
     # the outcome of a rollback.
     RECORD = "record"
@@ -107,6 +109,8 @@ POLICY: Mapping[Action, tuple[Party, ...]] = MappingProxyType(
         Action.REPORT: (P.ANYONE,),
         # Only the roles the environment names; nobody when it names none.
         Action.OVERRIDE_FREEZE: (P.FREEZE_OVERRIDERS,),
+        Action.CONTINUE_STEP: (P.ANYONE,),
+        Action.RETRY_STEP: (*_RESPONDERS, P.REQUESTER, P.OPERATORS),
         Action.RECORD: (P.SYSTEM,),
     }
 )
@@ -131,6 +135,8 @@ DOING: Mapping[Action, str] = MappingProxyType(
         Action.UNLOCK: "unlock {environment}",
         Action.REPORT: "see the report of a {environment} deploy",
         Action.OVERRIDE_FREEZE: "override the change freeze of {environment}",
+        Action.CONTINUE_STEP: "continue this deploy",
+        Action.RETRY_STEP: "retry a deploy step",
         Action.RECORD: "record this",
     }
 )

@@ -10,6 +10,7 @@ from typing import Any
 from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity, walk_item
 from bot.domain.freeze import FreezeOverride
 from bot.domain.policy import SessionPolicy, SignOffRule
+from bot.domain.step_progress import StepProgress
 
 
 class SessionState(StrEnum):
@@ -171,6 +172,7 @@ class DeploySession:
     outcome_reason: str | None = None  # why it was aborted, failed or rolled back
     incident: Incident | None = None  # the latest, open or resolved
     freeze_override: FreezeOverride | None = None  # deploying inside a change freeze
+    steps: tuple[StepProgress, ...] = ()  # the deploy steps the bot runs (bot.domain.steps)
 
     @property
     def open_incident(self) -> Incident | None:
@@ -264,6 +266,7 @@ class DeploySession:
             "outcome_reason": self.outcome_reason,
             "incident": self.incident.to_json() if self.incident else None,
             "freeze_override": self.freeze_override.to_json() if self.freeze_override else None,
+            "steps": [step.to_json() for step in self.steps],
         }
 
     def policy_to_json(self) -> dict[str, Any]:

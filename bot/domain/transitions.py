@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain import commands as c
-from bot.domain import items
+from bot.domain import items, steps
 from bot.domain.errors import DomainError, GateClosed
 from bot.domain.events import Event
 from bot.domain.freeze import FreezeOverride, FreezeWindow, frozen_message, override, override_hint
@@ -71,6 +71,10 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(DEPLOYED + NEEDS_ATTENTION, c.StartRollback, S.ROLLING_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackSucceeded, S.ROLLED_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackFailed, S.ROLLBACK_FAILED),
+    # Deploy steps (bot.domain.steps has each step's own table).
+    **{(S.DEPLOYING, cmd): S.DEPLOYING for cmd in steps.WHILE_DEPLOYING},
+    **_rows((S.DEPLOYING,), steps.StepFailed, S.FAILED),
+    **_rows((S.FAILED,), steps.RetryStep, S.DEPLOYING),
 }
 
 # How a refused command is named in "You can't <verb> a session that is <state>."
@@ -97,6 +101,7 @@ VERBS: dict[type[Any], str] = {
     c.StartRollback: "roll back",
     c.RollbackSucceeded: "finish a rollback of",
     c.RollbackFailed: "fail a rollback of",
+    **steps.VERBS,
 }
 
 # Which row of the policy table decides who may send each command.
@@ -123,6 +128,7 @@ ACTIONS: dict[type[Any], Action] = {
     c.StartRollback: Action.ROLL_BACK,
     c.RollbackSucceeded: Action.RECORD,
     c.RollbackFailed: Action.RECORD,
+    **steps.ACTIONS,
 }
 
 
@@ -243,6 +249,12 @@ def freeze_overridden(done: FreezeOverride, environment: str) -> Event:
 def _finish_deployment(
     s: DeploySession, cmd: c.FinishDeployment, actor: Actor, at: datetime
 ) -> list[Event]:
+    left = steps.unfinished(s)
+    if left and actor != SYSTEM:
+        raise DomainError(
+            f"deploybot runs this deploy's steps and verifies when step {left[-1]} is done "
+            f"(step {left[0]} is {s.steps[left[0] - 1].state.value})."
+        )
     return [Event("deployment_finished", actor.user_id, at)]
 
 
@@ -348,6 +360,7 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.StartRollback: _start_rollback,
     c.RollbackSucceeded: _rollback_succeeded,
     c.RollbackFailed: _rollback_failed,
+    **dict.fromkeys(steps.ACTIONS, steps.move),
 }
 
 

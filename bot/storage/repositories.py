@@ -23,6 +23,7 @@ from bot.domain import DeploySession, Event, SessionState
 from bot.domain.checklist import Checklist
 from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
 from bot.domain.freeze import FreezeOverride
+from bot.domain.step_progress import StepProgress
 from bot.domain.session import (
     incident_from_json,
     policy_from_json,
@@ -59,6 +60,7 @@ def to_domain(row: SessionRow) -> DeploySession:
         outcome_reason=progress.get("outcome_reason"),
         incident=incident_from_json(progress.get("incident")),
         freeze_override=FreezeOverride.from_json(progress.get("freeze_override")),
+        steps=tuple(StepProgress.from_json(step) for step in progress.get("steps", ())),
     )
 
 

@@ -27,6 +27,8 @@ from bot.domain.checklist import Checklist, ChecklistItem, Section
 from bot.domain.errors import PermissionDenied
 from bot.domain.freeze import FreezeWindow
 from bot.domain.policy import DOING, is_allowed
+from bot.domain.step_progress import StepProgress, StepState
+from bot.domain.steps import ContinueStep, RetryStep
 from bot.domain.transitions import ACTIONS, TRANSITIONS
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -69,6 +71,8 @@ EXPECTED: dict[Action, set[str]] = {
     Action.UNLOCK: {"starter", "operator"},
     Action.REPORT: set(ACTORS),
     Action.OVERRIDE_FREEZE: {"captain"},
+    Action.CONTINUE_STEP: set(ACTORS),  # then the pause's own roles decide
+    Action.RETRY_STEP: RESPONDERS | {"requester", "operator"},
     Action.RECORD: {"system"},
 }
 
@@ -94,6 +98,8 @@ REFUSALS: dict[Action, str] = {
     Action.UNLOCK: "You can't unlock prod: only members of `deployers`, `release-managers` can.",
     Action.OVERRIDE_FREEZE: "You can't override the change freeze of prod: only members of "
     "`captains` can.",
+    Action.RETRY_STEP: "You can't retry a deploy step: only the requester <@U0REQ> or members "
+    "of `oncall`, `qa`, `dba`, `release-managers` can.",
     Action.RECORD: "Only deploybot itself records this.",
 }
 
@@ -123,7 +129,14 @@ SESSION_COMMANDS: dict[Action, tuple[c.Command, SessionState]] = {
     Action.ROLL_BACK: (c.StartRollback(), S.FAILED),
     Action.RESOLVE: (c.Resolve("flaky"), S.FAILED),
     Action.OVERRIDE_FREEZE: (c.OverrideFreeze("hotfix", frozen=FROZEN), S.OPEN),
+    Action.CONTINUE_STEP: (ContinueStep(1, by=()), S.DEPLOYING),
+    Action.RETRY_STEP: (RetryStep(1), S.FAILED),
     Action.RECORD: (c.Fail("probe api failed"), S.DEPLOYING),
+}
+# The step each step command finds (a pause waiting for anyone; a failed step).
+STEPS = {
+    ContinueStep: StepProgress("pause", "pause", StepState.WAITING),
+    RetryStep: StepProgress("kubectl", "kubernetes", StepState.FAILED),
 }
 ENVIRONMENT_ACTIONS = (Action.START_SESSION, Action.LOCK, Action.UNLOCK, Action.REPORT)
 
@@ -175,7 +188,10 @@ def test_every_action_and_party(action: Action, who: str) -> None:
         command, state = SESSION_COMMANDS[action]
 
         def attempt() -> None:
-            apply(make_session(state), command, actor, NOW)
+            session = make_session(state)
+            if type(command) in STEPS:
+                session.steps = (STEPS[type(command)],)
+            apply(session, command, actor, NOW)
 
     if allowed:
         attempt()

@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.app.incidents import INCIDENT, SUMMARY, Incidents, describe_target
 from bot.app.schedules import next_occurrence, schedule
+from bot.app.step_effects import STEP_EFFECTS
 from bot.config.schema import Config
 from bot.domain import DeploySession, Event
 from bot.domain.checklist import Severity
@@ -254,6 +255,7 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "reminder": (_note(lambda e: str(e.data["text"]), SUMMARY),),
     "report_requested": (_report_requested,),
     "freeze_overridden": (_freeze_overridden,),
+    **STEP_EFFECTS,  # deploy steps (bot.app.step_effects)
 }
 
 

@@ -34,7 +34,9 @@ def placeholders(template: str) -> list[str]:
     try:
         return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as error:
-        raise PydanticCustomError("template", "bad template: {error}", {"error": str(error)})
+        raise PydanticCustomError(
+            "template", "bad template: {error}", {"error": str(error)}
+        ) from None
 
 
 def _template(value: str) -> str:
@@ -158,7 +160,7 @@ def deploy_plan(environment: Any, service: str) -> DeployPlan | None:
 
 def planned_steps(plan: DeployPlan | None) -> tuple[StepProgress, ...]:
     """A new session's steps, all pending (none without a plan)."""
-    return tuple(StepProgress(step_name(step)) for step in plan.steps) if plan else ()
+    return tuple(StepProgress(step_name(s), s.kind) for s in plan.steps) if plan else ()
 
 
 def step_name(step: KubernetesStep | CommandStep | PauseStep) -> str:

@@ -25,6 +25,15 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from bot.config.checklist_files import ChecklistDocument, ProbeSuggestion, RollbackSuggestion
+from bot.config.deploy_specs import (
+    CommandStep,
+    DeployPlan,
+    DeployStep,
+    KubernetesStep,
+    PauseStep,
+    ServiceSettings,
+    Template,
+)
 from bot.config.descriptions import DEFAULTS_IN_WORDS, DESCRIPTIONS
 from bot.config.freezes import OneOffFreeze, RecurringFreeze, TimeZone
 from bot.config.probe_specs import (
@@ -42,15 +51,6 @@ from bot.config.probe_specs import (
     TcpProbe,
     TlsProbe,
     format_duration,
-)
-from bot.config.deploy_specs import (
-    CommandStep,
-    DeployPlan,
-    DeployStep,
-    KubernetesStep,
-    PauseStep,
-    ServiceSettings,
-    Template,
 )
 from bot.config.schema import (
     Channel,

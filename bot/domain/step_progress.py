@@ -21,6 +21,7 @@ class StepProgress:
     """One step as the summary shows it: ``detail`` is its result, or why it failed."""
 
     name: str
+    kind: str = ""  # the config's kind of step (``kubernetes``, ``command``, ``pause``)
     state: StepState = StepState.PENDING
     attempt: int = 0  # how often it was started (a retry starts it again)
     since: datetime | None = None  # when it entered its state
@@ -30,6 +31,7 @@ class StepProgress:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "kind": self.kind,
             "state": self.state.value,
             "attempt": self.attempt,
             "since": self.since.isoformat() if self.since else None,
@@ -42,6 +44,7 @@ class StepProgress:
         since = data.get("since")
         return cls(
             name=data["name"],
+            kind=data.get("kind", ""),
             state=StepState(data["state"]),
             attempt=int(data.get("attempt", 0)),
             since=datetime.fromisoformat(since) if since else None,

@@ -19,7 +19,6 @@ from bot.domain.policy import SYSTEM, Action, Actor
 from bot.domain.session import DeploySession, Incident
 from bot.domain.step_progress import StepProgress, StepState
 
-
 # Commands on one step (``step`` counts from 1).
 
 
@@ -140,7 +139,7 @@ def move(s: DeploySession, cmd: StepCommand, actor: Actor, at: datetime) -> list
         raise DomainError(f"Step {cmd.step} ({before.name}) is {before.state.value}.")
     if isinstance(cmd, StartStep) and current(s) != cmd.step:
         raise DomainError(f"Step {cmd.step} is not next: step {current(s)} is.")
-    if isinstance(cmd, ContinueStep) and actor != SYSTEM and not actor.has_any(cmd.by):
+    if isinstance(cmd, ContinueStep) and cmd.by and actor != SYSTEM and not actor.has_any(cmd.by):
         raise PermissionDenied(
             f"You can't continue step {cmd.step}: only members of {', '.join(cmd.by)} can."
         )

@@ -26,6 +26,7 @@ from bot.domain.session import (
     SessionState,
     SignOffRecord,
 )
+from bot.domain.step_progress import StepState
 
 __all__ = ["ACTIONS", "HANDLERS", "SYSTEM", "TRANSITIONS", "VERBS", "Outcome", "apply"]
 
@@ -316,6 +317,9 @@ def _acknowledge(s: DeploySession, cmd: c.Acknowledge, actor: Actor, at: datetim
 
 
 def _resolve(s: DeploySession, cmd: c.Resolve, actor: Actor, at: datetime) -> list[Event]:
+    failed = [n for n in steps.unfinished(s) if s.steps[n - 1].state is StepState.FAILED]
+    if failed and s.state is S.FAILED:
+        raise DomainError(f"Step {failed[0]} of the deploy failed: retry it or roll back.")
     incident = s.open_incident
     if incident is not None:
         s.incident = replace(incident, resolved_by=actor.user_id, resolved_at=at)

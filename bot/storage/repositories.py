@@ -23,13 +23,13 @@ from bot.domain import DeploySession, Event, SessionState
 from bot.domain.checklist import Checklist
 from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
 from bot.domain.freeze import FreezeOverride
-from bot.domain.step_progress import StepProgress
 from bot.domain.session import (
     incident_from_json,
     policy_from_json,
     progress_from_json,
     signoffs_from_json,
 )
+from bot.domain.step_progress import StepProgress
 from bot.domain.summary import summary_of
 from bot.storage.frozen_parts import CHECKLISTS, POLICIES, digest_of
 from bot.storage.models import AuditEventRow, EnvironmentLockRow, SessionRow, SlackMessageRow

@@ -8,6 +8,7 @@ from __future__ import annotations
 from bot.cli import (  # noqa: F401  (registers the commands)
     config_commands,
     database_commands,
+    deploy_commands,
     probe_commands,
     sandbox_command,
     serve,

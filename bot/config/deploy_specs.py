@@ -44,8 +44,11 @@ def _template(value: str) -> str:
         if name not in PLACEHOLDERS:
             raise PydanticCustomError(
                 "template",
-                "unknown placeholder '{{{name}}}' (known: {known})",
-                {"name": name, "known": ", ".join("{" + p + "}" for p in PLACEHOLDERS)},
+                "unknown placeholder '{placeholder}' (known: {known})",
+                {
+                    "placeholder": "{" + name + "}",
+                    "known": ", ".join("{" + p + "}" for p in PLACEHOLDERS),
+                },
             )
     return value
 

@@ -255,8 +255,10 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "reminder": (_note(lambda e: str(e.data["text"]), SUMMARY),),
     "report_requested": (_report_requested,),
     "freeze_overridden": (_freeze_overridden,),
-    **STEP_EFFECTS,  # deploy steps (bot.app.step_effects)
 }
+# Deploy steps' rules (bot.app.step_effects) follow those above for the same event.
+for _kind, _rules in STEP_EFFECTS.items():
+    EFFECTS[_kind] = EFFECTS.get(_kind, ()) + _rules
 
 
 def redraw_checklist(uow: UnitOfWork, session_id: int, *, at: datetime) -> None:

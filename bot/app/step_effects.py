@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.app.incidents import SUMMARY
+from bot.domain.step_progress import StepState
 from bot.rendering.incident import Failure
 from bot.rendering.limits import clip
 from bot.storage.uow import UnitOfWork
@@ -83,7 +84,15 @@ def _continued(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> No
     run_steps(fx, uow, change, event)
 
 
+def _rolled_back(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    """A rollback after a failed step worked: that step's page resolves (no probe will)."""
+    for number, step in enumerate(change.after.steps, start=1):
+        if step.state is StepState.FAILED:
+            fx.incidents.resolve_page(uow, change.after, f"deploy step {number}", at=event.at)
+
+
 STEP_EFFECTS: dict[str, tuple[Rule, ...]] = {
+    "rollback_succeeded": (_rolled_back,),
     "deployment_started": (_started, run_steps),
     "deploy_step_started": (_line(":arrow_forward:", "started"),),
     "deploy_step_applied": (_line(":hourglass_flowing_sand:", "applied, waiting"),),

@@ -281,3 +281,66 @@ def test_a_failing_step_pages_once_and_rolls_back_once(
     )
     assert incident[1].startswith(":white_check_mark: Step 1: ")
     assert incident[-1] == ":white_check_mark: Rolled back, and the probes pass."
+
+
+def test_a_pause_is_continued_by_a_click_and_a_failed_step_retried_by_a_click(
+    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty
+) -> None:
+    """``on_failure: ask``: the page offers Retry step; the retried step runs again."""
+    upgrade(database_url)
+    flag = tmp_path / "fixed"
+    flaky = python(
+        f"import os, sys\nif not os.path.exists({str(flag)!r}): sys.exit('not yet')\nprint('ok')"
+    )
+    steps = [
+        {"kind": "pause", "continue_by": ["oncall"], "timeout": "1h", "name": "judge"},
+        {"kind": "command", "argv": flaky, "name": "smoke"},
+    ]
+    config = write_config(tmp_path, steps, probes=[])
+    (tmp_path / "checklist.yaml").write_text(
+        yaml.safe_dump({"sections": [{"title": "Verify", "items": [{"text": "api"}]}]})
+    )
+    config_data = yaml.safe_load(config.read_text())
+    config_data["environments"]["prod"]["services"]["api"]["deploy"]["on_failure"] = "ask"
+    config.write_text(yaml.safe_dump(config_data, sort_keys=False))
+    with running_bot(database_url, config=config, pagerduty=pd_client(pagerduty)) as bot:
+        start(bot)
+        wait(
+            lambda: "Continue step 1" in [e["text"]["text"] for e in actions(bot)],
+            lambda: f"a Continue button: {[e['text']['text'] for e in actions(bot)]}",
+        )
+        bot.click("U0DEPLOYER", ActionId.CONTINUE_STEP, "1|1", reply="not-mine")
+        assert "only members of oncall can" in bot.reply("not-mine")["text"]
+        bot.click("U0ONCALL", ActionId.CONTINUE_STEP, "1|1", reply="go")
+        bot.wait_state(1, SessionState.FAILED)
+        paged = pagerduty.wait_for_events(1, timeout=20)
+        wait(lambda: bot.fake.messages("#incidents"), "the incident message")
+        incident = bot.fake.messages("#incidents")[0]
+        buttons = [
+            e["text"]["text"]
+            for b in incident.blocks
+            if b["type"] == "actions"
+            for e in b["elements"]
+        ]
+        flag.touch()
+        bot.click("U0ONCALL", ActionId.RETRY_STEP, "1|2", reply="retry")
+        bot.wait_state(1, SessionState.VERIFYING)
+        session = bot.session(1)
+        history = bot.session_history(1)
+        resolved = pagerduty.wait_for_events(2, timeout=20)
+
+    assert "Retry step 2" in buttons and "Roll back" in buttons and "Resolve" not in buttons
+    assert [s.state for s in session.steps] == [StepState.DONE, StepState.DONE]
+    assert session.steps[0].continued_by == "U0ONCALL"
+    assert session.steps[1].attempt == 2
+    step_key = DEDUP_KEY.replace("/api", "/deploy step 2")
+    assert [(e["event_action"], e["dedup_key"]) for e in resolved] == [
+        ("trigger", step_key),
+        ("resolve", step_key),
+    ]
+    assert paged[0]["payload"]["summary"] == "prod api v2: deploy step 2 failed: smoke: " + (
+        " ".join(flaky) + ": exit 1: not yet"
+    )
+    refused = [e.data["command"] for e in history if e.kind == "refused"]
+    assert refused == ["ContinueStep"]
+    assert [e.kind for e in history if e.kind.startswith("rollback")] == []

@@ -242,8 +242,29 @@ def test_the_plan_says_what_each_step_would_send_and_run(tmp_path: Path) -> None
         "pause until sre continue",
     ]
     assert '"image": "registry.example/api:v2"' in steps[0].does[1]
-    assert steps[1].does == ('run ["./smoke", "api", "v1"] (timeout 0:10:00)',)
-    assert steps[2].does == ("wait up to 0:30:00 for sre to click Continue; then fail",)
+    assert steps[1].does == ('run ["./smoke", "api", "v1"] (timeout 10m)',)
+    assert steps[2].does == ("wait up to 30m for sre to click Continue; then fail",)
+
+
+def test_deploybot_deploy_plan_prints_the_steps_without_doing_them(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    config = write_config(
+        tmp_path, [KUBE_STEP, {"kind": "command", "argv": ["./smoke", "{version}"]}]
+    )
+    result = CliRunner().invoke(app, ["deploy", "plan", "prod", "v9", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "1. kubernetes: set image api -n prod"
+    assert '"image": "registry.example/api:v9",' in result.output
+    assert "2. command: ./smoke {version}" in lines
+    assert '   run ["./smoke", "v9"] (timeout 10m)' in lines
+    assert lines[-1] == "on failure: page and ask (Roll back, Retry step)"  # no rollback here
+    refused = CliRunner().invoke(app, ["deploy", "plan", "prod", "v9;x", "--config", str(config)])
+    assert refused.exit_code == 1
+    assert "must be an image tag" in refused.output
 
 
 # --- Kubernetes ----------------------------------------------------------------------------

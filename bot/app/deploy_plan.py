@@ -14,6 +14,7 @@ from bot.config.deploy_specs import (
     render,
     step_name,
 )
+from bot.config.probe_specs import format_duration as short
 from bot.config.schema import Config
 from bot.domain.errors import DomainError
 from bot.integrations.deploy_steps import CHANGE_CAUSE, STRATEGIC_MERGE
@@ -68,17 +69,17 @@ def plan_steps(
                     "as `kubectl set image`; containers not named are left as they are):"
                 )
                 does.append(json.dumps(patch, indent=2))
-            does.append(f"then wait up to {step.timeout} for the rollout")
+            does.append(f"then wait up to {short(step.timeout)} for the rollout")
         elif isinstance(step, CommandStep):
             argv = [render(arg, values) for arg in step.argv]
-            does.append("run " + json.dumps(argv) + f" (timeout {step.timeout})")
+            does.append("run " + json.dumps(argv) + f" (timeout {short(step.timeout)})")
             if step.env:
                 does.append("with the variables " + ", ".join(step.env))
         elif step.duration is not None:
-            does.append(f"wait {step.duration}")
+            does.append(f"wait {short(step.duration)}")
         else:
             does.append(
-                f"wait up to {step.timeout} for {', '.join(step.continue_by)} to click "
+                f"wait up to {short(step.timeout)} for {', '.join(step.continue_by)} to click "
                 f"Continue; then {step.on_timeout}"
             )
         planned.append(PlannedStep(number, step_name(step), tuple(does)))

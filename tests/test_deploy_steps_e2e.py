@@ -276,9 +276,7 @@ def test_a_failing_step_pages_once_and_rolls_back_once(
     assert kinds.count("rollback_started") == 1
     assert [e.actor for e in history if e.kind == "rollback_started"] == ["deploybot"]
     assert kinds.count("rollback_step_done") == 1
-    assert incident[0] == ":rewind: deploybot started a rollback:\n• command: " + " ".join(
-        rollback
-    )
+    assert incident[0] == ":rewind: deploybot started a rollback:\n• command: " + " ".join(rollback)
     assert incident[1].startswith(":white_check_mark: Step 1: ")
     assert incident[-1] == ":white_check_mark: Rolled back, and the probes pass."
 

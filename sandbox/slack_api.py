@@ -166,6 +166,8 @@ class FakeSlack(ServedInBackground):
         self._ephemerals: list[Ephemeral] = []
         self._views: dict[str, dict[str, Any]] = {}
         self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
+        self._post_spacing: tuple[float, int] | None = None  # see limit_posts
+        self._last_post: dict[str, float] = {}  # channel -> when a post was last accepted
         self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
         self._view_ids = itertools.count(1)
         self._view_triggers: dict[str, str] = {}
@@ -210,6 +212,13 @@ class FakeSlack(ServedInBackground):
         """Answer the next ``times`` calls of ``method`` with HTTP 429 and ``Retry-After``."""
         with self._lock:
             self._faults[method].extend([_Fault("ratelimited", "ratelimited", retry_after)] * times)
+
+    def limit_posts(self, *, spacing: float = 1.0, retry_after: int = 1) -> None:
+        """Refuse a ``chat.postMessage`` with 429 when the channel had a post accepted less
+        than ``spacing`` seconds before, as Slack does beyond about one post per second per
+        channel."""
+        with self._lock:
+            self._post_spacing = (spacing, retry_after)
 
     def fail(self, method: str, *, error: str = "channel_not_found", times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with ``{"ok": false, "error": error}``.
@@ -308,6 +317,7 @@ class FakeSlack(ServedInBackground):
             self._views.clear()
             self._view_triggers.clear()
             self._faults.clear()
+            self._last_post.clear()
             self._files = FileStore()
 
     # -- request handling (server threads) ---------------------------------------------------
@@ -338,7 +348,7 @@ class FakeSlack(ServedInBackground):
             params, reply = {}, _error("invalid_json")
         with self._changed:
             self._calls.append(Call(method, params, headers, time.monotonic(), path))
-            fault = self._take_fault(method)
+            fault = self._take_fault(method) or self._too_soon(method, params)
             if fault is not None and fault.kind == "http":
                 self._changed.notify_all()
                 return fault.status, {"Content-Type": "text/plain"}, b"upstream unavailable"
@@ -383,6 +393,17 @@ class FakeSlack(ServedInBackground):
         if self.on_change is not None:
             self.on_change()
         return status, {"Content-Type": "text/plain"}, body
+
+    def _too_soon(self, method: str, params: dict[str, Any]) -> _Fault | None:
+        """The 429 of :meth:`limit_posts`, or None (the post is accepted and timed)."""
+        if method != "chat.postMessage" or self._post_spacing is None:
+            return None
+        spacing, retry_after = self._post_spacing
+        channel, now = str(params.get("channel")), time.monotonic()
+        if now - self._last_post.get(channel, -spacing) < spacing:
+            return _Fault("ratelimited", "ratelimited", retry_after)
+        self._last_post[channel] = now
+        return None
 
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)

@@ -219,7 +219,8 @@ def test_unknown_probe_kind_lists_the_kinds(workdir: Path) -> None:
     problems = problems_of(workdir, CONFIG.replace("kind: http", "kind: htp"))
     assert problems == [
         "deploybot.yaml:7: probes.api-health.kind: unknown kind 'htp' "
-        "(kinds: http, tcp, dns, tls, sql, kubernetes, aws, command, prometheus)"
+        "(kinds: http, tcp, dns, tls, sql, kubernetes, aws, command, prometheus, "
+        "cloudwatch_metric, datadog)"
     ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.domain import DeploySession, ItemStatus
 from bot.domain.checklist import walk_item
+from bot.integrations.probes.analysis import analysis_of
 from bot.rendering.report import INCIDENT_KINDS
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry
@@ -78,6 +79,7 @@ def report_json(
                 "duration_ms": r.duration_ms,
                 "at": _iso(r.at),
             }
+            | _analysis_json(r)
             for r in probe_runs
         ],
         "timeline": [_entry_json(e) for e in history],
@@ -131,6 +133,7 @@ def report_markdown(
         lines.append("")
     lines += ["## Probe results", ""]
     lines += _probe_table(probe_runs) or ["No probe ran."]
+    lines += _analyses(data["probe_runs"])
     lines += ["", "## Incidents and rollback", ""]
     lines += [_timeline_line(e) for e in data["incidents"]] or ["None."]
     lines += ["", "## Timeline", ""]
@@ -154,6 +157,45 @@ def _probe_table(runs: Sequence[ProbeRun]) -> list[str]:
             f"| {name} | {len(each)} | {failed} | {mark} {_cell(last.summary)} | {_iso(last.at)} |"
         )
     return rows
+
+
+def _analysis_json(run: ProbeRun) -> dict[str, Any]:
+    """A metric probe's run: its queries, condition, every measurement and the verdict."""
+    analysis = analysis_of(run.detail)
+    if analysis is None:
+        return {}
+    return {
+        "analysis": {
+            "queries": analysis.queries,
+            "condition": analysis.condition,
+            "measurements": [
+                {"at": at, "phase": phase, "seen": seen}
+                for at, phase, seen in analysis.measurements
+            ],
+            "verdict": analysis.verdict,
+        }
+    }
+
+
+def _analyses(runs: list[dict[str, Any]]) -> list[str]:
+    """Every measurement of every metric probe run, under the probe table."""
+    lines: list[str] = []
+    for run in runs:
+        analysis = run.get("analysis")
+        if analysis is None:
+            continue
+        lines += [
+            "",
+            f"#### {run['probe']} at {run['at']}: {analysis['verdict'] or 'cut short'}",
+            "",
+        ]
+        lines += [f"- {name}: `{query}`" for name, query in analysis["queries"].items()]
+        lines.append(f"- condition: `{analysis['condition']}`")
+        lines += [
+            f"  {n}. {m['at']} {m['phase']}: {_cell(m['seen'])}"
+            for n, m in enumerate(analysis["measurements"], 1)
+        ]
+    return (["", "### Metric analyses"] + lines) if lines else []
 
 
 def _entry_json(entry: AuditEntry) -> dict[str, Any]:

@@ -38,7 +38,9 @@ from bot.config.descriptions import DEFAULTS_IN_WORDS, DESCRIPTIONS
 from bot.config.freezes import OneOffFreeze, RecurringFreeze, TimeZone
 from bot.config.probe_specs import (
     AwsProbe,
+    CloudWatchMetricProbe,
     CommandProbe,
+    DatadogProbe,
     DnsProbe,
     Duration,
     EnvVarName,
@@ -144,6 +146,13 @@ PARTS: tuple[Part, ...] = (
             Page(AwsProbe, "`kind: aws`", "probe-aws", "aws probe"),
             Page(CommandProbe, "`kind: command`", "probe-command", "command probe"),
             Page(PrometheusProbe, "`kind: prometheus`", "probe-prometheus", "prometheus probe"),
+            Page(
+                CloudWatchMetricProbe,
+                "`kind: cloudwatch_metric`",
+                "probe-cloudwatch-metric",
+                "cloudwatch_metric probe",
+            ),
+            Page(DatadogProbe, "`kind: datadog`", "probe-datadog", "datadog probe"),
         ),
     ),
     Part(

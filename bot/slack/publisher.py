@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.incidents import describe_target
+from bot.app.probe_rounds import dashboard_links
 from bot.config.schema import Config
 from bot.domain import DeploySession
 from bot.rendering.checklist import checklist_messages
@@ -39,7 +40,7 @@ from bot.slack.delivery import PERMANENT
 from bot.slack.links import SlackLinks
 from bot.storage import outbox
 from bot.storage.outbox import Defer, PermanentFailure, RetryAfter
-from bot.storage.repositories import SlackMessage
+from bot.storage.repositories import SlackMessage, SlackMessageRepository
 from bot.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class SessionPublisher:
         summary = self._show(
             session, revision, SUMMARY, summary_text(session), blocks, summary, env.channel
         )
-        for part in checklist_messages(session):
+        for part in checklist_messages(session, dashboard_links(self.config, session)):
             shown = messages.get(part.purpose)
             self._show(
                 session, revision, part.purpose, part.text, part.blocks, shown, summary.channel,
@@ -212,11 +213,17 @@ class SessionPublisher:
             time.sleep(0.02)
 
     def failure(self, session_id: int, timeout: float) -> str | None:
-        """Wait up to ``timeout`` for the session's first post; why Slack refused it, or None
-        (posted, or still on its way)."""
+        """Wait up to ``timeout`` for the session's summary to be posted; why Slack refused
+        it, or None (posted, or still on its way).
+
+        Only the summary is waited for: a long checklist's thread (20 messages at Slack's
+        one post per second per channel) goes on from the outbox after the answer.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.session_factory() as db:
+                if SlackMessageRepository(db).get(session_id, SUMMARY) is not None:
+                    return None
                 outcome = outbox.first_outcome(db, "publish", session_id)
             if outcome is not None:
                 delivered, error = outcome

@@ -24,16 +24,8 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from bot.config import deploy_specs as steps
 from bot.config.checklist_files import ChecklistDocument, ProbeSuggestion, RollbackSuggestion
-from bot.config.deploy_specs import (
-    CommandStep,
-    DeployPlan,
-    DeployStep,
-    KubernetesStep,
-    PauseStep,
-    ServiceSettings,
-    Template,
-)
 from bot.config.descriptions import DEFAULTS_IN_WORDS, DESCRIPTIONS
 from bot.config.freezes import OneOffFreeze, RecurringFreeze, TimeZone
 from bot.config.probe_specs import (
@@ -178,16 +170,16 @@ PARTS: tuple[Part, ...] = (
         "template `{version}`, `{service}`, `{previous_version}`, `{environment}` and "
         "`{session}`; `deploybot deploy plan ENV VERSION` shows what they would do.",
         (
-            Page(DeployPlan, "`environments.<name>.deploy`", "deploy", "deploy plan"),
+            Page(steps.DeployPlan, "`environments.<name>.deploy`", "deploy", "deploy plan"),
             Page(
-                ServiceSettings,
+                steps.ServiceSettings,
                 "`environments.<name>.services.<service>`",
                 "service",
                 "service settings",
             ),
-            Page(KubernetesStep, "`kind: kubernetes`", "step-kubernetes", "kubernetes step"),
-            Page(CommandStep, "`kind: command`", "step-command", "command step"),
-            Page(PauseStep, "`kind: pause`", "step-pause", "pause step"),
+            Page(steps.KubernetesStep, "`kind: kubernetes`", "step-kubernetes", "kubernetes step"),
+            Page(steps.CommandStep, "`kind: command`", "step-command", "command step"),
+            Page(steps.PauseStep, "`kind: pause`", "step-pause", "pause step"),
         ),
     ),
     Part(
@@ -227,8 +219,8 @@ _NAMED_TYPES: tuple[tuple[object, str], ...] = (
     (TimeZone, "time zone"),
     (RollbackTarget, "[rollback target](#rollback-targets) (by `kind`)"),
     (ProbeSpec, "[probe](#probes) (by `kind`)"),
-    (DeployStep, "[deploy step](#deploy-steps) (by `kind`)"),
-    (Template, "template (`{version}` …)"),
+    (steps.DeployStep, "[deploy step](#deploy-steps) (by `kind`)"),
+    (steps.Template, "template (`{version}` …)"),
 )
 
 VALUE_TYPES = """\

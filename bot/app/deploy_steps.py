@@ -50,9 +50,9 @@ from bot.integrations.deploy_steps import (
 )
 from bot.ops.logs import session_scoped
 from bot.ops.redact import step_environment
-from bot.storage.deploy_history import previous_version
 from bot.storage.outbox import Defer
 from bot.storage.schedule_slots import claim_slot
+from bot.storage.summaries import SessionSummaries
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +241,8 @@ class DeploySteps:
     def _previous_version(self, session: DeploySession) -> str:
         assert session.id is not None
         with self.session_factory() as db:
-            return previous_version(
-                db, environment=session.environment, service=session.service, before=session.id
+            return SessionSummaries(db).previous_version(
+                session.environment, session.service, session.id
             )
 
     @property

@@ -40,7 +40,7 @@ from bot.storage.models import OutboxRow
 from tests.e2e import RunningBot, running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.kube import KUBECTL, FakeKube, Kubectl
-from tests.support.moto import REGION, moto_server, use_moto
+from tests.support.moto import REGION, use_moto
 from tests.support.pagerduty import FakePagerDuty
 from tests.support.slack import FakeSlack
 from tests.test_scheduler_processes import BotProcess, bot_env
@@ -385,12 +385,6 @@ def test_kubernetes_rollback_does_what_kubectl_rollout_undo_does(
 
 
 # --- ECS and Lambda ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture

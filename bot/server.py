@@ -17,6 +17,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.app.deploy_steps import DeploySteps
 from bot.app.effects import Effects
 from bot.app.incidents import Incidents
 from bot.app.probe_rounds import SessionProbes, verdict
@@ -198,6 +199,7 @@ def _assemble(
     )
     probes = SessionProbes(config=config, service=service, lease=settings.outbox_lease)
     rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
+    deploys = DeploySteps(config=config, service=service, poll=settings.deploy_poll)
 
     def probe_round(payload: dict[str, Any]) -> None:
         """A probe round asked for by a person or a state change; its verdict goes back."""
@@ -235,7 +237,7 @@ def _assemble(
     )
     work = OutboxWorker(
         factory,
-        {"probes": probe_round, "rollback": rollbacks.deliver},
+        {"probes": probe_round, "rollback": rollbacks.deliver, "deploy": deploys.deliver},
         backoff_base=settings.outbox_backoff,
         backoff_cap=settings.outbox_backoff_cap,
         lease=settings.outbox_lease,

@@ -407,7 +407,8 @@ class FakeSlack(ServedInBackground):
         if method != "chat.postMessage" or self._post_spacing is None:
             return None
         spacing, retry_after = self._post_spacing
-        channel, now = str(params.get("channel")), time.monotonic()
+        channel = self._channel_id(str(params.get("channel")), register=False)
+        now = time.monotonic()
         if now - self._last_post.get(channel, -spacing) < spacing:
             return _Fault("ratelimited", "ratelimited", retry_after)
         self._last_post[channel] = now

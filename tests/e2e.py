@@ -164,6 +164,7 @@ def running_bot(
             DEPLOYBOT_OUTBOX_BACKOFF=backoff,
             DEPLOYBOT_OUTBOX_BACKOFF_CAP=max(0.5, backoff * 8),
             DEPLOYBOT_PAGERDUTY_LINK_WAIT=page_link_wait,
+            DEPLOYBOT_DEPLOY_POLL=0.1,
         )
         bot = create_bot(settings, publish_interval=interval, pagerduty=pagerduty)
         bot.start(scheduler=background)

@@ -178,7 +178,8 @@ def test_several_errors_are_all_reported_with_path_and_line(workdir: Path) -> No
         "deploybot.yaml:22: environments.prod.probes: unknown probe 'smtp' (probes: api-health)",
         "deploybot.yaml:23: environments.prod.colour: unknown key (allowed: channel, "
         "incident_channel, checklist, starters, operators, oncall, signoffs, "
-        "separation_of_duties, gates, probes, pagerduty, rollback, rollback_verify, monitoring, "
+        "separation_of_duties, gates, probes, pagerduty, rollback, deploy, services, "
+        "rollback_verify, monitoring, "
         "reminders, "
         "expire_after, queue_turn, freezes, freeze_override, requires, emergency, reports)",
     ]

@@ -28,6 +28,8 @@ from bot.domain.emergency import Emergency
 from bot.domain.errors import PermissionDenied
 from bot.domain.freeze import FreezeWindow
 from bot.domain.policy import DOING, is_allowed
+from bot.domain.step_progress import StepProgress, StepState
+from bot.domain.steps import ContinueStep, RetryStep
 from bot.domain.transitions import ACTIONS, TRANSITIONS
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -74,6 +76,8 @@ EXPECTED: dict[Action, set[str]] = {
     Action.DECLARE_EMERGENCY: {"commander"},
     Action.CHANGE_VERSION: {"requester", "operator"},
     Action.SIGN_RETROSPECTIVE: {"signer"},
+    Action.CONTINUE_STEP: set(ACTORS),  # then the pause's own roles decide
+    Action.RETRY_STEP: RESPONDERS | {"requester", "operator"},
     Action.RECORD: {"system"},
 }
 
@@ -104,6 +108,8 @@ REFUSALS: dict[Action, str] = {
     Action.CHANGE_VERSION: f"You can't change the version of this deploy: {RUNNING}",
     Action.SIGN_RETROSPECTIVE: "You can't sign the retrospective as Retrospective: only "
     "members of `qa` can.",
+    Action.RETRY_STEP: "You can't retry a deploy step: only the requester <@U0REQ> or members "
+    "of `oncall`, `qa`, `dba`, `release-managers` can.",
     Action.RECORD: "Only deploybot itself records this.",
 }
 
@@ -135,9 +141,16 @@ SESSION_COMMANDS: dict[Action, tuple[c.Command, SessionState]] = {
     Action.ROLL_BACK: (c.StartRollback(), S.FAILED),
     Action.RESOLVE: (c.Resolve("flaky"), S.FAILED),
     Action.OVERRIDE_FREEZE: (c.OverrideFreeze("hotfix", frozen=FROZEN), S.OPEN),
+    Action.CONTINUE_STEP: (ContinueStep(1, by=()), S.DEPLOYING),
+    Action.RETRY_STEP: (RetryStep(1), S.FAILED),
     Action.RECORD: (c.Fail("probe api failed"), S.DEPLOYING),
     Action.CHANGE_VERSION: (c.ChangeVersion("v2"), S.OPEN),
     Action.SIGN_RETROSPECTIVE: (c.SignRetrospective("went fine"), S.COMPLETED),
+}
+# The step each step command finds (a pause waiting for anyone; a failed step).
+STEPS = {
+    ContinueStep: StepProgress("pause", "pause", StepState.WAITING),
+    RetryStep: StepProgress("kubectl", "kubernetes", StepState.FAILED),
 }
 ENVIRONMENT_ACTIONS = (
     Action.START_SESSION,
@@ -196,7 +209,10 @@ def test_every_action_and_party(action: Action, who: str) -> None:
         command, state = SESSION_COMMANDS[action]
 
         def attempt() -> None:
-            apply(make_session(state), command, actor, NOW)
+            session = make_session(state)
+            if type(command) in STEPS:
+                session.steps = (STEPS[type(command)],)
+            apply(session, command, actor, NOW)
 
     if allowed:
         attempt()

@@ -28,17 +28,10 @@ import pytest
 
 from bot.config.probe_specs import AwsProbe
 from bot.integrations.probes import ProbeResult, run_probe
-from tests.support.moto import moto_server, use_moto
+from tests.support.moto import use_moto
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """The URL of a moto server on a free loopback port, for this module."""
-    with moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ do not see each other's datapoints.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,7 @@ from pydantic import TypeAdapter
 from bot.config.loader import check_config
 from bot.config.probe_specs import ProbeSpec
 from bot.integrations.probes import ProbeContext, ProbeResult, run_probe
-from tests.support.moto import moto_server, use_moto
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
+from tests.support.moto import use_moto
 
 
 @pytest.fixture(autouse=True)

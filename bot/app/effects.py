@@ -18,8 +18,9 @@ from bot.app.change_effects import CHANGE_EFFECTS
 from bot.app.follow_ups import FOLLOW_UPS
 from bot.app.incidents import INCIDENT, SUMMARY, Incidents, describe_target
 from bot.app.schedules import next_occurrence, schedule
+from bot.app.step_effects import STEP_EFFECTS
 from bot.config.schema import Config
-from bot.domain import DeploySession, Event
+from bot.domain import SYSTEM, DeploySession, Event
 from bot.domain.checklist import Severity
 from bot.rendering.incident import Failure
 from bot.storage.outbox import pending
@@ -156,7 +157,8 @@ def _resolved(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> Non
 def _rollback_started(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
     targets = fx.config.environment(change.after.environment).rollback
     lines = "\n".join(f"• {describe_target(t)}" for t in targets) or "• (no targets)"
-    text = f":rewind: <@{event.actor}> started a rollback:\n{lines}"
+    who = "deploybot" if event.actor == SYSTEM.user_id else f"<@{event.actor}>"
+    text = f":rewind: {who} started a rollback:\n{lines}"
     fx.incidents.thread(uow, change.after, text, at=event.at)
     uow.enqueue(
         topic="rollback",
@@ -258,6 +260,9 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "freeze_overridden": (_freeze_overridden,),
     **CHANGE_EFFECTS,
 }
+# Deploy steps' rules (bot.app.step_effects) follow those above for the same event.
+for _kind, _rules in STEP_EFFECTS.items():
+    EFFECTS[_kind] = EFFECTS.get(_kind, ()) + _rules
 
 
 def redraw_checklist(

@@ -112,6 +112,12 @@ class Incidents:
             only_if_open=True,
         )
 
+    def resolve_page(
+        self, uow: UnitOfWork, session: DeploySession, component: str, *, at: datetime
+    ) -> None:
+        """Resolve the page about ``component`` (a deploy step retried)."""
+        self._page(uow, session, "resolve", [component], key=f"resolve:{at.isoformat()}", at=at)
+
     def responder(
         self, uow: UnitOfWork, session: DeploySession, action: Action, user_id: str, at: datetime
     ) -> None:

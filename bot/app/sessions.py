@@ -19,6 +19,7 @@ from bot.app.admission import opening
 from bot.app.effects import Change, Effects, record_effects, redraw_checklist
 from bot.app.environments import describe_lock, environment_policy, freeze_of, with_facts
 from bot.app.incidents import Incidents
+from bot.config.deploy_specs import check_version, deploy_plan, planned_steps
 from bot.config.schema import Config
 from bot.domain import Actor, DeploySession, Event, Outcome, apply
 from bot.domain.checklist import Checklist, ChecklistItem, Section
@@ -130,6 +131,8 @@ class DeployService:
         """
         env = self.config.environment(environment)
         self.authorize(environment, Action.START_SESSION, user_id, request=request)
+        plan = deploy_plan(env, service)
+        check_version(plan, environment, service, version)
         now = self.clock()
         try:
             how = opening(
@@ -157,6 +160,7 @@ class DeployService:
             freeze_override=how.override,
             promoted_from=how.promoted_from,
             emergency=how.emergency,
+            steps=planned_steps(plan),
         )
         with UnitOfWork(self.session_factory) as uow:
             if not self._finish(uow, request, now):

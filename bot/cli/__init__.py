@@ -9,6 +9,7 @@ from bot.cli import (  # noqa: F401  (registers the commands)
     audit_commands,
     config_commands,
     database_commands,
+    deploy_commands,
     probe_commands,
     sandbox_command,
     serve,

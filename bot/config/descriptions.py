@@ -29,6 +29,27 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("Environment", "probes"): "Probes that run for every session, linked to an item or not.",
     ("Environment", "pagerduty"): "Page on-call when a critical probe fails; no paging if absent.",
     ("Environment", "rollback"): "What the Roll back button runs, in order.",
+    ("Environment", "deploy"): "What *Start deployment* runs: the bot deploys, then verifies; "
+    "without it, people deploy and click *Deployed: verify*.",
+    ("Environment", "services"): "Settings of one service (`/deploy start prod api v1`): its "
+    "own `deploy` steps.",
+    # Deploy steps
+    ("DeployPlan", "on_failure"): "When a step fails: `rollback` stops and runs the "
+    "environment's `rollback`; `ask` pages and offers *Roll back* and *Retry step*.",
+    ("DeployPlan", "steps"): "The steps, run in order, each exactly once.",
+    ("ServiceSettings", "deploy"): "The service's steps, instead of the environment's.",
+    ("KubernetesStep", "deployments"): "The Deployments whose containers get the new image.",
+    ("KubernetesStep", "namespace"): "Their namespace.",
+    ("KubernetesStep", "context"): "The kubeconfig context; unset: the current one.",
+    ("CommandStep", "argv"): "The command and its arguments, each a template; no shell.",
+    ("CommandStep", "env"): "Variables passed through to it (their values are masked in "
+    "its output); nothing else of the bot's environment is.",
+    ("CommandStep", "timeout"): "How long it may run before it is killed and the step fails.",
+    ("PauseStep", "duration"): "Wait this long, then go on.",
+    ("PauseStep", "continue_by"): "Wait until a member of these roles clicks *Continue*.",
+    ("PauseStep", "timeout"): "How long to wait for *Continue*.",
+    ("PauseStep", "on_timeout"): "What happens when nobody continued in time: `fail` the "
+    "step, or `continue`.",
     ("Environment", "monitoring"): "Re-run the probes on a schedule after the deploy; no "
     "monitoring if absent.",
     ("Environment", "reminders"): "Nudge missing sign-offs; no reminders if absent.",

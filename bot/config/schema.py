@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from bot.config.change_control import Emergency, Promotion
 from bot.config.checklist_files import load_checklist
+from bot.config.deploy_specs import DeployPlan, ServiceSettings
 from bot.config.errors import unknown_names
 from bot.config.freezes import Freeze
 from bot.config.probe_specs import Duration, EnvVarName, ProbeSpec
@@ -236,6 +237,8 @@ class Environment(_Strict):
     probes: ProbeRefs = ()
     pagerduty: PagerDuty | None = None
     rollback: tuple[RollbackTarget, ...] = ()
+    deploy: DeployPlan | None = None
+    services: dict[Name, ServiceSettings] = Field(default_factory=dict)
     rollback_verify: Monitoring = Field(
         default_factory=lambda: Monitoring(every=timedelta(seconds=10), for_=timedelta(minutes=3)),
         description="How a rollback is verified: probe rounds `every` so often until they "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bot.domain.checklist import Severity
 from bot.domain.freeze import FreezeWindow
 from bot.domain.promotion import CompletedDeploy
+from bot.domain.steps import StepCommand
 
 
 @dataclass(frozen=True)
@@ -190,4 +191,5 @@ Command = (
     | RollbackFailed
     | ChangeVersion
     | SignRetrospective
+    | StepCommand
 )

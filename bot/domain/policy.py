@@ -77,6 +77,8 @@ class Action(StrEnum):
     DECLARE_EMERGENCY = "declare_emergency"
     CHANGE_VERSION = "change_version"
     SIGN_RETROSPECTIVE = "sign_retrospective"
+    CONTINUE_STEP = "continue_step"  # a paused deploy step: its roles decide
+    RETRY_STEP = "retry_step"
     # What only deploybot records: probe starts and results, monitoring, expiry, failure,
     # the outcome of a rollback.
     RECORD = "record"
@@ -118,6 +120,8 @@ POLICY: Mapping[Action, tuple[Party, ...]] = MappingProxyType(
         Action.CHANGE_VERSION: (P.REQUESTER, P.OPERATORS),
         # The retrospective role (as a signer: not the requester, with separation of duties).
         Action.SIGN_RETROSPECTIVE: (P.SIGNER,),
+        Action.CONTINUE_STEP: (P.ANYONE,),
+        Action.RETRY_STEP: (*_RESPONDERS, P.REQUESTER, P.OPERATORS),
         Action.RECORD: (P.SYSTEM,),
     }
 )
@@ -145,6 +149,8 @@ DOING: Mapping[Action, str] = MappingProxyType(
         Action.DECLARE_EMERGENCY: "deploy {environment} as an emergency",
         Action.CHANGE_VERSION: "change the version of this deploy",
         Action.SIGN_RETROSPECTIVE: "sign the retrospective as {role}",
+        Action.CONTINUE_STEP: "continue this deploy",
+        Action.RETRY_STEP: "retry a deploy step",
         Action.RECORD: "record this",
     }
 )

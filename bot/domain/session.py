@@ -12,6 +12,7 @@ from bot.domain.emergency import Emergency
 from bot.domain.freeze import FreezeOverride
 from bot.domain.policy import SessionPolicy, SignOffRule
 from bot.domain.promotion import CompletedDeploy, PromotionRule
+from bot.domain.step_progress import StepProgress
 
 
 class SessionState(StrEnum):
@@ -175,6 +176,7 @@ class DeploySession:
     freeze_override: FreezeOverride | None = None  # deploying inside a change freeze
     promoted_from: CompletedDeploy | None = None  # the deploy the promotion order asked for
     emergency: Emergency | None = None  # break-glass, and its retrospective
+    steps: tuple[StepProgress, ...] = ()  # the deploy steps the bot runs (bot.domain.steps)
 
     @property
     def open_incident(self) -> Incident | None:
@@ -280,6 +282,7 @@ class DeploySession:
             "freeze_override": self.freeze_override.to_json() if self.freeze_override else None,
             "promoted_from": self.promoted_from.to_json() if self.promoted_from else None,
             "emergency": self.emergency.to_json() if self.emergency else None,
+            "steps": [step.to_json() for step in self.steps],
         }
 
     def policy_to_json(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from bot.domain import change_control, items
+from bot.domain import change_control, items, steps
 from bot.domain import commands as c
 from bot.domain.errors import DomainError, GateClosed
 from bot.domain.events import Event
@@ -26,6 +26,7 @@ from bot.domain.session import (
     SessionState,
     SignOffRecord,
 )
+from bot.domain.step_progress import StepState
 
 __all__ = ["ACTIONS", "HANDLERS", "SYSTEM", "TRANSITIONS", "VERBS", "Outcome", "apply"]
 
@@ -72,6 +73,10 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows((S.ROLLING_BACK,), c.RollbackSucceeded, S.ROLLED_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackFailed, S.ROLLBACK_FAILED),
     **change_control.TRANSITIONS,
+    # Deploy steps (bot.domain.steps has each step's own table).
+    **{(S.DEPLOYING, cmd): S.DEPLOYING for cmd in steps.WHILE_DEPLOYING},
+    **_rows((S.DEPLOYING,), steps.StepFailed, S.FAILED),
+    **_rows((S.FAILED,), steps.RetryStep, S.DEPLOYING),
 }
 
 # How a refused command is named in "You can't <verb> a session that is <state>."
@@ -99,6 +104,7 @@ VERBS: dict[type[Any], str] = {
     c.RollbackSucceeded: "finish a rollback of",
     c.RollbackFailed: "fail a rollback of",
     **change_control.VERBS,
+    **steps.VERBS,
 }
 
 # Which row of the policy table decides who may send each command.
@@ -126,6 +132,7 @@ ACTIONS: dict[type[Any], Action] = {
     c.RollbackSucceeded: Action.RECORD,
     c.RollbackFailed: Action.RECORD,
     **change_control.ACTIONS,
+    **steps.ACTIONS,
 }
 
 
@@ -249,6 +256,12 @@ def freeze_overridden(done: FreezeOverride, environment: str) -> Event:
 def _finish_deployment(
     s: DeploySession, cmd: c.FinishDeployment, actor: Actor, at: datetime
 ) -> list[Event]:
+    left = steps.unfinished(s)
+    if left and actor != SYSTEM:
+        raise DomainError(
+            f"deploybot runs this deploy's steps and verifies when step {left[-1]} is done "
+            f"(step {left[0]} is {s.steps[left[0] - 1].state.value})."
+        )
     return [Event("deployment_finished", actor.user_id, at)]
 
 
@@ -310,6 +323,9 @@ def _acknowledge(s: DeploySession, cmd: c.Acknowledge, actor: Actor, at: datetim
 
 
 def _resolve(s: DeploySession, cmd: c.Resolve, actor: Actor, at: datetime) -> list[Event]:
+    failed = [n for n in steps.unfinished(s) if s.steps[n - 1].state is StepState.FAILED]
+    if failed and s.state is S.FAILED:
+        raise DomainError(f"Step {failed[0]} of the deploy failed: retry it or roll back.")
     incident = s.open_incident
     if incident is not None:
         s.incident = replace(incident, resolved_by=actor.user_id, resolved_at=at)
@@ -355,6 +371,7 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.RollbackSucceeded: _rollback_succeeded,
     c.RollbackFailed: _rollback_failed,
     **change_control.HANDLERS,
+    **dict.fromkeys(steps.ACTIONS, steps.move),
 }
 
 

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # How long a replica keeps an effect or a Slack request it took before another replica
     # may take it over (it renews effects while it works on them): what a crash delays.
     outbox_lease: float = Field(15.0, alias="DEPLOYBOT_OUTBOX_LEASE")
+    # How often a deploy step that waits (a rollout, a pause) is looked at again (seconds).
+    deploy_poll: float = Field(2.0, alias="DEPLOYBOT_DEPLOY_POLL")
     inbox_claim: float = Field(30.0, alias="DEPLOYBOT_INBOX_CLAIM")
     host: str = Field("0.0.0.0", alias="DEPLOYBOT_HOST")  # HTTP mode's listening address
     # The installation's name for the scheduler's leader lock. Unset, the database and schema

@@ -132,6 +132,16 @@ def checklist_messages(
     return messages
 
 
+def checklist_purposes(session: DeploySession) -> list[str]:
+    """The purposes of :func:`checklist_messages`, in order, without rendering them."""
+    sid = session_id(session)
+    return [
+        f"section:{section.id}" + (f":{number}" if number > 1 else "")
+        for section in session.checklist.sections
+        for number in range(1, len(_plan(sid, section)) + 1)
+    ]
+
+
 def session_id(session: DeploySession) -> int:
     """The session's id, which every button and block id carries.
 

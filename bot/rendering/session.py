@@ -38,6 +38,7 @@ from bot.rendering.limits import (
     fits,
 )
 from bot.rendering.mrkdwn import to_plain
+from bot.rendering.steps import continue_buttons, steps_text
 from bot.rendering.times import ago, duration, slack_date
 
 S = SessionState
@@ -141,6 +142,8 @@ def _overview(
         _fields(session, now),
     ]
     blocks.append(section_block(_progress(session, scale)))
+    if session.steps:
+        blocks.append(section_block(steps_text(session, now, scale)))
     if session.policy.signoffs:
         blocks.append(section_block(_signoffs(session, max(scale, 0.3), now)))
     if session.failing_items():
@@ -290,8 +293,9 @@ def _actions(session: DeploySession, now: datetime) -> list[JsonBlock]:
             buttons.append(button(text, ActionId.SIGN_OFF, pack(sid, rule.key)))
     if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate, at=now):
         buttons.append(button("Start deployment", ActionId.START_DEPLOYMENT, sid, "primary"))
-    if allowed(FinishDeployment):
+    if allowed(FinishDeployment) and not session.steps:  # else the bot deploys, then verifies
         buttons.append(button("Deployed: verify", ActionId.FINISH_DEPLOYMENT, sid))
+    buttons += continue_buttons(session, button)
     # During a rollback the bot re-runs the probes itself when it is done.
     if allowed(StartProbe) and state is not S.ROLLING_BACK:
         buttons.append(button("Run probes", ActionId.RUN_PROBES, sid))

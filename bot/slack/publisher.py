@@ -32,7 +32,7 @@ from bot.app.incidents import describe_target
 from bot.app.probe_rounds import dashboard_links
 from bot.config.schema import Config
 from bot.domain import DeploySession
-from bot.rendering.checklist import checklist_messages
+from bot.rendering.checklist import checklist_messages, checklist_purposes
 from bot.rendering.incident import incident_message, incident_message_text
 from bot.rendering.limits import JsonBlock, validate_message
 from bot.rendering.session import summary_blocks, summary_text
@@ -95,8 +95,11 @@ class SessionPublisher:
             source = None
             if promoted is not None:  # the summary links the deploy it was promoted from
                 source = uow.slack_messages.for_session(promoted.session_id).get(SUMMARY)
-        if SUMMARY in messages and min(m.version for m in messages.values()) >= wanted:
-            return  # a newer render is already shown
+        every = {SUMMARY, *checklist_purposes(session)} | (
+            {INCIDENT} if session.incident else set()
+        )
+        if every <= messages.keys() and min(m.version for m in messages.values()) >= wanted:
+            return  # a newer render is already shown, every message of it posted
         last = max((m.sent_at for m in messages.values() if m.sent_at), default=None)
         if last is not None and self.clock() - last < self.interval:
             raise Defer((self.interval - (self.clock() - last)).total_seconds())

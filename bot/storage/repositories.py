@@ -29,6 +29,7 @@ from bot.domain.session import (
     progress_from_json,
     signoffs_from_json,
 )
+from bot.domain.step_progress import StepProgress
 from bot.domain.summary import summary_of
 from bot.storage.frozen_parts import CHECKLISTS, POLICIES, digest_of
 from bot.storage.models import AuditEventRow, EnvironmentLockRow, SessionRow, SlackMessageRow
@@ -59,6 +60,7 @@ def to_domain(row: SessionRow) -> DeploySession:
         outcome_reason=progress.get("outcome_reason"),
         incident=incident_from_json(progress.get("incident")),
         **change_control_from_json(progress),
+        steps=tuple(StepProgress.from_json(step) for step in progress.get("steps", ())),
     )
 
 

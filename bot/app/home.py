@@ -9,7 +9,7 @@ what is stored then.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.app.environments import describe_lock
@@ -23,6 +23,10 @@ from bot.storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from bot.app.effects import Change, Effects
+
+# Homes are published a moment after the change, so the session's own messages (on the
+# same worker) go first.
+HOME_DELAY = timedelta(seconds=1)
 
 # Events after which the Homes of the people concerned are published again.
 HOME_EVENTS = frozenset(
@@ -117,5 +121,6 @@ def home_follow_up(fx: Effects, uow: UnitOfWork, change: Change) -> None:
             payload={"kind": "home", "user_id": user},
             session_id=change.session_id,
             at=at,
+            due=at + HOME_DELAY,
             ordering_key=f"home:{user}",
         )

@@ -20,16 +20,20 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.sessions import DeployService
+from bot.app.step_kinds import Outcome, StepKinds
 from bot.config.deploy_specs import (
+    AnalysisStep,
+    AnyStep,
     CommandStep,
+    EcsStep,
     KubernetesStep,
+    LambdaStep,
     PauseStep,
     Values,
     deploy_plan,
@@ -56,16 +60,9 @@ from bot.storage.schedule_slots import claim_slot
 
 log = logging.getLogger(__name__)
 
-Step = KubernetesStep | CommandStep | PauseStep
+Step = AnyStep
 INTERRUPTED = "interrupted by a restart while it ran; check it by hand"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What applying or watching a step came to: ``waits`` keeps it waiting."""
-
-    detail: str
-    waits: bool = False
+__all__ = ["DeploySteps", "Outcome", "continue_pause", "pause_outcome"]
 
 
 def values_of(session: DeploySession, previous_version: str = "") -> Values:
@@ -107,6 +104,7 @@ class DeploySteps:
         apply_kube: Callable[..., str] = set_images,
         watch_kube: Callable[..., tuple[bool, str]] = rollout_progress,
         command: Callable[..., str] = run_command,
+        aws: Callable[[str, str | None], Any] | None = None,
     ) -> None:
         self.config = config
         self.service = service
@@ -114,6 +112,7 @@ class DeploySteps:
         self.environ = environ
         self.poll = poll
         self.apply_kube, self.watch_kube, self.command = apply_kube, watch_kube, command
+        self.kinds = StepKinds(service, environ=environ, **({"aws": aws} if aws else {}))
 
     def deliver(self, payload: dict[str, Any]) -> None:
         self.execute(int(payload["session_id"]))
@@ -161,7 +160,7 @@ class DeploySteps:
                 )
                 self.service.act_as(session.id, done, SYSTEM)
                 return True
-            outcome = self._watch(session, step, progress)
+            outcome = self._watch(session, number, step, progress)
         except (StepError, DeployError) as error:
             self._failed(session, number, self._redact(step, str(error)))
             return False
@@ -176,12 +175,14 @@ class DeploySteps:
             self._failed(session, number, self._redact(step, f"{type(error).__name__}: {error}"))
             return False
         if outcome.waits:
-            raise Defer(self.poll)
+            raise Defer(self.poll if outcome.retry_in is None else max(0.0, outcome.retry_in))
         self.service.act_as(session.id, StepDone(number, outcome.detail), SYSTEM)
         return True
 
     def _apply(self, session: DeploySession, number: int, step: Step) -> Outcome:
         values = values_of(session, self._previous_version(session))
+        if isinstance(step, AnalysisStep | EcsStep | LambdaStep):
+            return self.kinds.apply(step, values)
         if isinstance(step, KubernetesStep):
             target = kube_target(step, values)
             return Outcome(self.apply_kube(target, change_cause(session), environ=self._env), True)
@@ -202,8 +203,13 @@ class DeploySteps:
             True,
         )
 
-    def _watch(self, session: DeploySession, step: Step, progress: StepProgress) -> Outcome:
+    def _watch(
+        self, session: DeploySession, number: int, step: Step, progress: StepProgress
+    ) -> Outcome:
         """A waiting step: still waiting, done, or failed (:class:`StepError`)."""
+        if isinstance(step, AnalysisStep | EcsStep | LambdaStep):
+            values = values_of(session, self._previous_version(session))
+            return self.kinds.watch(session, number, step, progress, values)
         now = self.service.clock()
         since = progress.since or now
         if isinstance(step, KubernetesStep):

@@ -52,6 +52,21 @@ def _line(icon: str, verb: str) -> Rule:
     return rule
 
 
+ROUND_ICONS = {"passed": ":white_check_mark:", "failed": ":x:", "inconclusive": ":grey_question:"}
+
+
+def _measured(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    """An analysis round, or a Lambda alias moved to its next weight."""
+    data = event.data
+    if data["phase"] == "shifted":
+        text = f":twisted_rightwards_arrows: Step {data['step']}: {data['detail']}"
+    else:
+        icon = ROUND_ICONS.get(str(data["phase"]), ":bar_chart:")
+        stage = f" at {data['stage']}%" if data.get("stage") else ""
+        text = f"{icon} Step {data['step']} analysis{stage}: {data['phase']}: {data['detail']}"
+    fx.incidents.thread(uow, change.after, clip(text, 3000), at=event.at, purpose=SUMMARY)
+
+
 def _output(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
     lines = "\n".join(str(line) for line in event.data["lines"]).replace("```", "'''")
     text = f"Step {event.data['step']}:\n```{lines[-OUTPUT_CHARS:]}```"
@@ -99,6 +114,7 @@ STEP_EFFECTS: dict[str, tuple[Rule, ...]] = {
     "deploy_step_done": (_line(":white_check_mark:", "done"),),
     "deploy_step_failed": (_line(":x:", "failed"), _failed),
     "deploy_step_output": (_output,),
+    "deploy_step_measured": (_measured,),
     "deploy_step_continued": (_continued,),
     "deploy_step_retried": (_retried,),
 }

@@ -27,6 +27,8 @@ class StepProgress:
     since: datetime | None = None  # when it entered its state
     detail: str | None = None
     continued_by: str | None = None  # who clicked Continue on a pause
+    # An analysis's rounds so far, "stage:phase" (stage: a Lambda weight, or empty).
+    measurements: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +39,7 @@ class StepProgress:
             "since": self.since.isoformat() if self.since else None,
             "detail": self.detail,
             "continued_by": self.continued_by,
+            "measurements": list(self.measurements),
         }
 
     @classmethod
@@ -50,4 +53,5 @@ class StepProgress:
             since=datetime.fromisoformat(since) if since else None,
             detail=data.get("detail"),
             continued_by=data.get("continued_by"),
+            measurements=tuple(data.get("measurements") or ()),
         )

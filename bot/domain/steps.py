@@ -52,6 +52,18 @@ class StepFailed:
 
 
 @dataclass(frozen=True)
+class StepMeasured:
+    """A waiting step took a measurement (an analysis round: ``passed``, ``failed`` or
+    ``inconclusive``) or moved on a stage (a Lambda weight: ``shifted``); ``stage`` names
+    the weight, or is empty."""
+
+    step: int
+    stage: str
+    phase: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class ContinueStep:
     """A person ends a pause; ``by`` are the roles the step lets do so."""
 
@@ -66,7 +78,9 @@ class RetryStep:
     step: int
 
 
-StepCommand = StartStep | StepApplied | StepDone | StepFailed | ContinueStep | RetryStep
+StepCommand = (
+    StartStep | StepApplied | StepDone | StepFailed | StepMeasured | ContinueStep | RetryStep
+)
 
 S = StepState
 STEP_TRANSITIONS: dict[tuple[StepState, type[Any]], StepState] = {
@@ -77,18 +91,20 @@ STEP_TRANSITIONS: dict[tuple[StepState, type[Any]], StepState] = {
     (S.RUNNING, StepFailed): S.FAILED,
     (S.WAITING, StepFailed): S.FAILED,
     (S.WAITING, ContinueStep): S.WAITING,
+    (S.WAITING, StepMeasured): S.WAITING,
     (S.FAILED, RetryStep): S.PENDING,
 }
 
 # The session's table lets these through while deploying (a failure fails the session;
 # a retry deploys again: bot.domain.transitions).
-WHILE_DEPLOYING = (StartStep, StepApplied, StepDone, ContinueStep)
+WHILE_DEPLOYING = (StartStep, StepApplied, StepDone, StepMeasured, ContinueStep)
 
 ACTIONS: dict[type[Any], Action] = {
     StartStep: Action.RECORD,
     StepApplied: Action.RECORD,
     StepDone: Action.RECORD,
     StepFailed: Action.RECORD,
+    StepMeasured: Action.RECORD,
     # Anyone asks; the pause's own roles decide (``move``).
     ContinueStep: Action.CONTINUE_STEP,
     RetryStep: Action.RETRY_STEP,
@@ -99,6 +115,7 @@ VERBS: dict[type[Any], str] = {
     StepApplied: "record a deploy step of",
     StepDone: "finish a deploy step of",
     StepFailed: "fail a deploy step of",
+    StepMeasured: "measure a deploy step of",
     ContinueStep: "continue a deploy step of",
     RetryStep: "retry a deploy step of",
 }
@@ -108,6 +125,7 @@ EVENTS: dict[type[Any], str] = {
     StepApplied: "deploy_step_applied",
     StepDone: "deploy_step_done",
     StepFailed: "deploy_step_failed",
+    StepMeasured: "deploy_step_measured",
     ContinueStep: "deploy_step_continued",
     RetryStep: "deploy_step_retried",
 }
@@ -146,13 +164,19 @@ def move(s: DeploySession, cmd: StepCommand, actor: Actor, at: datetime) -> list
     after = replace(before, state=target, since=at)
     data: dict[str, Any] = {"step": cmd.step, "name": before.name}
     if isinstance(cmd, StartStep):
-        after = replace(after, attempt=before.attempt + 1, detail=None, continued_by=None)
+        after = replace(
+            after, attempt=before.attempt + 1, detail=None, continued_by=None, measurements=()
+        )
     elif isinstance(cmd, StepApplied | StepDone):
         after = replace(after, detail=cmd.detail)
         data["detail"] = cmd.detail
     elif isinstance(cmd, StepFailed):
         after = replace(after, detail=cmd.reason)
         data["detail"] = cmd.reason
+    elif isinstance(cmd, StepMeasured):
+        # ``since`` becomes the time of this round: the next is due ``interval`` after it.
+        after = replace(after, measurements=(*before.measurements, f"{cmd.stage}:{cmd.phase}"))
+        data |= {"stage": cmd.stage, "phase": cmd.phase, "detail": cmd.detail}
     elif isinstance(cmd, ContinueStep):
         if before.continued_by is not None:
             return []  # a double click: continued once is enough

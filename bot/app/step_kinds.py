@@ -19,6 +19,7 @@ sleeps through an analysis's ``interval`` and any replica may take the next look
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -103,7 +104,17 @@ class StepKinds:
     ) -> None:
         self.service = service
         self.environ = environ
-        self.aws = aws
+        self._make_client = aws
+        self._clients: dict[tuple[str, str | None], Any] = {}
+        self._lock = threading.Lock()
+
+    def aws(self, kind: str, region: str | None) -> Any:
+        """A client per service and region, made once (making one reads botocore's models)."""
+        with self._lock:
+            key = (kind, region)
+            if key not in self._clients:
+                self._clients[key] = self._make_client(kind, region)
+            return self._clients[key]
 
     # -- applying (claimed: once) ------------------------------------------------------------
 

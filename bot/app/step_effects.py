@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.app.incidents import SUMMARY
 from bot.domain.step_progress import StepState
+from bot.integrations.pagerduty import change_payload
 from bot.rendering.incident import Failure
 from bot.rendering.limits import clip
 from bot.storage.uow import UnitOfWork
@@ -106,9 +107,54 @@ def _rolled_back(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> 
             fx.incidents.resolve_page(uow, change.after, f"deploy step {number}", at=event.at)
 
 
+CHANGES = {
+    "deployment_started": "started",
+    "deployment_finished": "finished",
+    "rollback_succeeded": "rolled back",
+}
+
+
+def _change_event(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    """A PagerDuty change event on the environment's routing key, for a deploy the bot runs
+    (its steps): on-call sees it on the service's timeline."""
+    env = fx.config.environment(change.after.environment)
+    if not change.after.steps or env.pagerduty is None:
+        return
+    session = change.after
+    done = [s.name for s in session.steps if s.state is StepState.DONE]
+    details = {
+        "version": session.version or None,
+        "service": session.service or None,
+        "requester": session.requester,
+        "event": event.kind,
+        "steps": f"{len(done)} of {len(session.steps)} done",
+    }
+    failed = [s for s in session.steps if s.state is StepState.FAILED]
+    if failed:
+        details["failed_step"] = f"{failed[0].name}: {failed[0].detail}"
+    payload = change_payload(
+        env_name=session.environment,
+        routing_key_env=env.pagerduty.routing_key_env,
+        session_id=change.session_id,
+        summary=f"{session.title}: deploy {CHANGES[event.kind]}",
+        details={k: v for k, v in details.items() if v is not None},
+        link=fx.incidents.link(session),
+        at=event.at,
+    )
+    uow.enqueue(
+        topic="pagerduty",
+        key=f"{change.session_id}:change:{change.revision}:{event.kind}",
+        payload=payload,
+        session_id=change.session_id,
+        at=event.at,
+        ordering_key=f"deploybot/{session.environment}/session-{change.session_id}/changes",
+    )
+
+
 STEP_EFFECTS: dict[str, tuple[Rule, ...]] = {
-    "rollback_succeeded": (_rolled_back,),
-    "deployment_started": (_started, run_steps),
+    "rollback_succeeded": (_rolled_back, _change_event),
+    "deployment_finished": (_change_event,),
+    "deployment_started": (_started, run_steps, _change_event),
     "deploy_step_started": (_line(":arrow_forward:", "started"),),
     "deploy_step_applied": (_line(":hourglass_flowing_sand:", "applied, waiting"),),
     "deploy_step_done": (_line(":white_check_mark:", "done"),),

@@ -41,10 +41,18 @@ from bot.config.deploy_specs import (
 )
 from bot.config.schema import Config
 from bot.domain import SYSTEM, DeploySession, Event, SessionState
-from bot.domain.commands import Command, FinishDeployment, StartRollback
+from bot.domain.commands import Abort, Command, FinishDeployment, StartRollback
 from bot.domain.errors import DeployError, DomainError
 from bot.domain.step_progress import StepProgress, StepState
-from bot.domain.steps import ContinueStep, StartStep, StepApplied, StepDone, StepFailed, current
+from bot.domain.steps import (
+    ContinueStep,
+    HaltSteps,
+    StartStep,
+    StepApplied,
+    StepDone,
+    StepFailed,
+    current,
+)
 from bot.integrations.deploy_steps import (
     KubeTarget,
     StepError,
@@ -62,7 +70,7 @@ log = logging.getLogger(__name__)
 
 Step = AnyStep
 INTERRUPTED = "interrupted by a restart while it ran; check it by hand"
-__all__ = ["DeploySteps", "Outcome", "continue_pause", "pause_outcome"]
+__all__ = ["DeploySteps", "Outcome", "abort_deploy", "continue_pause", "pause_outcome"]
 
 
 def values_of(session: DeploySession, previous_version: str = "") -> Values:
@@ -136,7 +144,10 @@ class DeploySteps:
             if plan is None or len(plan.steps) != len(session.steps):
                 self._failed(session, number, "the config's deploy steps changed since it opened")
                 return
-            if not self._advance(session, number, plan.steps[number - 1]):
+            step = plan.steps[number - 1]
+            if self._halts(session, number, step):
+                return
+            if not self._advance(session, number, step):
                 return
 
     def _advance(self, session: DeploySession, number: int, step: Step) -> bool:
@@ -223,13 +234,33 @@ class DeploySteps:
             return pause_outcome(step, progress, now)
         raise StepError(f"a {step.kind} step does not wait")  # pragma: no cover
 
+    def _halts(self, session: DeploySession, number: int, step: Step) -> bool:
+        """Someone aborted the deploy: stop before step ``number``, or during it when it
+        only waits (a pause, an analysis). The deploy fails without paging or rolling back;
+        its incident offers *Roll back*."""
+        halt = next((p.halted for p in session.steps if p.halted), None)
+        progress = session.steps[number - 1]
+        if halt is None:
+            return False
+        waits_only = isinstance(step, PauseStep | AnalysisStep)
+        if progress.state is StepState.PENDING or (
+            progress.state is StepState.WAITING and waits_only
+        ):
+            assert session.id is not None
+            done = "not started" if progress.state is StepState.PENDING else "stopped"
+            failed = StepFailed(number, f"{done}: {halt} aborted the deploy"[:500], halted=True)
+            self.service.act_as(session.id, failed, SYSTEM)
+            return True
+        return False
+
     def _failed(self, session: DeploySession, number: int, reason: str) -> None:
         """Fail the step and the session; roll back at once if the plan says so."""
         assert session.id is not None
         env = self.config.environment(session.environment)
         plan = deploy_plan(env, session.service)
         commands: list[Command] = [StepFailed(number, reason[:500])]
-        if plan is not None and plan.on_failure == "rollback" and env.rollback:
+        halted = any(p.halted for p in session.steps)  # a person aborted: people choose
+        if plan is not None and plan.on_failure == "rollback" and env.rollback and not halted:
             commands.append(StartRollback())
         self.service.handle(session.id, commands, SYSTEM)
 
@@ -298,3 +329,21 @@ def continue_pause(
     if not roles:
         raise DomainError(f"Step {step} of deploy #{session_id} is no pause to continue.")
     service.act(session_id, ContinueStep(step, roles), user_id, request=request)
+
+
+def abort_deploy(
+    service: DeployService, session_id: int, reason: str, user_id: str, *, request: str | None
+) -> bool:
+    """*Abort*: a deploy the bot is running stops after its current step (True); any other
+    session is aborted (False).
+
+    Raises:
+        DomainError: not allowed, or no reason.
+    """
+    session = service.get(session_id)
+    number = current(session)
+    if session.state is SessionState.DEPLOYING and number is not None:
+        service.act(session_id, HaltSteps(number, reason), user_id, request=request)
+        return True
+    service.act(session_id, Abort(reason), user_id, request=request)
+    return False

@@ -75,7 +75,10 @@ def _output(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
 
 
 def _failed(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
-    """Page about the step (its incident opened in the same change)."""
+    """Page about the step (its incident opened in the same change); not when a person
+    aborted the deploy (the incident only offers the rollback)."""
+    if event.data.get("halted"):
+        return
     component = f"deploy step {event.data['step']}"
     detail = str(event.data.get("detail", ""))
     failure = Failure(component, f"{event.data['name']}: {detail}", "critical", event.at)
@@ -91,6 +94,15 @@ def _retried(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None
     fx.incidents.resolve_page(uow, change.after, component, at=event.at)
     text = f":repeat: <@{event.actor}> retries step {event.data['step']} ({event.data['name']})."
     fx.incidents.thread(uow, change.after, text, at=event.at, only_if_open=True)
+    run_steps(fx, uow, change, event)
+
+
+def _halt_requested(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
+    text = (
+        f":octagonal_sign: <@{event.actor}> aborted the deployment ({event.data['reason']}): "
+        "it stops after the current step; then roll back from the incident, or retry."
+    )
+    fx.incidents.thread(uow, change.after, clip(text, 3000), at=event.at, purpose=SUMMARY)
     run_steps(fx, uow, change, event)
 
 
@@ -161,6 +173,7 @@ STEP_EFFECTS: dict[str, tuple[Rule, ...]] = {
     "deploy_step_failed": (_line(":x:", "failed"), _failed),
     "deploy_step_output": (_output,),
     "deploy_step_measured": (_measured,),
+    "deploy_halt_requested": (_halt_requested,),
     "deploy_step_continued": (_continued,),
     "deploy_step_retried": (_retried,),
 }

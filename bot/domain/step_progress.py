@@ -29,6 +29,7 @@ class StepProgress:
     continued_by: str | None = None  # who clicked Continue on a pause
     # An analysis's rounds so far, "stage:phase" (stage: a Lambda weight, or empty).
     measurements: tuple[str, ...] = ()
+    halted: str | None = None  # "<@U…>: reason": someone aborted the deploy during this step
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class StepProgress:
             "detail": self.detail,
             "continued_by": self.continued_by,
             "measurements": list(self.measurements),
+            "halted": self.halted,
         }
 
     @classmethod
@@ -54,4 +56,5 @@ class StepProgress:
             detail=data.get("detail"),
             continued_by=data.get("continued_by"),
             measurements=tuple(data.get("measurements") or ()),
+            halted=data.get("halted"),
         )

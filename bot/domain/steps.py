@@ -45,7 +45,19 @@ class StepDone:
 
 @dataclass(frozen=True)
 class StepFailed:
-    """The step failed (or a restart interrupted it): the session fails, an incident opens."""
+    """The step failed (or a restart interrupted it): the session fails, an incident opens.
+    ``halted``: it stopped because a person aborted the deploy (nobody is paged)."""
+
+    step: int
+    reason: str
+    halted: bool = False
+
+
+@dataclass(frozen=True)
+class HaltSteps:
+    """A person aborts a deploy the bot is running: the runner stops after the step under
+    way (a pause or an analysis at once) and the deploy fails, its incident offering
+    *Roll back* (and *Retry step* to go on)."""
 
     step: int
     reason: str
@@ -79,7 +91,14 @@ class RetryStep:
 
 
 StepCommand = (
-    StartStep | StepApplied | StepDone | StepFailed | StepMeasured | ContinueStep | RetryStep
+    StartStep
+    | StepApplied
+    | StepDone
+    | StepFailed
+    | StepMeasured
+    | ContinueStep
+    | RetryStep
+    | HaltSteps
 )
 
 S = StepState
@@ -88,16 +107,18 @@ STEP_TRANSITIONS: dict[tuple[StepState, type[Any]], StepState] = {
     (S.RUNNING, StepApplied): S.WAITING,
     (S.RUNNING, StepDone): S.DONE,
     (S.WAITING, StepDone): S.DONE,
+    (S.PENDING, StepFailed): S.FAILED,  # halted before it started
     (S.RUNNING, StepFailed): S.FAILED,
     (S.WAITING, StepFailed): S.FAILED,
     (S.WAITING, ContinueStep): S.WAITING,
     (S.WAITING, StepMeasured): S.WAITING,
     (S.FAILED, RetryStep): S.PENDING,
+    **{(state, HaltSteps): state for state in (S.PENDING, S.RUNNING, S.WAITING)},
 }
 
 # The session's table lets these through while deploying (a failure fails the session;
 # a retry deploys again: bot.domain.transitions).
-WHILE_DEPLOYING = (StartStep, StepApplied, StepDone, StepMeasured, ContinueStep)
+WHILE_DEPLOYING = (StartStep, StepApplied, StepDone, StepMeasured, ContinueStep, HaltSteps)
 
 ACTIONS: dict[type[Any], Action] = {
     StartStep: Action.RECORD,
@@ -108,6 +129,7 @@ ACTIONS: dict[type[Any], Action] = {
     # Anyone asks; the pause's own roles decide (``move``).
     ContinueStep: Action.CONTINUE_STEP,
     RetryStep: Action.RETRY_STEP,
+    HaltSteps: Action.ABORT,
 }
 
 VERBS: dict[type[Any], str] = {
@@ -118,6 +140,7 @@ VERBS: dict[type[Any], str] = {
     StepMeasured: "measure a deploy step of",
     ContinueStep: "continue a deploy step of",
     RetryStep: "retry a deploy step of",
+    HaltSteps: "abort",
 }
 
 EVENTS: dict[type[Any], str] = {
@@ -128,6 +151,7 @@ EVENTS: dict[type[Any], str] = {
     StepMeasured: "deploy_step_measured",
     ContinueStep: "deploy_step_continued",
     RetryStep: "deploy_step_retried",
+    HaltSteps: "deploy_halt_requested",
 }
 
 
@@ -173,6 +197,16 @@ def move(s: DeploySession, cmd: StepCommand, actor: Actor, at: datetime) -> list
     elif isinstance(cmd, StepFailed):
         after = replace(after, detail=cmd.reason)
         data["detail"] = cmd.reason
+        if cmd.halted:
+            data["halted"] = True
+    elif isinstance(cmd, HaltSteps):
+        reason = cmd.reason.strip()
+        if not reason:
+            raise DomainError("Say why you abort: a reason is required.")
+        if any(p.halted for p in s.steps):
+            return []  # asked once is enough
+        after = replace(before, halted=f"<@{actor.user_id}>: {reason}"[:300])
+        data["reason"] = reason
     elif isinstance(cmd, StepMeasured):
         # ``since`` becomes the time of this round: the next is due ``interval`` after it.
         after = replace(after, measurements=(*before.measurements, f"{cmd.stage}:{cmd.phase}"))

@@ -307,9 +307,14 @@ def _actions(session: DeploySession, now: datetime) -> list[JsonBlock]:
         )
         buttons.append(button("Mark complete", ActionId.COMPLETE, sid, confirm=confirm))
     if allowed(Abort):
+        closes = (
+            "deploybot stops after the step under way; then you can roll back from the incident."
+            if state is S.DEPLOYING and session.steps
+            else "the session closes and the environment is freed."
+        )
         confirm = confirm_dialog(
             f"Abort deploy #{sid}?",
-            "You will be asked for a reason; the session closes and the environment is freed.",
+            f"You will be asked for a reason; {closes}",
             "Abort",
             danger=True,
         )

@@ -162,6 +162,15 @@ PARTS: tuple[Part, ...] = (
             Page(steps.KubernetesStep, "`kind: kubernetes`", "step-kubernetes", "kubernetes step"),
             Page(steps.CommandStep, "`kind: command`", "step-command", "command step"),
             Page(steps.PauseStep, "`kind: pause`", "step-pause", "pause step"),
+            Page(steps.AnalysisStep, "`kind: analysis`", "step-analysis", "analysis step"),
+            Page(steps.EcsStep, "`kind: ecs`", "step-ecs", "ecs step"),
+            Page(steps.LambdaStep, "`kind: lambda`", "step-lambda", "lambda step"),
+            Page(
+                steps.Measurements,
+                "A lambda step's `analysis`",
+                "step-measurements",
+                "measurement series",
+            ),
         ),
     ),
     Part(

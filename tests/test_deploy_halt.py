@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.deploy_steps import abort_deploy
+from bot.app.sessions import DeployService
 from bot.domain import SessionState
 from bot.domain.errors import DomainError, PermissionDenied
 from bot.domain.step_progress import StepState
@@ -81,3 +82,31 @@ def test_abort_stops_a_waiting_pause_at_once_and_the_incident_offers_rollback(
     # Now an abort aborts the failed session itself.
     assert not abort_deploy(service, sid, "giving up", "U0DEPLOYER", request=None)
     assert service.get(sid).state is SessionState.ABORTED
+
+
+def test_start_deployment_asks_to_confirm_the_plan_within_slacks_limits(
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    from bot.config.loader import load_config
+    from bot.rendering import summary_blocks, validate_message
+    from tests.test_deploy_steps import write_config
+
+    long_argv = ["./migrate", "--to", "{version}", *(["--verbose"] * 60)]
+    steps = [{"kind": "command", "argv": long_argv}, {"kind": "pause", "duration": "5m"}]
+    config = load_config(write_config(tmp_path, {"steps": steps}))
+    service = DeployService(config=config, session_factory=session_factory)
+    session = service.open(environment="prod", user_id="U0DEPLOYER", version="v2")
+    blocks = summary_blocks(session, now=session.opened_at)
+    validate_message(blocks)
+    (start,) = [
+        e
+        for b in blocks
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "deploy.start_deployment"
+    ]
+    text = start["confirm"]["text"]["text"]
+    assert len(text) <= 300
+    assert text.startswith("deploybot runs 2 steps: 1. command: ./migrate --to {version} --verbose")
+    assert text.endswith("… (all of it: deploybot deploy plan prod v2)")
+    assert start["confirm"]["title"]["text"] == "Deploy prod v2?"

@@ -47,8 +47,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("CommandStep", "timeout"): "How long it may run before it is killed and the step fails.",
     ("Measurements", "probes"): "The probes each round runs (any kinds; names under `probes`).",
     ("Measurements", "failure_limit"): "Failed rounds allowed; one more fails the step.",
-    ("Measurements", "inconclusive_limit"): "Rounds without data allowed; one more fails "
-    "the step.",
+    ("Measurements", "inconclusive_limit"): "Rounds without data allowed; one more fails the step.",
     ("EcsStep", "cluster"): "The ECS cluster.",
     ("EcsStep", "service"): "The service to update.",
     ("EcsStep", "region"): "AWS region.",

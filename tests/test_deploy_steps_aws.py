@@ -34,8 +34,10 @@ from bot.integrations.probes.base import ProbeResult
 from bot.storage.outbox import Defer
 from tests.support.health import HealthEndpoint
 from tests.support.moto import REGION, moto_server, use_moto
+from tests.test_prometheus_server import METRIC, Server, prometheus
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+__all__ = ["prometheus"]  # the real Prometheus fixture, module-scoped here too
 
 
 class Clock:
@@ -411,3 +413,63 @@ def test_the_plan_says_what_ecs_and_lambda_steps_would_do(tmp_path: Path) -> Non
     )
     assert planned[1].does[1] == "publish a version; move alias live to it: 10%, 50%, 100%"
     assert planned[2].name == "analysis: health x3"
+
+
+# --- a metric probe in an analysis, against the real Prometheus --------------------------------
+
+
+def prometheus_probes(server: Server) -> dict[str, Any]:
+    """Probes that measure 5 times 10 s apart on their own: in a step, once per round."""
+    base = {
+        "kind": "prometheus",
+        "url": server.url,
+        "condition": "result < 0.01",
+        "description": "error rate",
+        "count": 5,
+        "interval": "10s",
+        "timeout": "1m",
+    }
+    return {
+        "error-rate": base | {"query": f'{METRIC}{{job_kind="api"}}'},
+        "no-data": base | {"query": f'{METRIC}{{job_kind="nothing"}}'},
+    }
+
+
+def test_an_analysis_of_a_prometheus_metric_measures_once_per_round(
+    tmp_path: Path, session_factory: sessionmaker[Session], prometheus: Server
+) -> None:
+    prometheus.set(api=0.001)
+    step = {"kind": "analysis", "probes": ["error-rate"], "count": 2, "interval": "1m"}
+    runner, service, clock, sid = runner_for(
+        tmp_path, session_factory, [step], prometheus_probes(prometheus)
+    )
+    assert deferred(runner, sid) == 60
+    (first,) = measured(service, sid)
+    assert first["detail"] == "error-rate: error rate: 0.001 < 0.01 ✓"  # one measurement
+    prometheus.set(api=0.5)
+    clock.now += timedelta(minutes=1)
+    runner.execute(sid)
+    session = service.get(sid)
+    assert session.state is SessionState.FAILED
+    assert measured(service, sid)[1]["detail"] == "error-rate: error rate: 0.5 < 0.01 ✗"
+    assert session.steps[0].detail == (
+        "analysis failed (1 passed, 1 failed, 0 inconclusive of 2 rounds)"
+    )
+
+
+def test_a_metric_without_data_makes_the_round_inconclusive(
+    tmp_path: Path, session_factory: sessionmaker[Session], prometheus: Server
+) -> None:
+    step = {"kind": "analysis", "probes": ["no-data"], "count": 3, "inconclusive_limit": 1}
+    runner, service, clock, sid = runner_for(
+        tmp_path, session_factory, [step], prometheus_probes(prometheus)
+    )
+    deferred(runner, sid)
+    assert service.get(sid).steps[0].measurements == (":inconclusive",)
+    clock.now += timedelta(minutes=1)
+    runner.execute(sid)
+    session = service.get(sid)
+    assert session.state is SessionState.FAILED
+    assert session.steps[0].detail == (
+        "analysis inconclusive (0 passed, 0 failed, 2 inconclusive of 3 rounds)"
+    )

@@ -263,6 +263,10 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("ProbeSuggestion", "probe"): "The [probe](#probes) to copy into the config.",
     ("RollbackSuggestion", "line"): "The runbook line of the command.",
     ("RollbackSuggestion", "rollback"): "The [rollback target](#rollback-targets) to copy.",
+    ("StepSuggestion", "line"): "The runbook line of the command.",
+    ("StepSuggestion", "step"): "The [deploy step](#deploy-steps) to copy (fill in what it says).",
+    ("ChecklistDocument", "suggested_deploy_steps"): "Deploy steps an import suggests; "
+    "inactive until copied under an environment's `deploy`.",
     ("Section", "title"): "The section's title.",
     ("Section", "id"): "Its id in gates (`Pre-Deployment` -> `pre-deployment`).",
     ("Section", "gate"): "What must be in before this section opens.",

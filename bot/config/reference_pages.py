@@ -11,7 +11,12 @@ from pydantic import BaseModel
 
 from bot.config import deploy_specs as steps
 from bot.config.change_control import Emergency, Promotion, Retrospective
-from bot.config.checklist_files import ChecklistDocument, ProbeSuggestion, RollbackSuggestion
+from bot.config.checklist_files import (
+    ChecklistDocument,
+    ProbeSuggestion,
+    RollbackSuggestion,
+    StepSuggestion,
+)
 from bot.config.freezes import OneOffFreeze, RecurringFreeze
 from bot.config.probe_specs import (
     AwsProbe,
@@ -188,6 +193,12 @@ PARTS: tuple[Part, ...] = (
                 "`suggested_rollback[]`",
                 "suggested-rollback",
                 "suggested rollback target",
+            ),
+            Page(
+                StepSuggestion,
+                "`suggested_deploy_steps[]`",
+                "suggested-deploy-step",
+                "suggested deploy step",
             ),
         ),
     ),

@@ -13,12 +13,13 @@ import yaml
 from bot.domain import SessionState
 from bot.domain.step_progress import StepState
 from bot.integrations.pagerduty import change_payload
+from bot.rendering.ids import ActionId, InputId, ViewId
 from bot.storage.db import upgrade
 from sandbox.pagerduty_change import validate_change_event
 from tests.e2e import running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.pagerduty import FakePagerDuty
-from tests.test_deploy_steps_e2e import pagerduty, python, start, thread_texts
+from tests.test_deploy_steps_e2e import actions, pagerduty, python, start, thread_texts
 from tests.test_rollback_e2e import ROUTING_KEY, pd_client, wait
 
 __all__ = ["pagerduty"]  # the fixture, shared with the deploy steps' end-to-end tests
@@ -170,3 +171,46 @@ def test_the_receiver_refuses_what_a_change_event_may_not_carry(
         "Length of 'routing_key' is incorrect (should be 32 characters)",
         "'payload.summary' is missing or blank",
     ]
+
+
+def test_abort_during_the_deploy_stops_it_and_the_incident_offers_rollback(
+    database_url: str, tmp_path: Path, pagerduty: FakePagerDuty, health: HealthEndpoint
+) -> None:
+    upgrade(database_url)
+    config = write_config(tmp_path, health)
+    data = yaml.safe_load(config.read_text())
+    pause = {"kind": "pause", "continue_by": ["oncall"], "timeout": "1h", "name": "judgment"}
+    data["environments"]["prod"]["services"]["api"]["deploy"]["steps"].append(pause)
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with running_bot(database_url, config=config, pagerduty=pd_client(pagerduty)) as bot:
+        start(bot)
+        wait(
+            lambda: "Continue step 2" in [e["text"]["text"] for e in actions(bot)],
+            lambda: f"a Continue button: {[e['text']['text'] for e in actions(bot)]}",
+        )
+        (abort,) = [e for e in actions(bot) if e["action_id"] == ActionId.ABORT]
+        assert "stops after the step under way" in abort["confirm"]["text"]["text"]
+        bot.click("U0DEPLOYER", ActionId.ABORT, "1", reply="abort")
+        view = bot.fake.wait_for("views.open")[0].params["view"]
+        answer = bot.slack.view_submission(
+            user_id="U0DEPLOYER",
+            callback_id=ViewId.ABORT,
+            private_metadata=view["private_metadata"],
+            values={
+                InputId.ABORT_REASON: {
+                    InputId.ABORT_REASON: {"type": "plain_text_input", "value": "error spike"}
+                }
+            },
+        )
+        assert answer.status == 200
+        bot.wait_state(1, SessionState.FAILED)
+        wait(lambda: bot.fake.messages("#incidents"), "the incident message")
+        incident = bot.fake.messages("#incidents")[0]
+        buttons = [e["text"]["text"] for b in incident.blocks if b["type"] == "actions"
+                   for e in b["elements"]]  # fmt: skip
+        session = bot.session(1)
+
+    assert [s.state for s in session.steps] == [StepState.DONE, StepState.FAILED]
+    assert session.steps[1].detail == "stopped: <@U0DEPLOYER>: error spike aborted the deploy"
+    assert "Roll back" in buttons and "Retry step 2" in buttons
+    assert pagerduty.events() == []  # a person stopped it: nobody is paged

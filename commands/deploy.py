@@ -9,12 +9,12 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
 
+from bot.app.deploy_steps import abort_deploy
 from bot.app.environments import describe_lock
 from bot.app.queue import DeployQueueService
 from bot.config.freezes import upcoming
 from bot.domain import DeploySession, inputs
 from bot.domain.commands import (
-    Abort,
     ChangeVersion,
     OverrideFreeze,
     RequestProbes,
@@ -254,7 +254,13 @@ def abort(deps: Deps, call: Invocation) -> None:
     reason = inputs.free_text(" ".join(rest))
     if not reason:
         raise UsageError("Say why: `/deploy abort [id] <reason>`.")
-    deps.service.act(session_id, Abort(reason), call.user_id, request=call.request)
+    if abort_deploy(deps.service, session_id, reason, call.user_id, request=call.request):
+        tell(
+            call.respond,
+            f"Deploy #{session_id} stops after its current step: {reason}. "
+            "Then roll back from its incident, or retry the step.",
+        )
+        return
     tell(call.respond, f"Aborted deploy #{session_id}: {reason}")
 
 

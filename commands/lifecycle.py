@@ -7,7 +7,8 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.domain.commands import Abort, Complete, FinishDeployment, SignOff, StartDeployment
+from bot.app.deploy_steps import abort_deploy
+from bot.domain.commands import Complete, FinishDeployment, SignOff, StartDeployment
 from bot.domain.errors import DeployError
 from bot.domain.inputs import free_text
 from bot.rendering.ids import ActionId, InputId, ViewId
@@ -72,9 +73,10 @@ def submit_abort(
     try:
         reason = free_text(typed(view, InputId.ABORT_REASON))
         session_id = parse_id(view.get("private_metadata") or "")
-        deps_of(context).service.act(
+        abort_deploy(
+            deps_of(context).service,
             session_id,
-            Abort(reason),
+            reason,
             body["user"]["id"],
             request=request_of(context),
         )

@@ -1,7 +1,8 @@
 """PagerDuty's Events API v2 on loopback, over HTTPS, checking every event against its schema.
 
 ``FakePagerDuty`` serves ``POST /v2/enqueue`` (where ``pagerduty.EventsApiV2Client`` posts,
-relative to its base URL) on ``https://127.0.0.1:<port 0>`` with a certificate issued by a
+relative to its base URL), and ``POST /v2/change/enqueue`` (change events:
+:mod:`sandbox.pagerduty_change`) on ``https://127.0.0.1:<port 0>`` with a certificate issued by a
 ``trustme`` CA made for the test; give the client ``verify=fake.client_ssl_context()``.
 
 It validates events as PagerDuty documents them ("Send an Alert Event"; the Events v2 OpenAPI
@@ -38,6 +39,7 @@ from typing import Any, Literal
 
 import trustme
 
+from sandbox.pagerduty_change import CHANGE_PATH, ChangeEvents
 from sandbox.serving import ServedInBackground
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -100,7 +102,7 @@ class _Fault:
     retry_after: str | None = None
 
 
-class FakePagerDuty(ServedInBackground):
+class FakePagerDuty(ChangeEvents, ServedInBackground):
     """An HTTPS server on ``127.0.0.1:0`` that answers like PagerDuty's Events API v2.
 
     Starts when constructed; use it as a context manager (or call ``close()``).
@@ -118,6 +120,7 @@ class FakePagerDuty(ServedInBackground):
         self._changed = threading.Condition(self._lock)
         self._requests: list[Request] = []
         self._events: list[dict[str, Any]] = []
+        self._change_events: list[dict[str, Any]] = []  # POST /v2/change/enqueue
         self._alerts: dict[str, list[Alert]] = {}
         self._faults: deque[_Fault] = deque()
         self._outage: _Fault | None = None
@@ -240,7 +243,7 @@ class FakePagerDuty(ServedInBackground):
     def _answer(
         self, method: str, path: str, body: Any, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], dict[str, Any] | None]:
-        if method != "POST" or path != "/v2/enqueue":
+        if method != "POST" or path not in ("/v2/enqueue", CHANGE_PATH):
             return 404, {}, {"status": "not found", "message": f"no {method} {path}"}
         if self._faults or self._outage is not None:
             fault = self._faults.popleft() if self._faults else self._outage
@@ -260,6 +263,8 @@ class FakePagerDuty(ServedInBackground):
                     "errors": ["JSON parse error"],
                 },
             )
+        if path == CHANGE_PATH:
+            return self._answer_change(body)
         errors = validate_event(body)
         if errors:
             return 400, {}, _invalid(errors)

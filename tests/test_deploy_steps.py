@@ -34,6 +34,7 @@ from bot.domain.steps import (
     StepApplied,
     StepDone,
     StepFailed,
+    StepMeasured,
 )
 from bot.integrations.deploy_steps import (
     CHANGE_CAUSE,
@@ -59,6 +60,7 @@ STEP_COMMANDS: list[Any] = [
     StepApplied(1, "image updated"),
     StepDone(1, "rolled out"),
     StepFailed(1, "exit 1"),
+    StepMeasured(1, "10", "passed", "health: HTTP 200"),
     ContinueStep(1, ("oncall",)),
     RetryStep(1),
 ]

@@ -240,7 +240,7 @@ def test_oonrumail_rollback_and_notes() -> None:
         "line 82: psql query '\\\\dt' not suggested: only SELECT 1 is known to be read-only",
         "line 87: fenced code block with no recognised command",
         "line 212: fenced code block with no recognised command",
-        "line 258: fenced code block with no recognised command",
+        # line 258's block (a recovery) holds `kubectl set image`: a suggested deploy step
         "line 266: psql query 'SELECT version FROM schema_migrations ORDER BY version DESC LIMIT"
         " 5;' not suggested: only SELECT 1 is known to be read-only",
         "line 304: redis-cli password (-a) not copied into the probe; a server that requires AUTH"
@@ -276,6 +276,8 @@ def test_sample_exports(path: Path) -> None:
         "signoffs",
         "suggested_probes",
         "suggested_rollback",
+        # `kubectl set image` in the runbook (oonrumail's): suggested deploy steps
+        *(["suggested_deploy_steps"] if result.steps else []),
     }
     assert loaded["signoffs"] == list(result.signoffs)
     assert [p["probe"] for p in loaded["suggested_probes"]] == [p.spec for p in result.probes]

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bot.app.step_kinds import code_of
 from bot.config.deploy_specs import (
+    AnalysisStep,
     CommandStep,
+    EcsStep,
     KubernetesStep,
+    LambdaStep,
+    Measurements,
     Values,
     check_version,
     deploy_plan,
@@ -75,6 +80,27 @@ def plan_steps(
             does.append("run " + json.dumps(argv) + f" (timeout {short(step.timeout)})")
             if step.env:
                 does.append("with the variables " + ", ".join(step.env))
+        elif isinstance(step, AnalysisStep):
+            does.append(series(step))
+        elif isinstance(step, EcsStep):
+            images = {c: render(image, values) for c, image in step.containers.items()}
+            does.append(
+                f"register a new revision of the task definition of ECS service {step.service} "
+                f"(cluster {step.cluster}), the current one with these containers' images:"
+            )
+            does += [f"  {c}: (current image) -> {image}" for c, image in images.items()]
+            does.append(
+                f"update the service to it; wait up to {short(step.timeout)} for it to be stable"
+            )
+        elif isinstance(step, LambdaStep):
+            code = code_of(step, Values(version, service, environment, "N", previous))
+            does.append(f"update the code of Lambda function {step.function}: {json.dumps(code)}")
+            does.append(
+                f"publish a version; move alias {step.alias} to it: "
+                + ", ".join(f"{w}%" for w in step.routing)
+            )
+            if step.analysis is not None and len(step.routing) > 1:
+                does.append("between weights: " + series(step.analysis))
         elif step.duration is not None:
             does.append(f"wait {short(step.duration)}")
         else:
@@ -84,3 +110,13 @@ def plan_steps(
             )
         planned.append(PlannedStep(number, step_name(step), tuple(does)))
     return on_failure, planned
+
+
+def series(spec: Measurements) -> str:
+    """One line saying what an analysis measures."""
+    delay = f" after {short(spec.initial_delay)}" if spec.initial_delay else ""
+    every = f", every {short(spec.interval)}" if spec.count > 1 else ""
+    return (
+        f"measure {', '.join(spec.probes)} {spec.count} time(s){delay}{every}; "
+        f"fail above {spec.failure_limit} failed, {spec.inconclusive_limit} inconclusive"
+    )

@@ -20,16 +20,20 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.sessions import DeployService
+from bot.app.step_kinds import Outcome, StepKinds
 from bot.config.deploy_specs import (
+    AnalysisStep,
+    AnyStep,
     CommandStep,
+    EcsStep,
     KubernetesStep,
+    LambdaStep,
     PauseStep,
     Values,
     deploy_plan,
@@ -37,10 +41,18 @@ from bot.config.deploy_specs import (
 )
 from bot.config.schema import Config
 from bot.domain import SYSTEM, DeploySession, Event, SessionState
-from bot.domain.commands import Command, FinishDeployment, StartRollback
+from bot.domain.commands import Abort, Command, FinishDeployment, StartRollback
 from bot.domain.errors import DeployError, DomainError
 from bot.domain.step_progress import StepProgress, StepState
-from bot.domain.steps import ContinueStep, StartStep, StepApplied, StepDone, StepFailed, current
+from bot.domain.steps import (
+    ContinueStep,
+    HaltSteps,
+    StartStep,
+    StepApplied,
+    StepDone,
+    StepFailed,
+    current,
+)
 from bot.integrations.deploy_steps import (
     KubeTarget,
     StepError,
@@ -56,16 +68,9 @@ from bot.storage.summaries import SessionSummaries
 
 log = logging.getLogger(__name__)
 
-Step = KubernetesStep | CommandStep | PauseStep
+Step = AnyStep
 INTERRUPTED = "interrupted by a restart while it ran; check it by hand"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What applying or watching a step came to: ``waits`` keeps it waiting."""
-
-    detail: str
-    waits: bool = False
+__all__ = ["DeploySteps", "Outcome", "abort_deploy", "continue_pause", "pause_outcome"]
 
 
 def values_of(session: DeploySession, previous_version: str = "") -> Values:
@@ -107,6 +112,7 @@ class DeploySteps:
         apply_kube: Callable[..., str] = set_images,
         watch_kube: Callable[..., tuple[bool, str]] = rollout_progress,
         command: Callable[..., str] = run_command,
+        aws: Callable[[str, str | None], Any] | None = None,
     ) -> None:
         self.config = config
         self.service = service
@@ -114,6 +120,7 @@ class DeploySteps:
         self.environ = environ
         self.poll = poll
         self.apply_kube, self.watch_kube, self.command = apply_kube, watch_kube, command
+        self.kinds = StepKinds(service, environ=environ, **({"aws": aws} if aws else {}))
 
     def deliver(self, payload: dict[str, Any]) -> None:
         self.execute(int(payload["session_id"]))
@@ -137,7 +144,10 @@ class DeploySteps:
             if plan is None or len(plan.steps) != len(session.steps):
                 self._failed(session, number, "the config's deploy steps changed since it opened")
                 return
-            if not self._advance(session, number, plan.steps[number - 1]):
+            step = plan.steps[number - 1]
+            if self._halts(session, number, step):
+                return
+            if not self._advance(session, number, step):
                 return
 
     def _advance(self, session: DeploySession, number: int, step: Step) -> bool:
@@ -161,7 +171,7 @@ class DeploySteps:
                 )
                 self.service.act_as(session.id, done, SYSTEM)
                 return True
-            outcome = self._watch(session, step, progress)
+            outcome = self._watch(session, number, step, progress)
         except (StepError, DeployError) as error:
             self._failed(session, number, self._redact(step, str(error)))
             return False
@@ -176,12 +186,14 @@ class DeploySteps:
             self._failed(session, number, self._redact(step, f"{type(error).__name__}: {error}"))
             return False
         if outcome.waits:
-            raise Defer(self.poll)
+            raise Defer(self.poll if outcome.retry_in is None else max(0.0, outcome.retry_in))
         self.service.act_as(session.id, StepDone(number, outcome.detail), SYSTEM)
         return True
 
     def _apply(self, session: DeploySession, number: int, step: Step) -> Outcome:
         values = values_of(session, self._previous_version(session))
+        if isinstance(step, AnalysisStep | EcsStep | LambdaStep):
+            return self.kinds.apply(step, values)
         if isinstance(step, KubernetesStep):
             target = kube_target(step, values)
             return Outcome(self.apply_kube(target, change_cause(session), environ=self._env), True)
@@ -202,8 +214,13 @@ class DeploySteps:
             True,
         )
 
-    def _watch(self, session: DeploySession, step: Step, progress: StepProgress) -> Outcome:
+    def _watch(
+        self, session: DeploySession, number: int, step: Step, progress: StepProgress
+    ) -> Outcome:
         """A waiting step: still waiting, done, or failed (:class:`StepError`)."""
+        if isinstance(step, AnalysisStep | EcsStep | LambdaStep):
+            values = values_of(session, self._previous_version(session))
+            return self.kinds.watch(session, number, step, progress, values)
         now = self.service.clock()
         since = progress.since or now
         if isinstance(step, KubernetesStep):
@@ -217,13 +234,33 @@ class DeploySteps:
             return pause_outcome(step, progress, now)
         raise StepError(f"a {step.kind} step does not wait")  # pragma: no cover
 
+    def _halts(self, session: DeploySession, number: int, step: Step) -> bool:
+        """Someone aborted the deploy: stop before step ``number``, or during it when it
+        only waits (a pause, an analysis). The deploy fails without paging or rolling back;
+        its incident offers *Roll back*."""
+        halt = next((p.halted for p in session.steps if p.halted), None)
+        progress = session.steps[number - 1]
+        if halt is None:
+            return False
+        waits_only = isinstance(step, PauseStep | AnalysisStep)
+        if progress.state is StepState.PENDING or (
+            progress.state is StepState.WAITING and waits_only
+        ):
+            assert session.id is not None
+            done = "not started" if progress.state is StepState.PENDING else "stopped"
+            failed = StepFailed(number, f"{done}: {halt} aborted the deploy"[:500], halted=True)
+            self.service.act_as(session.id, failed, SYSTEM)
+            return True
+        return False
+
     def _failed(self, session: DeploySession, number: int, reason: str) -> None:
         """Fail the step and the session; roll back at once if the plan says so."""
         assert session.id is not None
         env = self.config.environment(session.environment)
         plan = deploy_plan(env, session.service)
         commands: list[Command] = [StepFailed(number, reason[:500])]
-        if plan is not None and plan.on_failure == "rollback" and env.rollback:
+        halted = any(p.halted for p in session.steps)  # a person aborted: people choose
+        if plan is not None and plan.on_failure == "rollback" and env.rollback and not halted:
             commands.append(StartRollback())
         self.service.handle(session.id, commands, SYSTEM)
 
@@ -292,3 +329,21 @@ def continue_pause(
     if not roles:
         raise DomainError(f"Step {step} of deploy #{session_id} is no pause to continue.")
     service.act(session_id, ContinueStep(step, roles), user_id, request=request)
+
+
+def abort_deploy(
+    service: DeployService, session_id: int, reason: str, user_id: str, *, request: str | None
+) -> bool:
+    """*Abort*: a deploy the bot is running stops after its current step (True); any other
+    session is aborted (False).
+
+    Raises:
+        DomainError: not allowed, or no reason.
+    """
+    session = service.get(session_id)
+    number = current(session)
+    if session.state is SessionState.DEPLOYING and number is not None:
+        service.act(session_id, HaltSteps(number, reason), user_id, request=request)
+        return True
+    service.act(session_id, Abort(reason), user_id, request=request)
+    return False

@@ -69,11 +69,19 @@ class RollbackSuggestion(_Strict):
     rollback: dict[str, Any]
 
 
+class StepSuggestion(_Strict):
+    """A deploy step suggested from the runbook; copy it under an environment's ``deploy``."""
+
+    line: int | None = None
+    step: dict[str, Any]
+
+
 class ChecklistDocument(Checklist):
     """A checklist file: the checklist, and the suggestions an import left in it."""
 
     suggested_probes: tuple[ProbeSuggestion, ...] = ()
     suggested_rollback: tuple[RollbackSuggestion, ...] = ()
+    suggested_deploy_steps: tuple[StepSuggestion, ...] = ()
 
     @field_validator("suggested_probes")
     @classmethod
@@ -180,6 +188,16 @@ def _suggestion_warnings(
                 f"{len(document.suggested_rollback)} suggested rollback target(s)"
                 + (f" (runbook lines {lines})" if lines else "")
                 + ": copy those you want under an environment's 'rollback', then remove this key",
+            )
+        )
+    if document.suggested_deploy_steps:
+        lines = ", ".join(str(s.line) for s in document.suggested_deploy_steps if s.line)
+        warnings.append(
+            source.problem(
+                ("suggested_deploy_steps",),
+                f"{len(document.suggested_deploy_steps)} suggested deploy step(s)"
+                + (f" (runbook lines {lines})" if lines else "")
+                + ": copy those you want under an environment's 'deploy', then remove this key",
             )
         )
     return warnings

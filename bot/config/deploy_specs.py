@@ -61,7 +61,17 @@ def _roles(names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
 
 
 Template = Annotated[str, Field(min_length=1), AfterValidator(_template)]
+
+
+def _probes(names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    message = unknown_names(names, (info.context or {}).get("probes"), "probe", "probes")
+    if message:
+        raise PydanticCustomError("unknown_reference", message)
+    return names
+
+
 Roles = Annotated[tuple[str, ...], AfterValidator(_roles)]
+Probes = Annotated[tuple[str, ...], Field(min_length=1), AfterValidator(_probes)]
 OnFailure = Literal["rollback", "ask"]
 
 
@@ -124,7 +134,87 @@ class PauseStep(_Step):
         return self
 
 
-DeployStep = Annotated[KubernetesStep | CommandStep | PauseStep, Field(discriminator="kind")]
+class Measurements(BaseModel):
+    """A measurement series, as Argo Rollouts' analysis runs: every ``interval`` (after
+    ``initial_delay``) all the named probes run once; a round fails when one of them fails,
+    is inconclusive when a metric probe has no data. More failed rounds than
+    ``failure_limit`` (or inconclusive ones than ``inconclusive_limit``) fail the step.
+    Metric probes take one measurement per round (their own ``count`` and ``interval``
+    give way to the step's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probes: Probes
+    count: int = Field(1, ge=1, le=1000, description="Rounds of measurements.")
+    interval: Duration = Field(timedelta(minutes=1), description="Between two rounds.")
+    initial_delay: Duration | None = Field(None, description="Before the first round.")
+    failure_limit: int = Field(0, ge=0)
+    inconclusive_limit: int = Field(0, ge=0)
+
+
+class AnalysisStep(Measurements, _Step):
+    """Run named probes as a measurement series (see :class:`Measurements`); the runner
+    waits between rounds without holding a thread."""
+
+    kind: Literal["analysis"] = "analysis"
+
+
+class EcsStep(_Step):
+    """Register a new revision of an ECS service's task definition (the current one with
+    the named containers' new images), point the service at it and wait until it is stable
+    (one deployment, as many tasks running as desired)."""
+
+    kind: Literal["ecs"] = "ecs"
+    cluster: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    containers: dict[str, Template] = Field(
+        min_length=1, description="Container name: image, e.g. `web: registry/web:{version}`."
+    )
+    region: str | None = None
+    timeout: Duration = Field(
+        timedelta(minutes=10), description="How long it may take to be stable."
+    )
+
+
+class LambdaStep(_Step):
+    """Update a Lambda function's code (an image URI, or an S3 object), publish a version
+    and move the alias to it: at once, or in weighted steps (``routing: [10, 50, 100]``,
+    percent of the alias's traffic) with ``analysis`` between them."""
+
+    kind: Literal["lambda"] = "lambda"
+    function: str = Field(min_length=1)
+    alias: str = Field(min_length=1)
+    image_uri: Template | None = None
+    s3_bucket: Template | None = None
+    s3_key: Template | None = None
+    routing: tuple[Annotated[int, Field(gt=0, le=100)], ...] = Field(
+        (100,), description="Percent of the alias's traffic on the new version, step by step."
+    )
+    analysis: Measurements | None = Field(
+        None, description="What is measured after each weight but the last."
+    )
+    region: str | None = None
+    timeout: Duration = Field(
+        timedelta(minutes=5), description="How long the code update may take."
+    )
+
+    @model_validator(mode="after")
+    def _code_and_routing(self) -> LambdaStep:
+        if (self.image_uri is None) == (self.s3_bucket is None and self.s3_key is None):
+            raise PydanticCustomError(
+                "lambda_code", "a lambda step takes either 'image_uri' or 's3_bucket' and 's3_key'"
+            )
+        if self.image_uri is None and (self.s3_bucket is None or self.s3_key is None):
+            raise PydanticCustomError("lambda_code", "'s3_bucket' and 's3_key' go together")
+        if list(self.routing) != sorted(set(self.routing)) or self.routing[-1] != 100:
+            raise PydanticCustomError(
+                "lambda_routing", "'routing' rises step by step and ends at 100"
+            )
+        return self
+
+
+AnyStep = KubernetesStep | CommandStep | PauseStep | AnalysisStep | EcsStep | LambdaStep
+DeployStep = Annotated[AnyStep, Field(discriminator="kind")]
 
 
 class DeployPlan(BaseModel):
@@ -166,7 +256,7 @@ def planned_steps(plan: DeployPlan | None) -> tuple[StepProgress, ...]:
     return tuple(StepProgress(step_name(s), s.kind) for s in plan.steps) if plan else ()
 
 
-def step_name(step: KubernetesStep | CommandStep | PauseStep) -> str:
+def step_name(step: AnyStep) -> str:
     """One line naming a step (its ``name``, else what it does, untemplated)."""
     if step.name:
         return step.name
@@ -174,6 +264,13 @@ def step_name(step: KubernetesStep | CommandStep | PauseStep) -> str:
         return f"kubernetes: set image {', '.join(step.deployments)} -n {step.namespace}"
     if isinstance(step, CommandStep):
         return "command: " + " ".join(step.argv)
+    if isinstance(step, AnalysisStep):
+        return f"analysis: {', '.join(step.probes)} x{step.count}"
+    if isinstance(step, EcsStep):
+        return f"ecs: update {step.service} in {step.cluster}"
+    if isinstance(step, LambdaStep):
+        weights = "" if step.routing == (100,) else f" ({', '.join(map(str, step.routing))}%)"
+        return f"lambda: {step.function}:{step.alias}{weights}"
     if step.duration is not None:
         return f"pause {_short(step.duration)}"
     return f"pause until {', '.join(step.continue_by)} continue"
@@ -186,6 +283,10 @@ def uses_version(plan: DeployPlan) -> bool:
             texts += step.containers.values()
         elif isinstance(step, CommandStep):
             texts += step.argv
+        elif isinstance(step, EcsStep):
+            texts += step.containers.values()
+        elif isinstance(step, LambdaStep):
+            texts += [t for t in (step.image_uri, step.s3_bucket, step.s3_key) if t]
     return any("version" in placeholders(t) for t in texts)
 
 

@@ -11,7 +11,12 @@ from pydantic import BaseModel
 
 from bot.config import deploy_specs as steps
 from bot.config.change_control import Emergency, Promotion, Retrospective
-from bot.config.checklist_files import ChecklistDocument, ProbeSuggestion, RollbackSuggestion
+from bot.config.checklist_files import (
+    ChecklistDocument,
+    ProbeSuggestion,
+    RollbackSuggestion,
+    StepSuggestion,
+)
 from bot.config.freezes import OneOffFreeze, RecurringFreeze
 from bot.config.probe_specs import (
     AwsProbe,
@@ -162,6 +167,15 @@ PARTS: tuple[Part, ...] = (
             Page(steps.KubernetesStep, "`kind: kubernetes`", "step-kubernetes", "kubernetes step"),
             Page(steps.CommandStep, "`kind: command`", "step-command", "command step"),
             Page(steps.PauseStep, "`kind: pause`", "step-pause", "pause step"),
+            Page(steps.AnalysisStep, "`kind: analysis`", "step-analysis", "analysis step"),
+            Page(steps.EcsStep, "`kind: ecs`", "step-ecs", "ecs step"),
+            Page(steps.LambdaStep, "`kind: lambda`", "step-lambda", "lambda step"),
+            Page(
+                steps.Measurements,
+                "A lambda step's `analysis`",
+                "step-measurements",
+                "measurement series",
+            ),
         ),
     ),
     Part(
@@ -179,6 +193,12 @@ PARTS: tuple[Part, ...] = (
                 "`suggested_rollback[]`",
                 "suggested-rollback",
                 "suggested rollback target",
+            ),
+            Page(
+                StepSuggestion,
+                "`suggested_deploy_steps[]`",
+                "suggested-deploy-step",
+                "suggested deploy step",
             ),
         ),
     ),

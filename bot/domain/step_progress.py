@@ -27,6 +27,9 @@ class StepProgress:
     since: datetime | None = None  # when it entered its state
     detail: str | None = None
     continued_by: str | None = None  # who clicked Continue on a pause
+    # An analysis's rounds so far, "stage:phase" (stage: a Lambda weight, or empty).
+    measurements: tuple[str, ...] = ()
+    halted: str | None = None  # "<@U…>: reason": someone aborted the deploy during this step
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +40,8 @@ class StepProgress:
             "since": self.since.isoformat() if self.since else None,
             "detail": self.detail,
             "continued_by": self.continued_by,
+            "measurements": list(self.measurements),
+            "halted": self.halted,
         }
 
     @classmethod
@@ -50,4 +55,6 @@ class StepProgress:
             since=datetime.fromisoformat(since) if since else None,
             detail=data.get("detail"),
             continued_by=data.get("continued_by"),
+            measurements=tuple(data.get("measurements") or ()),
+            halted=data.get("halted"),
         )

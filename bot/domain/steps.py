@@ -45,10 +45,34 @@ class StepDone:
 
 @dataclass(frozen=True)
 class StepFailed:
-    """The step failed (or a restart interrupted it): the session fails, an incident opens."""
+    """The step failed (or a restart interrupted it): the session fails, an incident opens.
+    ``halted``: it stopped because a person aborted the deploy (nobody is paged)."""
 
     step: int
     reason: str
+    halted: bool = False
+
+
+@dataclass(frozen=True)
+class HaltSteps:
+    """A person aborts a deploy the bot is running: the runner stops after the step under
+    way (a pause or an analysis at once) and the deploy fails, its incident offering
+    *Roll back* (and *Retry step* to go on)."""
+
+    step: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepMeasured:
+    """A waiting step took a measurement (an analysis round: ``passed``, ``failed`` or
+    ``inconclusive``) or moved on a stage (a Lambda weight: ``shifted``); ``stage`` names
+    the weight, or is empty."""
+
+    step: int
+    stage: str
+    phase: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -66,7 +90,16 @@ class RetryStep:
     step: int
 
 
-StepCommand = StartStep | StepApplied | StepDone | StepFailed | ContinueStep | RetryStep
+StepCommand = (
+    StartStep
+    | StepApplied
+    | StepDone
+    | StepFailed
+    | StepMeasured
+    | ContinueStep
+    | RetryStep
+    | HaltSteps
+)
 
 S = StepState
 STEP_TRANSITIONS: dict[tuple[StepState, type[Any]], StepState] = {
@@ -74,24 +107,29 @@ STEP_TRANSITIONS: dict[tuple[StepState, type[Any]], StepState] = {
     (S.RUNNING, StepApplied): S.WAITING,
     (S.RUNNING, StepDone): S.DONE,
     (S.WAITING, StepDone): S.DONE,
+    (S.PENDING, StepFailed): S.FAILED,  # halted before it started
     (S.RUNNING, StepFailed): S.FAILED,
     (S.WAITING, StepFailed): S.FAILED,
     (S.WAITING, ContinueStep): S.WAITING,
+    (S.WAITING, StepMeasured): S.WAITING,
     (S.FAILED, RetryStep): S.PENDING,
+    **{(state, HaltSteps): state for state in (S.PENDING, S.RUNNING, S.WAITING)},
 }
 
 # The session's table lets these through while deploying (a failure fails the session;
 # a retry deploys again: bot.domain.transitions).
-WHILE_DEPLOYING = (StartStep, StepApplied, StepDone, ContinueStep)
+WHILE_DEPLOYING = (StartStep, StepApplied, StepDone, StepMeasured, ContinueStep, HaltSteps)
 
 ACTIONS: dict[type[Any], Action] = {
     StartStep: Action.RECORD,
     StepApplied: Action.RECORD,
     StepDone: Action.RECORD,
     StepFailed: Action.RECORD,
+    StepMeasured: Action.RECORD,
     # Anyone asks; the pause's own roles decide (``move``).
     ContinueStep: Action.CONTINUE_STEP,
     RetryStep: Action.RETRY_STEP,
+    HaltSteps: Action.ABORT,
 }
 
 VERBS: dict[type[Any], str] = {
@@ -99,8 +137,10 @@ VERBS: dict[type[Any], str] = {
     StepApplied: "record a deploy step of",
     StepDone: "finish a deploy step of",
     StepFailed: "fail a deploy step of",
+    StepMeasured: "measure a deploy step of",
     ContinueStep: "continue a deploy step of",
     RetryStep: "retry a deploy step of",
+    HaltSteps: "abort",
 }
 
 EVENTS: dict[type[Any], str] = {
@@ -108,8 +148,10 @@ EVENTS: dict[type[Any], str] = {
     StepApplied: "deploy_step_applied",
     StepDone: "deploy_step_done",
     StepFailed: "deploy_step_failed",
+    StepMeasured: "deploy_step_measured",
     ContinueStep: "deploy_step_continued",
     RetryStep: "deploy_step_retried",
+    HaltSteps: "deploy_halt_requested",
 }
 
 
@@ -146,13 +188,29 @@ def move(s: DeploySession, cmd: StepCommand, actor: Actor, at: datetime) -> list
     after = replace(before, state=target, since=at)
     data: dict[str, Any] = {"step": cmd.step, "name": before.name}
     if isinstance(cmd, StartStep):
-        after = replace(after, attempt=before.attempt + 1, detail=None, continued_by=None)
+        after = replace(
+            after, attempt=before.attempt + 1, detail=None, continued_by=None, measurements=()
+        )
     elif isinstance(cmd, StepApplied | StepDone):
         after = replace(after, detail=cmd.detail)
         data["detail"] = cmd.detail
     elif isinstance(cmd, StepFailed):
         after = replace(after, detail=cmd.reason)
         data["detail"] = cmd.reason
+        if cmd.halted:
+            data["halted"] = True
+    elif isinstance(cmd, HaltSteps):
+        reason = cmd.reason.strip()
+        if not reason:
+            raise DomainError("Say why you abort: a reason is required.")
+        if any(p.halted for p in s.steps):
+            return []  # asked once is enough
+        after = replace(before, halted=f"<@{actor.user_id}>: {reason}"[:300])
+        data["reason"] = reason
+    elif isinstance(cmd, StepMeasured):
+        # ``since`` becomes the time of this round: the next is due ``interval`` after it.
+        after = replace(after, measurements=(*before.measurements, f"{cmd.stage}:{cmd.phase}"))
+        data |= {"stage": cmd.stage, "phase": cmd.phase, "detail": cmd.detail}
     elif isinstance(cmd, ContinueStep):
         if before.continued_by is not None:
             return []  # a double click: continued once is enough

@@ -118,6 +118,39 @@ def page_payload(
     }
 
 
+def change_payload(
+    *,
+    env_name: str,
+    routing_key_env: str,
+    session_id: int,
+    summary: str,
+    details: Mapping[str, Any],
+    link: str | None,
+    at: datetime,
+) -> dict[str, Any]:
+    """The outbox payload of a change event (a deploy started, finished, rolled back), for
+    the service's timeline: no alert, so no dedup key and no severity.
+
+    Raises:
+        ValueError: a naive ``at``.
+    """
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at!r}: change events carry aware timestamps only")
+    return {
+        "action": "change",
+        "routing_key_env": routing_key_env,
+        "summary": truncate_summary(redact(summary)),
+        "source": f"deploybot/{env_name}",
+        "custom_details": {
+            **fit_details(details),
+            "environment": env_name,
+            "session_id": session_id,
+        },
+        "links": [{"href": link, "text": f"Deploy session #{session_id}"}] if link else [],
+        "timestamp": at.astimezone(UTC).isoformat(),
+    }
+
+
 def truncate_summary(summary: str) -> str:
     """``summary`` cut to PagerDuty's 1024 characters, ending in "…" when cut."""
     if len(summary) <= SUMMARY_LIMIT:
@@ -217,10 +250,14 @@ class PagerDuty:
             pagerduty.Error: a 5xx answer or a network error (retried with backoff).
         """
         action = payload.get("action")
-        if action not in ACTIONS:
+        if action not in (*ACTIONS, "change"):
             raise PermanentFailure(f"unknown PagerDuty action {action!r}")
         dedup_key = payload.get("dedup_key")
-        if not isinstance(dedup_key, str) or not dedup_key:
+        if action == "change":
+            dedup_key = (
+                f"change event of session {payload.get('custom_details', {}).get('session_id')}"
+            )
+        elif not isinstance(dedup_key, str) or not dedup_key:
             raise PermanentFailure("a PagerDuty page needs a dedup_key")
         routing_key = self._routing_key(payload.get("routing_key_env"))
         try:
@@ -228,7 +265,17 @@ class PagerDuty:
                 routing_key, base_url=self.events_url, verify=self._verify
             ) as client:
                 client.timeout = self._timeout  # type: ignore[assignment]  # int there; float works
-                if action == "trigger":
+                if action == "change":
+                    client.send_change_event(
+                        payload={
+                            "summary": truncate_summary(redact(str(payload.get("summary", "")))),
+                            "source": str(payload.get("source", "deploybot")),
+                            "timestamp": payload.get("timestamp") or datetime.now(UTC).isoformat(),
+                            "custom_details": fit_details(payload.get("custom_details") or {}),
+                        },
+                        links=list(payload.get("links") or []),
+                    )
+                elif action == "trigger":
                     self._trigger(client, dedup_key, payload)
                 else:
                     client.send_event(action, dedup_key=dedup_key)

@@ -115,7 +115,7 @@ PROCESS_METRICS: tuple[Collector, ...] = (
 )
 """Every process-wide collector a bot's registry serves."""
 
-PAGE_ACTIONS = ("trigger", "acknowledge", "resolve")
+PAGE_ACTIONS = ("trigger", "acknowledge", "resolve", "change")
 
 # Known label values start at zero, so that rates and alerts work before the first event.
 for _kind in PROBE_KINDS:

@@ -292,7 +292,15 @@ def _actions(session: DeploySession, now: datetime) -> list[JsonBlock]:
             text = f"Sign off as {rule.role}"
             buttons.append(button(text, ActionId.SIGN_OFF, pack(sid, rule.key)))
     if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate, at=now):
-        buttons.append(button("Start deployment", ActionId.START_DEPLOYMENT, sid, "primary"))
+        buttons.append(
+            button(
+                "Start deployment",
+                ActionId.START_DEPLOYMENT,
+                sid,
+                "primary",
+                confirm=_plan_confirm(session) if session.steps else None,
+            )
+        )
     if allowed(FinishDeployment) and not session.steps:  # else the bot deploys, then verifies
         buttons.append(button("Deployed: verify", ActionId.FINISH_DEPLOYMENT, sid))
     buttons += continue_buttons(session, button)
@@ -307,9 +315,14 @@ def _actions(session: DeploySession, now: datetime) -> list[JsonBlock]:
         )
         buttons.append(button("Mark complete", ActionId.COMPLETE, sid, confirm=confirm))
     if allowed(Abort):
+        closes = (
+            "deploybot stops after the step under way; then you can roll back from the incident."
+            if state is S.DEPLOYING and session.steps
+            else "the session closes and the environment is freed."
+        )
         confirm = confirm_dialog(
             f"Abort deploy #{sid}?",
-            "You will be asked for a reason; the session closes and the environment is freed.",
+            f"You will be asked for a reason; {closes}",
             "Abort",
             danger=True,
         )
@@ -318,6 +331,19 @@ def _actions(session: DeploySession, now: datetime) -> list[JsonBlock]:
         {"type": "actions", "elements": buttons[i : i + MAX_ACTIONS_ELEMENTS]}
         for i in range(0, len(buttons), MAX_ACTIONS_ELEMENTS)
     ]
+
+
+def _plan_confirm(session: DeploySession) -> dict[str, Any]:
+    """What *Start deployment* will run, step by step, cut to the confirm's text limit
+    (``deploybot deploy plan`` says it all)."""
+    count = len(session.steps)
+    listed = "; ".join(f"{n}. {step.name}" for n, step in enumerate(session.steps, start=1))
+    text = f"deploybot runs {count} step{'s' if count > 1 else ''}: {listed}"
+    service = f" --service {session.service}" if session.service else ""
+    more = f" (all of it: deploybot deploy plan {session.environment} {session.version}{service})"
+    if len(text) + len(more) > CONFIRM_TEXT:
+        text = clip(text, CONFIRM_TEXT - len(more))
+    return confirm_dialog(f"Deploy {session.title}?", text + more, "Start deployment")
 
 
 def _open_items(session: DeploySession) -> str:
@@ -354,10 +380,13 @@ def button(
     return button
 
 
+CONFIRM_TEXT = 300  # characters of a confirmation dialog's text
+
+
 def confirm_dialog(title: str, text: str, yes: str, *, danger: bool = False) -> dict[str, Any]:
     confirm: dict[str, Any] = {
         "title": {"type": "plain_text", "text": clip(title, 100)},
-        "text": {"type": "plain_text", "text": clip(text, 300)},
+        "text": {"type": "plain_text", "text": clip(text, CONFIRM_TEXT)},
         "confirm": {"type": "plain_text", "text": yes},
         "deny": {"type": "plain_text", "text": "Cancel"},
     }

@@ -4,12 +4,15 @@ The runbook importer (:mod:`bot.runbook.parser`) hands every fenced code block a
 inline code in a checklist item to :func:`scan_script`. Each command line is tokenised with
 :mod:`shlex` (never run by a shell) and matched against a few well-known tools: ``curl``,
 ``kubectl rollout status|undo``, ``aws dynamodb describe-continuous-backups``, ``nc``, ``dig``,
-``openssl s_client``, ``psql -c "SELECT 1"`` and ``redis-cli PING``. Whatever a command leaves to
-the shell (``$VAR``, ``${VAR}``, ``$(...)``) is kept as written and reported as unresolved.
+``openssl s_client``, ``psql -c "SELECT 1"`` and ``redis-cli PING``; deploy steps from
+``kubectl set image``, ``aws ecs update-service`` and ``aws lambda update-alias``. Whatever a
+command leaves to the shell (``$VAR``, ``${VAR}``, ``$(...)``) is kept as written and reported
+as unresolved.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import re
@@ -19,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.domain.checklist import slugify
-from bot.runbook.recognisers import Finding, FoundProbe, FoundRollback, Skipped, recognise
+from bot.runbook.recognisers import (
+    Finding,
+    FoundProbe,
+    FoundRollback,
+    FoundStep,
+    Skipped,
+    recognise,
+)
 from bot.runbook.shell import Command, Pipeline, closing, find_variables, wordset
 
 
@@ -54,6 +64,19 @@ class SuggestedRollback:
     spec: dict[str, Any]
     source_line: int
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "spec": copy.deepcopy(self.spec),
+            "source_line": self.source_line,
+        }
+
+
+@dataclass(frozen=True)
+class SuggestedStep(SuggestedRollback):
+    """A deploy step suggested from ``kubectl set image``, ``aws ecs update-service`` or
+    ``aws lambda update-alias`` in the runbook (for a ``deploy:`` plan)."""
+
 
 @dataclass
 class Findings:
@@ -62,15 +85,17 @@ class Findings:
     probes: list[SuggestedProbe] = field(default_factory=list)
     rollback: list[SuggestedRollback] = field(default_factory=list)
     notes: list[tuple[int, str]] = field(default_factory=list)
+    steps: list[SuggestedStep] = field(default_factory=list)
 
     def extend(self, other: Findings) -> None:
         self.probes += other.probes
         self.rollback += other.rollback
         self.notes += other.notes
+        self.steps += other.steps
 
     @property
     def recognised(self) -> bool:
-        return bool(self.probes or self.rollback)
+        return bool(self.probes or self.rollback or self.steps)
 
 
 def name_probes(probes: list[SuggestedProbe]) -> list[tuple[SuggestedProbe, SuggestedProbe]]:
@@ -192,6 +217,10 @@ def _record(findings: Findings, result: Finding, line_no: int, command: str) -> 
             findings.notes.append((line_no, result.note))
     elif isinstance(result, FoundRollback):
         findings.rollback.append(SuggestedRollback("kubernetes", result.spec, line_no))
+    elif isinstance(result, FoundStep):
+        findings.steps.append(SuggestedStep(result.spec["kind"], result.spec, line_no))
+        if result.note:
+            findings.notes.append((line_no, f"{result.spec['kind']} deploy step: {result.note}"))
     elif isinstance(result, Skipped):
         findings.notes.append((line_no, result.reason))
 

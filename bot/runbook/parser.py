@@ -35,6 +35,7 @@ from bot.runbook.commands import (
     Findings,
     SuggestedProbe,
     SuggestedRollback,
+    SuggestedStep,
     name_probes,
     scan_script,
 )
@@ -55,7 +56,7 @@ _YAML_HEADER = """\
 # - suggested_probes: define a probe of the same name under `probes` (fill in every $VAR and
 #   $(...) first: deploybot never runs a shell to resolve them); the items whose `probe` names
 #   it are ticked by it from then on, and by hand until then.
-# - suggested_rollback: copy the targets you want under the environment's `rollback`.
+# - suggested_rollback (suggested_deploy_steps): copy those you want under `rollback` (`deploy`).
 """
 
 _CHECKBOX = re.compile(r"\[[ xX]\](?=\s|$)(.*)", re.DOTALL)
@@ -95,6 +96,7 @@ class RunbookImport:
     rollback: tuple[SuggestedRollback, ...]
     skipped: tuple[str, ...]
     item_probes: Mapping[str, str] = field(default_factory=dict)
+    steps: tuple[SuggestedStep, ...] = ()  # deploy steps, for an environment's `deploy:`
 
     def to_json(self) -> dict[str, Any]:
         """The import as JSON-ready data: checklist, sign-offs, probes and rollback."""
@@ -116,10 +118,8 @@ class RunbookImport:
                 }
                 for p in self.probes
             ],
-            "rollback": [
-                {"kind": r.kind, "spec": copy.deepcopy(r.spec), "source_line": r.source_line}
-                for r in self.rollback
-            ],
+            "rollback": [r.to_json() for r in self.rollback],
+            "deploy_steps": [step.to_json() for step in self.steps],
         }
 
     def _item_json(self, item: ChecklistItem) -> dict[str, Any]:
@@ -157,6 +157,10 @@ class RunbookImport:
                 {"line": r.source_line, "rollback": r.spec} for r in self.rollback
             ],
         }
+        if self.steps:  # only then: most runbooks deploy by hand
+            document["suggested_deploy_steps"] = [
+                {"line": x.source_line, "step": x.spec} for x in self.steps
+            ]
         # A wide line keeps each command on one line, as in the runbook.
         body = yaml.safe_dump(
             document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096
@@ -176,6 +180,7 @@ class RunbookImport:
             f"sign-off roles: {len(self.signoffs)}" + (f" ({roles})" if roles else ""),
             f"suggested probes: {len(self.probes)}" + (f" ({kinds})" if kinds else ""),
             f"suggested rollback targets: {len(self.rollback)}",
+            *([f"suggested deploy steps: {len(self.steps)}"] if self.steps else []),
             *self.skipped,
         ]
         for probe in self.probes:
@@ -222,6 +227,7 @@ def import_runbook(text: str) -> RunbookImport:
         signoffs=reader.signoffs(),
         probes=tuple(after for _, after in probes),
         rollback=tuple(reader.findings.rollback),
+        steps=tuple(reader.findings.steps),
         skipped=tuple(
             f"line {n}: {note}" for n, note in sorted(reader.findings.notes, key=itemgetter(0))
         ),

@@ -1,5 +1,5 @@
 """The tools the runbook importer recognises in a command, and what each suggests: a probe,
-a rollback step, or a note saying why a command was skipped.
+a rollback step, a deploy step, or a note saying why a command was skipped.
 """
 
 from __future__ import annotations
@@ -31,11 +31,21 @@ class FoundRollback(NamedTuple):
     spec: dict[str, Any]
 
 
+class FoundStep(NamedTuple):
+    """A deploy step (``kubectl set image``, ``aws ecs update-service``, ``aws lambda
+    update-alias``); ``note`` says what is left to fill in."""
+
+    spec: dict[str, Any]
+    note: str = ""
+
+
 class Skipped(NamedTuple):
     reason: str
 
 
-Finding = FoundProbe | FoundRollback | Skipped | None
+Finding = FoundProbe | FoundRollback | FoundStep | Skipped | None
+# The image's tag becomes the session's version ("registry/api:v1.2" -> "registry/api:{version}").
+_TAG = re.compile(r":[^:/@]+$")
 
 
 # --- recognisers --------------------------------------------------------------------------
@@ -150,6 +160,8 @@ _DEPLOYMENT_WORDS = wordset("deployment deployments deploy deployment.apps")
 
 def _kubectl(args: Command, after: list[Command], pipeline: Pipeline) -> Finding:
     options, positional = split_options(args, _KUBECTL_VALUE_OPTIONS)
+    if positional[:2] == ["set", "image"] and len(positional) >= 4:
+        return _set_image(positional[2], positional[3:], options)
     if positional[:1] != ["rollout"] or len(positional) < 3:
         return None
     action, resource = positional[1], positional[2]
@@ -170,15 +182,50 @@ def _kubectl(args: Command, after: list[Command], pipeline: Pipeline) -> Finding
     return FoundProbe("kubernetes", f"deployment/{name} -n {namespace}", {**spec, **cluster})
 
 
+def _set_image(resource: str, pairs: list[str], options: dict[str, str]) -> Finding:
+    """``kubectl set image deployment/X c=img``: a ``kubernetes`` deploy step."""
+    kind, _, name = resource.partition("/")
+    images = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+    if kind.lower() not in _DEPLOYMENT_WORDS or not name or not images:
+        return Skipped(f"kubectl set image {resource}: only deployments are supported")
+    spec: dict[str, Any] = {
+        "kind": "kubernetes",
+        "deployments": [name],
+        "containers": {c: _versioned(image) for c, image in images.items()},
+        "namespace": first_of(options, "-n", "--namespace") or "default",
+    }
+    if options.get("--context"):
+        spec["context"] = options["--context"]
+    return FoundStep(spec)
+
+
+def _versioned(image: str) -> str:
+    """An image with its tag (or a ``$VERSION`` in it) as ``{version}``; braces doubled."""
+    image = image.replace("{", "{{").replace("}", "}}")
+    return _TAG.sub(":{version}", image) if _TAG.search(image) else image + ":{version}"
+
+
 _AWS_VALUE_OPTIONS = wordset(
     "--table-name --region --profile --output --query --alarm-name-prefix --alarm-names "
     "--state-value --namespace --metric-name --dimensions --statistics --extended-statistics "
-    "--period --start-time --end-time --unit"
+    "--period --start-time --end-time --unit --cluster --service --task-definition "
+    "--desired-count --function-name --name --function-version --routing-config"
 )
 
 
 def _aws(args: Command, after: list[Command], pipeline: Pipeline) -> Finding:
     options, positional = split_options(args, _AWS_VALUE_OPTIONS)
+    region = {"region": options["--region"]} if options.get("--region") else {}
+    if positional[:2] == ["ecs", "update-service"] and options.get("--service"):
+        ecs: dict[str, Any] = {"kind": "ecs", "cluster": options.get("--cluster") or "default"}
+        ecs |= {"service": options["--service"], **region}
+        ecs["containers"] = {"CONTAINER": "IMAGE:{version}"}
+        return FoundStep(ecs, "fill in the containers and their images")
+    if positional[:2] == ["lambda", "update-alias"] and options.get("--function-name"):
+        lmb: dict[str, Any] = {"kind": "lambda", "function": options["--function-name"]}
+        lmb |= {"alias": options.get("--name") or "ALIAS", **region}
+        lmb["image_uri"] = "IMAGE:{version}"
+        return FoundStep(lmb, "fill in the new code: image_uri, or s3_bucket and s3_key")
     if positional[:1] == ["cloudwatch"]:
         return _cloudwatch(positional[1:], options)
     table = options.get("--table-name")

@@ -123,6 +123,8 @@ COMMANDS: list[tuple[c.Command, Actor]] = [
     (steps.StepFailed(1, "exit 1"), SYSTEM),
     (steps.ContinueStep(1, ("oncall",)), ONCALL),
     (steps.RetryStep(1), ONCALL),
+    (steps.StepMeasured(1, "", "passed", "error rate 0.001 < 0.01"), SYSTEM),
+    (steps.HaltSteps(1, "wrong image"), OPERATOR),
 ]
 # The one step each step command finds, so that only the session's state decides.
 STEP_BEFORE: dict[type[Any], StepState] = {
@@ -132,6 +134,8 @@ STEP_BEFORE: dict[type[Any], StepState] = {
     steps.StepFailed: StepState.RUNNING,
     steps.ContinueStep: StepState.WAITING,
     steps.RetryStep: StepState.FAILED,
+    steps.StepMeasured: StepState.WAITING,
+    steps.HaltSteps: StepState.RUNNING,
 }
 RETROSPECTIVE = SignOffRule("retrospective", "Retrospective", ("leads",))
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.integrations.aws_rollback import _short
+from bot.integrations.aws_rollback import task_definition_name
 from bot.integrations.deploy_steps import StepError
 
 # What RegisterTaskDefinition takes back of what DescribeTaskDefinition gives.
@@ -88,7 +88,7 @@ def update_ecs(ecs: Any, *, cluster: str, service: str, images: Mapping[str, str
         arn = registered["taskDefinition"]["taskDefinitionArn"]
         ecs.update_service(cluster=cluster, service=service, taskDefinition=arn)
     shown = ", ".join(f"{c}={i}" for c, i in images.items())
-    return f"{what}: {_short(current)} -> {_short(arn)} ({shown})"
+    return f"{what}: {task_definition_name(current)} -> {task_definition_name(arn)} ({shown})"
 
 
 def ecs_progress(ecs: Any, *, cluster: str, service: str) -> tuple[bool, str]:
@@ -108,7 +108,7 @@ def ecs_progress(ecs: Any, *, cluster: str, service: str) -> tuple[bool, str]:
         raise StepError(f"{what}: the rollout failed ({reason or 'no reason given'})")
     running, desired = described.get("runningCount", 0), described.get("desiredCount", 0)
     status = (
-        f"{what}: {_short(task_definition)}, {running} of {desired} tasks running, "
+        f"{what}: {task_definition_name(task_definition)}, {running} of {desired} tasks running, "
         f"{len(deployments)} deployment(s)"
     )
     return len(deployments) == 1 and running == desired, status

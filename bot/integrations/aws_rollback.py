@@ -95,11 +95,11 @@ def rollback_ecs(ecs: Any, *, cluster: str, service: str, timeout: timedelta | f
         if previous is None:
             family, _ = _family_revision(current)
             raise RollbackFailed(
-                f"{what} runs {_short(current)} and no earlier ACTIVE revision of '{family}' "
+                f"{what} runs {task_definition_name(current)} and no earlier ACTIVE revision of '{family}' "
                 "exists: nothing to roll back to"
             )
         ecs.update_service(cluster=cluster, service=service, taskDefinition=previous)
-    change = f"{_short(current)} -> {_short(previous)}"
+    change = f"{task_definition_name(current)} -> {task_definition_name(previous)}"
     # The waiter checks at once, then every `delay` seconds: the last check lands within
     # the timeout.
     delay = max(1, min(MAX_WAITER_DELAY, int(seconds // 10)))
@@ -151,7 +151,8 @@ def _family_revision(task_definition: str) -> tuple[str, int]:
     return family, int(revision)
 
 
-def _short(task_definition: str) -> str:
+def task_definition_name(task_definition: str) -> str:
+    """`family:revision` of a task definition ARN (as the AWS console shows it)."""
     return task_definition.rsplit("/", 1)[-1]
 
 

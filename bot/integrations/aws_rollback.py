@@ -95,8 +95,8 @@ def rollback_ecs(ecs: Any, *, cluster: str, service: str, timeout: timedelta | f
         if previous is None:
             family, _ = _family_revision(current)
             raise RollbackFailed(
-                f"{what} runs {task_definition_name(current)} and no earlier ACTIVE revision of '{family}' "
-                "exists: nothing to roll back to"
+                f"{what} runs {task_definition_name(current)} and no earlier ACTIVE revision "
+                f"of '{family}' exists: nothing to roll back to"
             )
         ecs.update_service(cluster=cluster, service=service, taskDefinition=previous)
     change = f"{task_definition_name(current)} -> {task_definition_name(previous)}"

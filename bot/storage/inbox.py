@@ -86,10 +86,18 @@ class Inbox:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
-    def claim_abandoned(
+    def claim_due(
         self, *, now: datetime, claim: timedelta, limit: int = 10
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """Take over requests whose receiver stopped before finishing them."""
+    ) -> list[tuple[str, dict[str, Any], datetime]]:
+        """Claim up to ``limit`` requests that nobody holds, oldest first: those a web-only
+        replica recorded for the workers, and those whose receiver stopped before finishing
+        them. Returns (key, body, received at) of each.
+
+        Safe across processes in one statement: PostgreSQL skips the rows another
+        transaction is claiming (``FOR UPDATE SKIP LOCKED``) and re-checks the claim of a
+        row another one has just claimed; SQLite runs one writer at a time, and the UPDATE
+        claims only the rows still due when it runs.
+        """
         due = (
             select(InboxRow.key)
             .where(InboxRow.done_at.is_(None), InboxRow.claimed_until <= now)
@@ -99,9 +107,13 @@ class Inbox:
         )
         rows = self._db.execute(
             update(InboxRow)
-            .where(InboxRow.key.in_(due))
+            .where(
+                InboxRow.key.in_(due),
+                InboxRow.done_at.is_(None),
+                InboxRow.claimed_until <= now,
+            )
             .values(claimed_until=now + claim)
-            .returning(InboxRow.key, InboxRow.body)
+            .returning(InboxRow.key, InboxRow.body, InboxRow.received_at)
             .execution_options(synchronize_session=False)
-        )
-        return [(row.key, row.body) for row in rows]
+        ).all()
+        return sorted(((r.key, r.body, r.received_at) for r in rows), key=lambda r: r[2])

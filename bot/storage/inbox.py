@@ -98,17 +98,21 @@ class Inbox:
         row another one has just claimed; SQLite runs one writer at a time, and the UPDATE
         claims only the rows still due when it runs.
         """
+        # A materialized CTE: PostgreSQL may run a LIMIT subquery of ``IN`` more than once,
+        # and claim more than ``limit`` rows.
         due = (
             select(InboxRow.key)
             .where(InboxRow.done_at.is_(None), InboxRow.claimed_until <= now)
             .order_by(InboxRow.received_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("due")
+            .prefix_with("MATERIALIZED")
         )
         rows = self._db.execute(
             update(InboxRow)
             .where(
-                InboxRow.key.in_(due),
+                InboxRow.key.in_(select(due.c.key)),
                 InboxRow.done_at.is_(None),
                 InboxRow.claimed_until <= now,
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,23 @@ def request_key(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _receive(insert: Any) -> Any:
+    """The insert that records a request, built once: the web tier runs it for every
+    request before the ack, and building it each time cost more than running it."""
+    table = InboxRow.__table__
+    return (
+        insert(table)
+        .values(
+            {c: bindparam(c) for c in ("key", "body", "received_at", "claimed_until", "done_at")}
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.key)
+    )
+
+
+_RECEIVE = {"postgresql": _receive(postgresql.insert), "sqlite": _receive(sqlite.insert)}
+
+
 class Inbox:
     """The ``slack_inbox`` table, in one unit of work's transaction."""
 
@@ -53,12 +70,8 @@ class Inbox:
             "claimed_until": at + claim,
             "done_at": None,
         }
-        dialect = self._db.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(InboxRow).values(values).on_conflict_do_nothing(index_elements=["key"])
-        ).returning(InboxRow.key)
-        return self._db.execute(statement).scalar_one_or_none() is not None
+        statement = _RECEIVE[self._db.get_bind().dialect.name]
+        return self._db.execute(statement, values).scalar_one_or_none() is not None
 
     def finish(self, key: str, *, at: datetime) -> bool:
         """Mark a request done; False when it already was (by this replica or another).

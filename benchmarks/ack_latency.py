@@ -380,15 +380,18 @@ def settle(p: Parties, limit: float = 300.0) -> float:
     try:
         while time.monotonic() - started < limit:
             with engine.connect() as connection:
-                pending = connection.execute(
-                    select(func.count()).where(InboxRow.done_at.is_(None))
-                ).scalar_one() + connection.execute(
-                    select(func.count()).where(
-                        OutboxRow.delivered_at.is_(None),
-                        OutboxRow.failed_at.is_(None),
-                        OutboxRow.topic != "schedule",
-                    )
-                ).scalar_one()
+                pending = (
+                    connection.execute(
+                        select(func.count()).where(InboxRow.done_at.is_(None))
+                    ).scalar_one()
+                    + connection.execute(
+                        select(func.count()).where(
+                            OutboxRow.delivered_at.is_(None),
+                            OutboxRow.failed_at.is_(None),
+                            OutboxRow.topic != "schedule",
+                        )
+                    ).scalar_one()
+                )
             if not pending:
                 break
             if time.monotonic() - started > 30 and int(time.monotonic() - started) % 30 == 0:
@@ -473,8 +476,14 @@ def visibility(p: Parties, target: Target, until: float, samples: list[float]) -
             while time.monotonic() < sent + 30:
                 found = p.get("/updates", ts=box.message["ts"], after=after)
                 after = found["next"]
-                shown = [shows(u["blocks"], box.block_id, option["value"]) for u in found["updates"]]
-                hit = next((u for u, s in zip(found["updates"], shown, strict=True) if s == want), None)
+                hit = next(
+                    (
+                        u
+                        for u in found["updates"]
+                        if shows(u["blocks"], box.block_id, option["value"]) == want
+                    ),
+                    None,
+                )
                 if hit is not None:
                     samples.append((hit["at"] - sent) * 1000)
                     break
@@ -599,7 +608,7 @@ def report(rows: list[Row], visible: dict[str, list[float]], args: argparse.Name
     for kind, samples in visible.items():
         if samples:
             cuts = sorted(samples)
-            p99 = statistics.quantiles(cuts, n=100, method="inclusive")[98] if len(cuts) > 1 else cuts[0]
+            p99 = figures([Sample(ms, 200) for ms in cuts]).p99
             print(
                 f"tick visible in Slack ({kind}, {len(cuts)} ticks by one more client during "
                 f"the tick load): p50 {statistics.median(cuts):.0f} ms, p99 {p99:.0f} ms, "

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.rendering.ids import ActionId, ViewId
 from bot.slack.inbox import SlackInbox, handed_off
+from bot.slack.inbox_workers import InboxWorkers
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import InboxRow
 from bot.storage.uow import UnitOfWork
@@ -156,3 +157,22 @@ def test_claimers_on_engines_of_their_own_never_take_one_request_twice(
             engine.dispose()
     everything = [key for keys in claimed for key in keys]
     assert sorted(everything) == [f"r{n:03}" for n in range(200)]  # none twice, none left
+
+
+def test_a_request_waiting_here_past_its_claim_is_not_queued_twice(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Under a backlog a request handed over at once may wait here longer than its claim:
+    the poller claims it again, and it stays queued once."""
+    now = [T0]
+    inbox = SlackInbox(session_factory, claim=10, clock=lambda: now[0])
+    workers = InboxWorkers(inbox, app=None, threads=4)  # type: ignore[arg-type]  # not started
+    inbox.hand_off = workers.submit
+    go_on = Next()
+    for n in (1, 2):
+        request = BoltRequest(body=command(n), mode="socket_mode")
+        assert inbox.middleware(request, None, go_on).status == 200  # type: ignore[arg-type]
+    assert (workers.queued, go_on.calls) == (2, 0)
+    now[0] = T0 + timedelta(seconds=11)
+    assert workers.take_due() == 2  # claimed again in the table...
+    assert workers.queued == 2  # ...and queued once

@@ -49,7 +49,7 @@ class InboxWorkers:
         self.poll = poll
         self.threads = max(1, threads)
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        self._busy = 0  # requests queued or running
+        self._in_hand: set[str] = set()  # requests queued or running here
         self._busy_lock = threading.Lock()
         self._more = False  # the last claim was a full batch: look again when a thread frees
         self._wake = threading.Event()
@@ -57,16 +57,27 @@ class InboxWorkers:
         self._pool: list[threading.Thread] = []
         self._poller: threading.Thread | None = None
 
+    @property
+    def queued(self) -> int:
+        """How many requests wait here for a thread."""
+        return self._queue.qsize()
+
     def submit(self, key: str, body: dict[str, Any]) -> None:
-        """Run a request this process recorded and claimed (the web tier's hand-off)."""
+        """Run a request this process recorded and claimed (the web tier's hand-off).
+
+        A request already in hand is not queued again: one that waited here past its claim
+        may come back from :meth:`take_due`.
+        """
         with self._busy_lock:
-            self._busy += 1
+            if key in self._in_hand:
+                return
+            self._in_hand.add(key)
         self._queue.put((key, body))
 
     def take_due(self) -> int:
         """Claim as many requests nobody holds as there are idle threads; queue them."""
         with self._busy_lock:
-            idle = self.threads - self._busy
+            idle = self.threads - len(self._in_hand)
         if idle <= 0:
             self._more = True
             return 0
@@ -120,7 +131,7 @@ class InboxWorkers:
                 self.run(key, body)
             finally:
                 with self._busy_lock:
-                    self._busy -= 1
+                    self._in_hand.discard(key)
                 if self._more:
                     self._wake.set()
 

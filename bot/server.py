@@ -145,14 +145,16 @@ class Bot:
             left(0.5),
         )
         # The last fifth delivers what handing back writes (the interrupted probes' notes).
+        # A web-only process delivers nothing: its workers never ran.
+        workers = self.workers if self.role.works else ()
         handing_back = deadline - timeout / 5
-        _together([partial(w.drain, handing_back) for w in self.workers], left() + 1.0)
+        _together([partial(w.drain, handing_back) for w in workers], left() + 1.0)
         for what in (self.probes.hand_back, self.inbox.inbox.release):
             try:
                 what()
             except Exception:  # the database may be away: leases and claims run out anyway
                 log.exception("could not hand back work on the way out")
-        quick = [w for w in self.workers if w.drains]
+        quick = [w for w in workers if w.drains]
         _together([partial(w.finish, deadline) for w in quick], left() + 1.0)
         self.runtime.engine.dispose()
 

@@ -9,6 +9,7 @@ twice; a worker SIGKILLed in the middle of a request leaves it to another.
 from __future__ import annotations
 
 import re
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -160,6 +161,13 @@ def test_the_web_tier_records_and_acknowledges_and_workers_do_the_work_once(
         ticked = [e.data["item"] for e in service.history(1) if e.kind == "item_ticked"]
         assert sorted(ticked) == sorted(shown)  # each once
         assert all(row.done_at is not None for row in inbox(session_factory))
+
+        # SIGTERM: each role drains and stops cleanly.
+        for process in processes.started:
+            process.proc.send_signal(signal.SIGTERM)
+        for process in processes.started:
+            assert process.proc.wait(timeout=30) == 0, process.output()
+            assert "deploybot: stopped" in process.output()
     finally:
         processes.kill_all()
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import re
@@ -135,6 +136,8 @@ def party_bare(api_url: str) -> None:
     from bot.server import serve_http
 
     threads = inspect.signature(serve_http).parameters["threads"].default
+    # waitress warns of every request queued behind its threads: thousands of lines a run.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = App(
         signing_secret=SECRET,
         client=WebClient(base_url=api_url, token=TOKEN),

@@ -20,6 +20,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.app.deploy_steps import DeploySteps
 from bot.app.effects import Effects
 from bot.app.incidents import Incidents
 from bot.app.probe_rounds import SessionProbes, verdict
@@ -32,6 +33,7 @@ from bot.runtime import Runtime, build_runtime
 from bot.serving import HttpServing, make_wsgi, waitress_server
 from bot.slack.app import build_app, check_credentials, make_client
 from bot.slack.delivery import SlackDelivery, reply
+from bot.slack.home import HomePublisher
 from bot.slack.inbox import SlackInbox
 from bot.slack.inbox_workers import InboxWorkers
 from bot.slack.links import SlackLinks
@@ -221,9 +223,19 @@ def _assemble(
         links=links,
     )
     reports = ReportPoster(client=client, session_factory=factory, links=links)
-    delivery = SlackDelivery(client=client, session_factory=factory, report=reports.deliver)
+    home = HomePublisher(
+        client=client,
+        config=config,
+        session_factory=factory,
+        roles=service.roles,
+        link=links.session,
+    )
+    delivery = SlackDelivery(
+        client=client, session_factory=factory, report=reports.deliver, home=home.deliver
+    )
     probes = SessionProbes(config=config, service=service, lease=settings.outbox_lease)
     rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
+    deploys = DeploySteps(config=config, service=service, poll=settings.deploy_poll)
 
     def probe_round(payload: dict[str, Any]) -> None:
         """A probe round asked for by a person or a state change; its verdict goes back."""
@@ -261,7 +273,7 @@ def _assemble(
     )
     work = OutboxWorker(
         factory,
-        {"probes": probe_round, "rollback": rollbacks.deliver},
+        {"probes": probe_round, "rollback": rollbacks.deliver, "deploy": deploys.deliver},
         backoff_base=settings.outbox_backoff,
         backoff_cap=settings.outbox_backoff_cap,
         lease=settings.outbox_lease,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from commands import checklist, deploy, incident, lifecycle
+from commands import checklist, deploy, incident, lifecycle, queue, steps
 from commands.deps import Deps, answer_error
 
 
@@ -20,6 +20,8 @@ def register(app: App, deps: Deps) -> None:
     checklist.register(app)
     lifecycle.register(app)
     incident.register(app)
+    steps.register(app)
+    queue.register(app)
 
 
 __all__ = ["Deps", "register"]

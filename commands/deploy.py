@@ -10,13 +10,22 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.app.environments import describe_lock
+from bot.app.queue import DeployQueueService
 from bot.config.freezes import upcoming
 from bot.domain import DeploySession, inputs
-from bot.domain.commands import Abort, OverrideFreeze, RequestProbes
-from bot.domain.errors import DeployError, NotFound
+from bot.domain.commands import (
+    Abort,
+    ChangeVersion,
+    OverrideFreeze,
+    RequestProbes,
+    SignRetrospective,
+)
+from bot.domain.errors import DeployError, NotFound, SlotTaken
 from bot.rendering.checklist import channel_link
+from bot.rendering.home import queue_blocks
 from bot.rendering.listing import LIST_PAGE_SIZE, help_blocks, list_blocks
 from bot.rendering.session import status_blocks
+from commands import queue
 from commands.deps import Deps, deps_of, finishing, parse_id, request_of, tell
 
 QUOTES = "\"'\u201c\u201d\u2018\u2019 "  # around a reason typed in quotes (Slack curls them)
@@ -25,11 +34,15 @@ MAX_PAGE = 10_000  # `/deploy list <page>`: beyond any real number of open deplo
 NAMED_WHEN_SEVERAL = 5  # open deploys named when a command needs an id and several are open
 
 USAGE = (
-    "Usage: `/deploy start <env> [service] [version] [--override <reason>]` · `status [id]` · "
+    "Usage: `/deploy start <env> [service] [version] [--override <reason>] "
+    "[--emergency <reason>] [--queue]` · `status [id]` · "
     "`list [page]` · `probe [id]` · `abort [id] [reason]` · `report [id]` · "
     "`lock <env> [reason]` · `unlock <env>` · `freezes [env]` · `override [id] <reason>` · "
+    "`version [id] <version>` · `retrospective [id] [note]` · "
+    "`queue [env]` · `queue leave <env>` · "
     "`help`\n" + inputs.LIMITS
 )
+OPTIONS = ("--override", "--emergency")
 
 
 class UsageError(DeployError):
@@ -69,7 +82,8 @@ def register(app: App) -> None:
 
 
 def start(deps: Deps, call: Invocation) -> None:
-    args, override = _override_option(call.args)
+    queued = [a for a in call.args if a.lower() == "--queue"]
+    args, reasons = _reason_options([a for a in call.args if a.lower() != "--queue"])
     if not args or len(args) > 3:
         raise UsageError(
             "`/deploy start` takes an environment, then optionally a service and version."
@@ -78,14 +92,22 @@ def start(deps: Deps, call: Invocation) -> None:
     env = deps.config.environment_named(inputs.name(env, "environment"))
     service = inputs.name(service, "service") if service else ""
     version = inputs.version(version) if version else ""
-    session = deps.service.open(
-        environment=env,
-        user_id=call.user_id,
-        service=service,
-        version=version,
-        request=call.request,
-        override=override,
-    )
+    try:
+        session = deps.service.open(
+            environment=env,
+            user_id=call.user_id,
+            service=service,
+            version=version,
+            request=call.request,
+            override=reasons.get("--override"),
+            emergency=reasons.get("--emergency"),
+        )
+    except SlotTaken as busy:
+        if queued:
+            tell(call.respond, queue.join(deps, env, service, call.user_id, call.request))
+        else:
+            queue.offer(call.respond, busy)
+        return
     assert session.id is not None
     refused = deps.publisher.failure(session.id, timeout=POST_WAIT)
     if refused is not None:
@@ -96,21 +118,47 @@ def start(deps: Deps, call: Invocation) -> None:
             f"`/deploy status {session.id}` works meanwhile; `/deploy abort {session.id}` frees it."
         )
     channel = deps.config.environment(env).channel
+    urgent = " as an :rotating_light: emergency" if session.emergency else ""
     tell(
-        call.respond, f"Opened deploy #{session.id} of {session.title} in {channel_link(channel)}."
+        call.respond,
+        f"Opened deploy #{session.id} of {session.title}{urgent} in {channel_link(channel)}.",
     )
 
 
-def _override_option(args: list[str]) -> tuple[list[str], str | None]:
-    """``[... --override some reason]``: the words before, and the reason (``None`` without
-    the option; quotes around the reason are dropped)."""
-    if "--override" not in args:
-        return args, None
-    at = args.index("--override")
-    reason = inputs.free_text(" ".join(args[at + 1 :]).strip(QUOTES))
-    if not reason:
-        raise UsageError('Say why you override the freeze: `--override "reason"`.')
-    return args[:at], reason
+def _reason_options(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``[... --override some reason] [--emergency another]``: the words before the first
+    option, and each option's reason (up to the next option; quotes around it dropped)."""
+    marks = [i for i, word in enumerate(args) if word.lower() in OPTIONS]
+    reasons: dict[str, str] = {}
+    for n, at in enumerate(marks):
+        end = marks[n + 1] if n + 1 < len(marks) else len(args)
+        option = args[at].lower()
+        reason = inputs.free_text(" ".join(args[at + 1 : end]).strip(QUOTES))
+        if not reason:
+            why = "override the freeze" if option == "--override" else "break glass"
+            raise UsageError(f'Say why you {why}: `{option} "reason"`.')
+        reasons[option] = reason
+    return args[: marks[0]] if marks else args, reasons
+
+
+def version(deps: Deps, call: Invocation) -> None:
+    """Change an open session's version: its sign-offs are withdrawn (audited, announced)."""
+    session_id, rest = _id_and_rest(deps, call)
+    if len(rest) != 1:
+        raise UsageError("Say which version: `/deploy version [id] <version>`.")
+    new = inputs.version(rest[0])
+    outcome = deps.service.act(session_id, ChangeVersion(new), call.user_id, request=call.request)
+    withdrawn = sum(e.kind == "signoff_withdrawn" for e in outcome.events)
+    again = f" {withdrawn} sign-off(s) withdrawn: they must be given again." if withdrawn else ""
+    tell(call.respond, f"Deploy #{session_id} now deploys version {new}.{again}")
+
+
+def retrospective(deps: Deps, call: Invocation) -> None:
+    """Sign the retrospective an emergency deploy owes, with an optional note."""
+    session_id, rest = _id_and_rest(deps, call)
+    note = inputs.free_text(" ".join(rest).strip(QUOTES), "note")
+    deps.service.act(session_id, SignRetrospective(note), call.user_id, request=call.request)
+    tell(call.respond, f":memo: Retrospective of deploy #{session_id} signed.")
 
 
 def override(deps: Deps, call: Invocation) -> None:
@@ -162,8 +210,10 @@ def list_open(deps: Deps, call: Invocation) -> None:
     if not 1 <= number <= MAX_PAGE:
         raise UsageError(f"Pages go from 1 to {MAX_PAGE}.")
     page = deps.service.open_page(number, per_page=LIST_PAGE_SIZE)
+    waiting = DeployQueueService(deps.service).entries() if number == 1 else []
     call.respond(
-        blocks=list_blocks(page, now=datetime.now(UTC)),
+        blocks=list_blocks(page, now=datetime.now(UTC))
+        + (queue_blocks(waiting) if waiting else []),
         text=f"{page.total} open deploy(s)",
         response_type="ephemeral",
         replace_original=False,
@@ -255,6 +305,11 @@ SUBCOMMANDS: dict[str, Handler] = {
     "unlock": unlock,
     "freezes": freezes,
     "override": override,
+    "version": version,
+    "retrospective": retrospective,
+    "queue": lambda deps, call: queue.show_or_leave(
+        deps, call.user_id, call.args, call.respond, call.request
+    ),
     "help": show_help,
 }
 

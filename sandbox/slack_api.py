@@ -165,7 +165,10 @@ class FakeSlack(ServedInBackground):
         self._messages: dict[str, list[Message]] = defaultdict(list)
         self._ephemerals: list[Ephemeral] = []
         self._views: dict[str, dict[str, Any]] = {}
+        self._homes: dict[str, dict[str, Any]] = {}  # user ID -> the Home view published
         self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
+        self._post_spacing: tuple[float, int] | None = None  # see limit_posts
+        self._last_post: dict[str, float] = {}  # channel -> when a post was last accepted
         self._ts = itertools.count(1_700_000_000_000_100, 100)  # microseconds
         self._view_ids = itertools.count(1)
         self._view_triggers: dict[str, str] = {}
@@ -178,6 +181,7 @@ class FakeSlack(ServedInBackground):
             "views.open": self._views_open,
             "views.push": self._views_open,
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
             "users.info": self._users_info,
             "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
@@ -210,6 +214,13 @@ class FakeSlack(ServedInBackground):
         """Answer the next ``times`` calls of ``method`` with HTTP 429 and ``Retry-After``."""
         with self._lock:
             self._faults[method].extend([_Fault("ratelimited", "ratelimited", retry_after)] * times)
+
+    def limit_posts(self, *, spacing: float = 1.0, retry_after: int = 1) -> None:
+        """Refuse a ``chat.postMessage`` with 429 when the channel had a post accepted less
+        than ``spacing`` seconds before, as Slack does beyond about one post per second per
+        channel."""
+        with self._lock:
+            self._post_spacing = (spacing, retry_after)
 
     def fail(self, method: str, *, error: str = "channel_not_found", times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with ``{"ok": false, "error": error}``.
@@ -289,6 +300,11 @@ class FakeSlack(ServedInBackground):
         with self._lock:
             return {k: dict(v) for k, v in self._views.items()}
 
+    def homes(self) -> dict[str, dict[str, Any]]:
+        """Published App Home views by user ID, as last published."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._homes.items()}
+
     def channel_id(self, channel: str) -> str:
         """The ID of a channel (``#deploys``, ``deploys`` or an ID), registering a new name."""
         with self._lock:
@@ -306,8 +322,10 @@ class FakeSlack(ServedInBackground):
             self._messages.clear()
             self._ephemerals.clear()
             self._views.clear()
+            self._homes.clear()
             self._view_triggers.clear()
             self._faults.clear()
+            self._last_post.clear()
             self._files = FileStore()
 
     # -- request handling (server threads) ---------------------------------------------------
@@ -338,7 +356,7 @@ class FakeSlack(ServedInBackground):
             params, reply = {}, _error("invalid_json")
         with self._changed:
             self._calls.append(Call(method, params, headers, time.monotonic(), path))
-            fault = self._take_fault(method)
+            fault = self._take_fault(method) or self._too_soon(method, params)
             if fault is not None and fault.kind == "http":
                 self._changed.notify_all()
                 return fault.status, {"Content-Type": "text/plain"}, b"upstream unavailable"
@@ -383,6 +401,18 @@ class FakeSlack(ServedInBackground):
         if self.on_change is not None:
             self.on_change()
         return status, {"Content-Type": "text/plain"}, body
+
+    def _too_soon(self, method: str, params: dict[str, Any]) -> _Fault | None:
+        """The 429 of :meth:`limit_posts`, or None (the post is accepted and timed)."""
+        if method != "chat.postMessage" or self._post_spacing is None:
+            return None
+        spacing, retry_after = self._post_spacing
+        channel = self._channel_id(str(params.get("channel")), register=False)
+        now = time.monotonic()
+        if now - self._last_post.get(channel, -spacing) < spacing:
+            return _Fault("ratelimited", "ratelimited", retry_after)
+        self._last_post[channel] = now
+        return None
 
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)
@@ -567,6 +597,19 @@ class FakeSlack(ServedInBackground):
         if params.get("hash") and params["hash"] != self._views[view_id]["hash"]:
             return _error("hash_conflict")
         return {"ok": True, "view": self._store_view(str(view_id), view)}
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``views.publish``: a user's App Home, replaced whole each time."""
+        view, user = params.get("view"), params.get("user_id")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict) or not user:
+            return _error("invalid_arguments")
+        if view.get("type") != "home":
+            return _error("invalid_arguments")
+        stored = {**view, "id": f"VHOME{_stable_hex(str(user))[:8].upper()}", "team_id": TEAM_ID}
+        self._homes[str(user)] = stored
+        return {"ok": True, "view": dict(stored)}
 
     def _store_view(self, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
         stored = {

@@ -307,6 +307,26 @@ class SlackRequests:
         }
         return self._send_payload(payload, retry_num, timestamp, signature)
 
+    def event(self, event: Mapping[str, Any], *, retry_num: int | None = None) -> Response:
+        """An Events API callback (``app_home_opened``, say), as the JSON Slack posts."""
+        seq = next(self._seq)
+        body = {
+            "token": self.verification_token,
+            "team_id": self.team_id,
+            "api_app_id": self.api_app_id,
+            "event": {"event_ts": f"{int(time.time())}.{seq:06d}", **event},
+            "type": "event_callback",
+            "event_id": f"Ev{seq:08d}{secrets.token_hex(4).upper()}",
+            "event_time": int(time.time()),
+        }
+        return self.post(json.dumps(body), content_type="application/json", retry_num=retry_num)
+
+    def app_home_opened(self, user_id: str) -> Response:
+        """The person opened the bot's Home tab."""
+        return self.event(
+            {"type": "app_home_opened", "user": user_id, "channel": "D0HOME", "tab": "home"}
+        )
+
     def _send_payload(
         self,
         payload: Mapping[str, Any],

@@ -74,6 +74,7 @@ class Page:
             "/sandbox/action": lambda w, b: w.action(b["user"], b),
             "/sandbox/submit": lambda w, b: w.submit(b["user"], b["view_id"], b["values"]),
             "/sandbox/close": lambda w, b: w.close_view(b["user"], b["view_id"]),
+            "/sandbox/home": lambda w, b: w.open_home(b["user"]),
             "/sandbox/service": _service,
             "/sandbox/rollout": _rollout,
         }

@@ -27,6 +27,7 @@ from sandbox.slack_api import BOT_USER_ID, FakeSlack, Message
 from sandbox.slack_requests import Response, SlackRequests
 
 REQUIRED = "Please complete this required field."
+HOME, HOME_TS = "HOME", "0000000000.000000"  # the Home tab, shown as a channel of one message
 
 
 class PageError(Exception):
@@ -107,7 +108,7 @@ class Workspace:
         self._check_user(user)
         channel, ts = str(body.get("channel") or ""), str(body.get("ts") or "")
         action_id, block_id = str(body.get("action_id") or ""), body.get("block_id")
-        message = self._message(channel, ts)
+        message = self._home_message(user) if channel == HOME else self._message(channel, ts)
         element = _element(message.blocks, action_id, block_id)
         if element is None:
             raise PageError("That control is no longer in the message: it was updated.")
@@ -211,6 +212,7 @@ class Workspace:
             items.sort(key=lambda item: item["at"])
             name = self.fake.channels.get(channel, channel)
             channels.append({"id": channel, "name": name, "items": items})
+        channels.append(self._home(user, ephemerals))
         views = [{"id": view_id, **view} for view_id, view in self._open_views(user).items()][-1:]
         return {
             "user": user,
@@ -264,6 +266,33 @@ class Workspace:
             if answer.get("text") or answer.get("blocks"):
                 self._notice(user, channel, str(answer.get("text") or ""))
         return {"status": response.status}
+
+    def open_home(self, user: str) -> dict[str, Any]:
+        """The person opened the app's Home tab: Slack sends ``app_home_opened``."""
+        self._check_user(user)
+        return {"status": self.requests.app_home_opened(user).status}
+
+    def _home(self, user: str, ephemerals: list[dict[str, Any]]) -> dict[str, Any]:
+        """The Home tab, shown as a channel holding one message: the view last published."""
+        view = self.fake.homes().get(user)
+        home = {
+            "kind": "message",
+            "channel": HOME,
+            "ts": HOME_TS,
+            "thread_ts": None,
+            "user": BOT_USER_ID,
+            "text": "" if view else "Nothing published yet: opening the tab asks for it.",
+            "blocks": (view or {}).get("blocks") or [],
+            "edited": False,
+            "at": 0.0,
+            "replies": [],
+        }
+        items = [home, *(e for e in ephemerals if e["channel"] == HOME)]
+        return {"id": HOME, "name": "Home", "home": True, "items": items}
+
+    def _home_message(self, user: str) -> Message:
+        view = self.fake.homes().get(user) or {}
+        return Message(channel=HOME, ts=HOME_TS, text="", blocks=view.get("blocks") or [])
 
     def _message(self, channel: str, ts: str) -> Message:
         for top in self.fake.messages(channel):

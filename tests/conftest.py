@@ -20,7 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 
-pytest_plugins = ["tests.support.health"]  # the `health` endpoint fixture
+pytest_plugins = [
+    "tests.support.health",  # the `health` endpoint fixture
+    "tests.support.moto",  # `moto_endpoint`: a moto server per test module
+]
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

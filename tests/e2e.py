@@ -138,7 +138,7 @@ def running_bot(
     database_url: str,
     *,
     config: Path = EXAMPLES / "minimal.yaml",
-    interval: float = 0.2,
+    interval: float = 0.05,
     pagerduty: PagerDuty | None = None,
     background: bool = False,
     backoff: float = 0.05,
@@ -158,12 +158,13 @@ def running_bot(
             SLACK_API_URL=fake.base_url,
             DATABASE_URL=database_url,
             DEPLOYBOT_CONFIG=str(config),
-            DEPLOYBOT_SCHEDULER_POLL=0.2,
+            DEPLOYBOT_SCHEDULER_POLL=0.05,
             DEPLOYBOT_SCHEDULER_SYNC=0.5,
-            DEPLOYBOT_OUTBOX_POLL=0.2,
+            DEPLOYBOT_OUTBOX_POLL=0.05,
             DEPLOYBOT_OUTBOX_BACKOFF=backoff,
             DEPLOYBOT_OUTBOX_BACKOFF_CAP=max(0.5, backoff * 8),
             DEPLOYBOT_PAGERDUTY_LINK_WAIT=page_link_wait,
+            DEPLOYBOT_DEPLOY_POLL=0.1,
         )
         bot = create_bot(settings, publish_interval=interval, pagerduty=pagerduty)
         bot.start(scheduler=background)

@@ -12,7 +12,6 @@ import socket
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,10 @@ from bot.integrations.aws_rollback import (
     rollback_ecs,
     rollback_lambda,
 )
-from tests.support.moto import moto_server, use_moto
+from tests.support.moto import use_moto
 from tests.support.timing import HANG_MARGIN
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """The URL of a moto server on a free loopback port, for this module."""
-    with moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(autouse=True)

@@ -194,9 +194,10 @@ def test_a_failed_update_is_retried_until_the_message_is_right(database_url: str
     upgrade(database_url)
     with running_bot(database_url, interval=0.2) as bot:
         message = opened(bot)
+        # Retry-After: 0 here (test_slack_rate_limits_are_honoured waits out a real one).
         bot.fake.outage("chat.update", status=500, times=1)
-        bot.fake.rate_limit("chat.update", times=4, retry_after=1)
-        bot.fake.outage("chat.update", status=503, times=6)
+        bot.fake.rate_limit("chat.update", times=4, retry_after=0)
+        bot.fake.outage("chat.update", status=503, times=4)
         click(bot, "U0DEPLOYER", message, {"1.1", "1.2"}, "tick")
         bot.wait_item(1, "1.2", ItemStatus.DONE)
         bot.bot.publisher.flush(timeout=60)

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.config.checklist_files import load_checklist
 from bot.config.loader import check_config, load_config, summarize
 from bot.config.probe_specs import AwsProbe, HttpProbe, format_duration, parse_duration
-from bot.config.schema import Config, load_checklist
+from bot.config.schema import Config
 from bot.domain.checklist import Gate
 from bot.domain.errors import ConfigError, NotFound
 
@@ -177,9 +178,10 @@ def test_several_errors_are_all_reported_with_path_and_line(workdir: Path) -> No
         "deploybot.yaml:22: environments.prod.probes: unknown probe 'smtp' (probes: api-health)",
         "deploybot.yaml:23: environments.prod.colour: unknown key (allowed: channel, "
         "incident_channel, checklist, starters, operators, oncall, signoffs, "
-        "separation_of_duties, gates, probes, pagerduty, rollback, rollback_verify, monitoring, "
+        "separation_of_duties, gates, probes, pagerduty, rollback, deploy, services, "
+        "rollback_verify, monitoring, "
         "reminders, "
-        "expire_after, freezes, freeze_override, reports)",
+        "expire_after, queue_turn, freezes, freeze_override, requires, emergency, reports)",
     ]
     with pytest.raises(ConfigError) as raised:
         load_config("deploybot.yaml")
@@ -218,7 +220,8 @@ def test_unknown_probe_kind_lists_the_kinds(workdir: Path) -> None:
     problems = problems_of(workdir, CONFIG.replace("kind: http", "kind: htp"))
     assert problems == [
         "deploybot.yaml:7: probes.api-health.kind: unknown kind 'htp' "
-        "(kinds: http, tcp, dns, tls, sql, kubernetes, aws, command, prometheus)"
+        "(kinds: http, tcp, dns, tls, sql, kubernetes, aws, command, prometheus, "
+        "cloudwatch_metric, datadog)"
     ]
 
 

@@ -18,12 +18,15 @@ from bot.domain import (
     SessionState,
     SignOffRule,
     apply,
+    steps,
 )
 from bot.domain import commands as c
 from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity
+from bot.domain.emergency import Emergency
 from bot.domain.errors import DomainError, GateClosed, PermissionDenied
 from bot.domain.freeze import FreezeWindow
 from bot.domain.session import progress_from_json
+from bot.domain.step_progress import StepProgress, StepState
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 REQUESTER = Actor("U0DEPLOYER", frozenset({"deployers"}))
@@ -112,7 +115,25 @@ COMMANDS: list[tuple[c.Command, Actor]] = [
     (c.StartRollback(), ONCALL),
     (c.RollbackSucceeded(), SYSTEM),
     (c.RollbackFailed("deployment/auth: timed out"), SYSTEM),
+    (c.ChangeVersion("v2"), REQUESTER),
+    (c.SignRetrospective("went fine"), Actor("U0LEAD", frozenset({"leads"}))),
+    (steps.StartStep(1), SYSTEM),
+    (steps.StepApplied(1, "image updated"), SYSTEM),
+    (steps.StepDone(1, "rolled out"), SYSTEM),
+    (steps.StepFailed(1, "exit 1"), SYSTEM),
+    (steps.ContinueStep(1, ("oncall",)), ONCALL),
+    (steps.RetryStep(1), ONCALL),
 ]
+# The one step each step command finds, so that only the session's state decides.
+STEP_BEFORE: dict[type[Any], StepState] = {
+    steps.StartStep: StepState.PENDING,
+    steps.StepApplied: StepState.RUNNING,
+    steps.StepDone: StepState.RUNNING,
+    steps.StepFailed: StepState.RUNNING,
+    steps.ContinueStep: StepState.WAITING,
+    steps.RetryStep: StepState.FAILED,
+}
+RETROSPECTIVE = SignOffRule("retrospective", "Retrospective", ("leads",))
 
 
 def _ready_for(command: c.Command, session: DeploySession) -> DeploySession:
@@ -124,6 +145,10 @@ def _ready_for(command: c.Command, session: DeploySession) -> DeploySession:
         SessionState.MONITORING,
     ):
         return signed(session)
+    if isinstance(command, c.SignRetrospective):
+        session.emergency = Emergency("U0DEPLOYER", NOW, "site down", RETROSPECTIVE)
+    if type(command) in STEP_BEFORE:
+        session.steps = (StepProgress("step", "pause", STEP_BEFORE[type(command)]),)
     if isinstance(command, c.UnskipItem):
         session.items["1.1"] = ItemProgress(ItemStatus.SKIPPED, "U0DEPLOYER", NOW, "not needed")
     return session

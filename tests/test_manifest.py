@@ -27,6 +27,7 @@ SCOPE_OF: dict[str, str | None] = {
     "chat.update": "chat:write",
     "chat.postEphemeral": "chat:write",
     "views.open": None,
+    "views.publish": None,
     "views.update": None,
     "views.push": None,
     "usergroups.list": "usergroups:read",

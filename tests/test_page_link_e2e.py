@@ -53,7 +53,7 @@ def test_with_slack_down_the_page_goes_out_within_the_wait(
     upgrade(database_url)
     pd = PagerDuty(events_url=pagerduty.url, verify=pagerduty.client_ssl_context())
     config = write_config(tmp_path, health)
-    link_wait = 2.0
+    link_wait = 0.5
     with running_bot(
         database_url, config=config, pagerduty=pd, background=True, page_link_wait=link_wait
     ) as bot:

@@ -24,9 +24,12 @@ from bot.domain import (
 )
 from bot.domain import commands as c
 from bot.domain.checklist import Checklist, ChecklistItem, Section
+from bot.domain.emergency import Emergency
 from bot.domain.errors import PermissionDenied
 from bot.domain.freeze import FreezeWindow
 from bot.domain.policy import DOING, is_allowed
+from bot.domain.step_progress import StepProgress, StepState
+from bot.domain.steps import ContinueStep, RetryStep
 from bot.domain.transitions import ACTIONS, TRANSITIONS
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -43,6 +46,7 @@ ACTORS: dict[str, Actor] = {
     "starter": Actor("U0START", frozenset({"deployers"})),
     "outsider": Actor("U0OUT"),
     "captain": Actor("U0CAPT", frozenset({"captains"})),
+    "commander": Actor("U0CMD", frozenset({"commanders"})),
     "system": SYSTEM,
 }
 FROZEN = FreezeWindow(NOW - timedelta(hours=1), NOW + timedelta(hours=1), "Weekend")
@@ -69,6 +73,11 @@ EXPECTED: dict[Action, set[str]] = {
     Action.UNLOCK: {"starter", "operator"},
     Action.REPORT: set(ACTORS),
     Action.OVERRIDE_FREEZE: {"captain"},
+    Action.DECLARE_EMERGENCY: {"commander"},
+    Action.CHANGE_VERSION: {"requester", "operator"},
+    Action.SIGN_RETROSPECTIVE: {"signer"},
+    Action.CONTINUE_STEP: set(ACTORS),  # then the pause's own roles decide
+    Action.RETRY_STEP: RESPONDERS | {"requester", "operator"},
     Action.RECORD: {"system"},
 }
 
@@ -94,6 +103,13 @@ REFUSALS: dict[Action, str] = {
     Action.UNLOCK: "You can't unlock prod: only members of `deployers`, `release-managers` can.",
     Action.OVERRIDE_FREEZE: "You can't override the change freeze of prod: only members of "
     "`captains` can.",
+    Action.DECLARE_EMERGENCY: "You can't deploy prod as an emergency: only members of "
+    "`commanders` can.",
+    Action.CHANGE_VERSION: f"You can't change the version of this deploy: {RUNNING}",
+    Action.SIGN_RETROSPECTIVE: "You can't sign the retrospective as Retrospective: only "
+    "members of `qa` can.",
+    Action.RETRY_STEP: "You can't retry a deploy step: only the requester <@U0REQ> or members "
+    "of `oncall`, `qa`, `dba`, `release-managers` can.",
     Action.RECORD: "Only deploybot itself records this.",
 }
 
@@ -106,7 +122,9 @@ ENVIRONMENT = EnvironmentPolicy.build(
     oncall=["oncall"],
     approvers=["qa", "dba"],
     freeze_override=["captains"],
+    emergency=["commanders"],
 )
+RETROSPECTIVE = SignOffRule("retrospective", "Retrospective", ("qa",))
 
 # A command and a state that allow each session action, so only the policy decides.
 SESSION_COMMANDS: dict[Action, tuple[c.Command, SessionState]] = {
@@ -123,9 +141,24 @@ SESSION_COMMANDS: dict[Action, tuple[c.Command, SessionState]] = {
     Action.ROLL_BACK: (c.StartRollback(), S.FAILED),
     Action.RESOLVE: (c.Resolve("flaky"), S.FAILED),
     Action.OVERRIDE_FREEZE: (c.OverrideFreeze("hotfix", frozen=FROZEN), S.OPEN),
+    Action.CONTINUE_STEP: (ContinueStep(1, by=()), S.DEPLOYING),
+    Action.RETRY_STEP: (RetryStep(1), S.FAILED),
     Action.RECORD: (c.Fail("probe api failed"), S.DEPLOYING),
+    Action.CHANGE_VERSION: (c.ChangeVersion("v2"), S.OPEN),
+    Action.SIGN_RETROSPECTIVE: (c.SignRetrospective("went fine"), S.COMPLETED),
 }
-ENVIRONMENT_ACTIONS = (Action.START_SESSION, Action.LOCK, Action.UNLOCK, Action.REPORT)
+# The step each step command finds (a pause waiting for anyone; a failed step).
+STEPS = {
+    ContinueStep: StepProgress("pause", "pause", StepState.WAITING),
+    RetryStep: StepProgress("kubectl", "kubernetes", StepState.FAILED),
+}
+ENVIRONMENT_ACTIONS = (
+    Action.START_SESSION,
+    Action.LOCK,
+    Action.UNLOCK,
+    Action.REPORT,
+    Action.DECLARE_EMERGENCY,
+)
 
 
 def make_session(state: SessionState = S.OPEN, **policy: Any) -> DeploySession:
@@ -146,6 +179,7 @@ def make_session(state: SessionState = S.OPEN, **policy: Any) -> DeploySession:
         policy=SessionPolicy(**rules),
         opened_at=NOW,
         id=7,
+        emergency=Emergency("U0REQ", NOW, "site down", RETROSPECTIVE),
     )
     session.state = state
     return session
@@ -175,7 +209,10 @@ def test_every_action_and_party(action: Action, who: str) -> None:
         command, state = SESSION_COMMANDS[action]
 
         def attempt() -> None:
-            apply(make_session(state), command, actor, NOW)
+            session = make_session(state)
+            if type(command) in STEPS:
+                session.steps = (STEPS[type(command)],)
+            apply(session, command, actor, NOW)
 
     if allowed:
         attempt()
@@ -190,6 +227,9 @@ def test_is_allowed_agrees_with_authorize(action: Action, who: str) -> None:
     parties = ENVIRONMENT.parties(requester="U0REQ")
     if action is Action.SIGN_OFF:
         parties = make_session().policy.parties("U0REQ", signer=QA_LEAD, environment="prod")
+    if action is Action.SIGN_RETROSPECTIVE:
+        policy = make_session().policy
+        parties = policy.parties("U0REQ", signer=RETROSPECTIVE, environment="prod")
     allowed = ENVIRONMENT.allowed(action)
     assert is_allowed(action, ACTORS[who], parties, allowed=allowed) is (who in EXPECTED[action])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import socketserver
 import sqlite3
@@ -87,7 +88,14 @@ class HealthHandler(BaseHTTPRequestHandler):
         pass
 
 
-HEALTH = {"status": "ok", "checks": {"db": "up", "cache": "up"}, "shards": [1, 2], "ready": True}
+HEALTH = {
+    "status": "ok",
+    "checks": {"db": "up", "cache": "up"},
+    "shards": [1, 2],
+    "ready": True,
+    "error_rate": 0.004,
+    "latency_ms": [120, 250],
+}
 
 
 class _Threading(ThreadingHTTPServer):
@@ -265,6 +273,35 @@ def test_http_pass_shows_status_headers_and_body(web: str) -> None:
         ({"json_path": "ready", "json_value": True}, True, "HTTP 200 in"),
         ({"json_path": "ready", "json_value": 1}, False, "JSON ready is true (expected 1)"),
         ({"path": "/text", "json_path": "status"}, False, "body is not JSON"),
+        ({"json_path": "error_rate", "condition": "result < 0.01"}, True, "HTTP 200 in"),
+        (
+            {"json_path": "error_rate", "condition": "result < 0.001"},
+            False,
+            "JSON error_rate: 0.004 < 0.001 ✗",
+        ),
+        ({"json_path": "shards.1", "condition": "result in [2, 3]"}, True, "HTTP 200 in"),
+        (
+            {"json_path": "shards.0", "condition": "result not in [1, 3]"},
+            False,
+            "JSON shards.0: 1 not in [1, 3] ✗",
+        ),
+        (
+            {"json_path": "latency_ms", "condition": "result[1] <= 200"},
+            False,
+            "JSON latency_ms: 250 <= 200 ✗",
+        ),
+        (
+            {"json_path": "latency_ms", "condition": "result[2] <= 200"},
+            False,
+            "JSON latency_ms: condition: no item 2 in 2 at column 1",
+        ),
+        (
+            {"json_path": "checks.db", "condition": "result > 0"},
+            False,
+            'JSON checks.db is "up", not a number',
+        ),
+        ({"json_path": "ready", "condition": "result == 1"}, False, "JSON ready is true, not"),
+        ({"json_path": "nope", "condition": "result == 1"}, False, "JSON has no nope"),
         ({"path": "/redirect"}, False, "HTTP 302 (expected 200)"),
         ({"path": "/redirect", "follow_redirects": True}, True, "HTTP 200 in"),
         ({"path": "/nowhere"}, False, "HTTP 404 (expected 200)"),
@@ -276,6 +313,43 @@ def test_http_conditions(web: str, fields: dict[str, Any], ok: bool, summary: st
     url = web + fields.pop("path")
     result = run(probe({"kind": "http", "url": url, "timeout": "5s", **fields}))
     assert (result.ok, result.summary[: len(summary)]) == (ok, summary)
+
+
+def test_a_passing_http_condition_shows_the_value(web: str) -> None:
+    spec = probe(
+        {
+            "kind": "http",
+            "url": f"{web}/health",
+            "json_path": "error_rate",
+            "condition": "result < 0.01",
+        }
+    )
+    result = run(spec)
+    assert result.ok
+    assert result.summary.endswith(" ms; error_rate: 0.004 < 0.01 ✓")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"condition": "result < 1"}, "condition needs json_path"),
+        (
+            {"json_path": "a", "json_value": 1, "condition": "result < 1"},
+            "use json_value (equality) or condition, not both",
+        ),
+        (
+            {"json_path": "a", "condition": "result <"},
+            "expected a number, a name, 'abs(' or '(', found the end at column 9",
+        ),
+        (
+            {"json_path": "a", "condition": "baseline < 1"},
+            "unknown name 'baseline' (known: result) at column 1",
+        ),
+    ],
+)
+def test_bad_http_conditions_are_config_errors(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        probe({"kind": "http", "url": "https://x", **fields})
 
 
 def test_http_latency_over_limit_fails(web: str) -> None:

@@ -24,16 +24,16 @@ from pydantic import TypeAdapter
 from bot.config.loader import check_config
 from bot.config.probe_specs import ProbeSpec, PrometheusProbe
 from bot.domain.conditions import parse
-from bot.integrations.probes.base import ProbeContext, run_probe
-from bot.integrations.probes.prometheus_check import (
+from bot.integrations.probes.analysis import (
     Measurement,
     QueryError,
     Series,
     judge,
     outcome,
-    series_of,
     verdict,
 )
+from bot.integrations.probes.base import ProbeContext, run_probe
+from bot.integrations.probes.prometheus_check import series_of
 
 URL = "http://prometheus.example:9090"
 
@@ -279,7 +279,7 @@ def test_the_verdict_follows_argo_rollouts_limits(
 
 def test_the_outcome_lists_every_measurement() -> None:
     probe = spec(count=3, interval="1s", failure_limit=1)
-    result = outcome(probe, measured("failed", "passed", "passed"))
+    result = outcome(probe, {"result": "up"}, measured("failed", "passed", "passed"))
     assert result.ok
     assert result.summary == "passed: 2 passed, 1 failed, 0 inconclusive of 3; last seen 3"
     assert result.detail.splitlines() == [
@@ -291,7 +291,9 @@ def test_the_outcome_lists_every_measurement() -> None:
         "3. 12:00:00 passed: seen 3",
         "verdict: passed",
     ]
-    inconclusive = outcome(spec(), [Measurement("inconclusive", "no data", datetime.now(UTC))])
+    inconclusive = outcome(
+        spec(), {"result": "up"}, [Measurement("inconclusive", "no data", datetime.now(UTC))]
+    )
     assert (inconclusive.ok, inconclusive.summary) == (False, "inconclusive: no data")
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.probe_rounds import SessionProbes
@@ -14,6 +15,7 @@ from bot.config.loader import load_config
 from bot.domain import SessionState
 from bot.domain.checklist import Severity
 from bot.domain.commands import SignOff, StartDeployment
+from bot.storage.models import SessionRow
 
 
 def config_with(tmp_path: Path, item_severity: str | None) -> Path:
@@ -80,3 +82,30 @@ def test_failure_severity_comes_from_the_item_or_the_probe(
     assert [(r.probe, r.ok, r.severity) for r in runs if r.probe == "smoke"] == [
         ("smoke", False, expected.value)
     ]
+
+
+def test_metric_queries_are_templated_with_the_session_and_the_last_shipped_version(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    config = load_config(config_with(tmp_path, None))
+    service = DeployService(config=config, session_factory=session_factory)
+    probes = SessionProbes(config=config, service=service)
+    for version, state in (("v1", "completed"), ("v2", "completed"), ("v3", "aborted")):
+        session = service.open(
+            environment="prod", user_id="U0DEPLOYER", service="api", version=version
+        )
+        with session_factory.begin() as db:
+            db.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session.id)
+                .values(state=state, is_open=False)
+            )
+    current = service.open(environment="prod", user_id="U0DEPLOYER", service="api", version="v4")
+    assert probes.template(current) == {
+        "service": "api",
+        "version": "v4",
+        "previous_version": "v2",  # v3 was aborted: it never shipped
+        "environment": "prod",
+    }
+    other = service.open(environment="prod", user_id="U0DEPLOYER", service="web", version="w1")
+    assert probes.template(other)["previous_version"] == ""

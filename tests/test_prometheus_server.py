@@ -126,7 +126,7 @@ def _wait_until_up(server: Server, process: subprocess.Popen[bytes], log: Path) 
     pytest.fail(f"the exporter was not up in Prometheus within {STARTUP_SECONDS:g}s")
 
 
-def probe(server: Server, **fields: Any) -> ProbeResult:
+def probe(server: Server, ctx: ProbeContext | None = None, **fields: Any) -> ProbeResult:
     spec = TypeAdapter(ProbeSpec).validate_python(
         {
             "kind": "prometheus",
@@ -137,7 +137,7 @@ def probe(server: Server, **fields: Any) -> ProbeResult:
         }
         | fields
     )
-    return run_probe("error-rate", spec, ctx=ProbeContext(environ={}))
+    return run_probe("error-rate", spec, ctx=ctx or ProbeContext(environ={}))
 
 
 def test_a_value_that_meets_the_condition_passes(prometheus: Server) -> None:
@@ -191,9 +191,10 @@ def test_a_range_is_reduced(prometheus: Server) -> None:
 
 def test_repeated_measurements_are_each_listed(prometheus: Server) -> None:
     prometheus.set(api=0.004)
-    started = time.monotonic()
-    result = probe(prometheus, count=3, interval="300ms", timeout="5s")
-    assert time.monotonic() - started >= 0.6  # two intervals between three measurements
+    slept: list[float] = []
+    ctx = ProbeContext(environ={}, sleep=slept.append)
+    result = probe(prometheus, ctx, count=3, interval="300ms", timeout="5s")
+    assert slept == [0.3, 0.3]  # two intervals between three measurements
     assert result.ok
     assert result.summary == (
         "passed: 3 passed, 0 failed, 0 inconclusive of 3; last error rate: 0.004 < 0.01 ✓"
@@ -207,7 +208,66 @@ def test_repeated_measurements_are_each_listed(prometheus: Server) -> None:
 
 def test_a_failure_beyond_the_limit_stops_early(prometheus: Server) -> None:
     prometheus.set(api=0.5)
-    result = probe(prometheus, count=5, interval="300ms", failure_limit=1, timeout="5s")
+    ctx = ProbeContext(environ={}, sleep=lambda seconds: None)
+    result = probe(prometheus, ctx, count=5, interval="300ms", failure_limit=1, timeout="5s")
     assert not result.ok
     assert result.summary.startswith("failed: 0 passed, 2 failed, 0 inconclusive of 5")
     assert len([line for line in result.detail.splitlines() if " failed: " in line]) == 2
+
+
+COMPARISON = {
+    "query": None,
+    "baseline": f'{METRIC}{{job_kind="{{{{previous_version}}}}"}}',
+    "canary": f'{METRIC}{{job_kind="{{{{version}}}}"}}',
+    "condition": "canary <= baseline * 1.2",
+    "description": "canary error rate",
+}
+SESSION = {"service": "api", "version": "canary", "previous_version": "stable"}
+
+
+def test_a_canary_no_worse_than_its_baseline_passes(prometheus: Server) -> None:
+    prometheus.set(stable=0.01, canary=0.011)
+    result = probe(prometheus, ProbeContext(environ={}, template=SESSION), **COMPARISON)
+    assert (result.ok, result.summary) == (
+        True,
+        "canary error rate: canary 0.011, baseline 0.01: 0.011 <= 0.01 * 1.2 ✓",
+    )
+    assert result.detail.splitlines()[:2] == [
+        f'baseline: {METRIC}{{job_kind="stable"}}',
+        f'canary: {METRIC}{{job_kind="canary"}}',
+    ]
+
+
+def test_a_canary_worse_than_its_baseline_fails(prometheus: Server) -> None:
+    prometheus.set(stable=0.01, canary=0.05)
+    result = probe(prometheus, ProbeContext(environ={}, template=SESSION), **COMPARISON)
+    assert (result.ok, result.summary) == (
+        False,
+        "canary error rate: canary 0.05, baseline 0.01: 0.05 <= 0.01 * 1.2 ✗",
+    )
+
+
+def test_a_baseline_without_data_is_inconclusive(prometheus: Server) -> None:
+    prometheus.set(canary=0.01)
+    ctx = ProbeContext(environ={}, template=SESSION | {"previous_version": "never-deployed"})
+    result = probe(prometheus, ctx, **COMPARISON)
+    assert (result.ok, result.summary) == (
+        False,
+        "inconclusive: canary error rate: no data for the baseline",
+    )
+
+
+def test_a_comparison_of_many_series_is_an_error(prometheus: Server) -> None:
+    prometheus.set(stable=0.01, canary=0.01)
+    fields = COMPARISON | {"baseline": METRIC}
+    result = probe(prometheus, ProbeContext(environ={}, template=SESSION), **fields)
+    assert not result.ok
+    assert result.summary.startswith("error: canary error rate: the baseline query returns ")
+
+
+def test_a_comparison_needs_the_session_values(prometheus: Server) -> None:
+    result = probe(prometheus, ProbeContext(environ={}, template={"version": "v2"}), **COMPARISON)
+    assert (result.ok, result.runnable) == (False, False)
+    assert result.summary == (
+        "not runnable: baseline needs {{previous_version}}, which this session does not have"
+    )

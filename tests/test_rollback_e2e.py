@@ -40,7 +40,7 @@ from bot.storage.models import OutboxRow
 from tests.e2e import RunningBot, running_bot
 from tests.support.health import HealthEndpoint
 from tests.support.kube import KUBECTL, FakeKube, Kubectl
-from tests.support.moto import REGION, moto_server, use_moto
+from tests.support.moto import REGION, use_moto
 from tests.support.pagerduty import FakePagerDuty
 from tests.support.slack import FakeSlack
 from tests.test_scheduler_processes import BotProcess, bot_env
@@ -387,12 +387,6 @@ def test_kubernetes_rollback_does_what_kubectl_rollout_undo_does(
 # --- ECS and Lambda ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
-
-
 @pytest.fixture
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """boto3 (the bot's and the test's) at moto; ECS services run one task, so are stable."""
@@ -569,7 +563,7 @@ def test_a_rollback_is_verified_over_its_window(
         tmp_path,
         probe=http_probe(health),
         rollback=[{"kind": "command", "argv": ["true"], "timeout": "10s"}],
-        rollback_verify="every 1s for 4s",
+        rollback_verify="every 500ms for 2s",
     )
     with running_bot(
         database_url, config=config, pagerduty=pd_client(pagerduty), background=True
@@ -593,16 +587,17 @@ def test_a_rollback_is_verified_over_its_window(
         if heals:
             assert len(runs) >= 3
         else:
-            assert len(runs) in (3, 4, 5)  # every 1 s for 4 s, however late each round began
+            assert len(runs) in (3, 4, 5)  # every 0.5 s for 2 s, however late each round began
             reason = bot.session(1).outcome_reason or ""
             assert re.fullmatch(
-                r"the probes still fail [34]s after the rollback: api: HTTP 503 \(expected 200\)",
+                r"the probes still fail [1-9](\.[0-9])?s after the rollback: "
+                r"api: HTTP 503 \(expected 200\)",
                 reason,
             ), reason
         notes = incident_replies(bot, 3)
         assert (
-            ":hourglass: Rolled back, but the probes still fail; trying again every 1s for up "
-            "to 4s." in notes
+            ":hourglass: Rolled back, but the probes still fail; trying again every 0.5s for "
+            "up to 2s." in notes
         )
 
 
@@ -707,9 +702,9 @@ def test_pagerduty_errors_delay_the_pages_but_each_arrives_once_and_in_order(
     config = write_config(
         tmp_path, probe=http_probe(health), rollback=[heal_command(tmp_path, health)]
     )
-    # Backoff from 0.5 s: the retries outlast the responders' clicks below.
+    # Backoff from 0.25 s: the retries outlast the responders' clicks below.
     with running_bot(
-        database_url, config=config, pagerduty=pd_client(pagerduty), background=True, backoff=0.5
+        database_url, config=config, pagerduty=pd_client(pagerduty), background=True, backoff=0.25
     ) as bot:
         deploy_and_verify(bot)
         pagerduty.fail(status=500, times=3)
@@ -732,9 +727,9 @@ def test_pagerduty_errors_delay_the_pages_but_each_arrives_once_and_in_order(
     assert requests[0].body == requests[1].body == requests[2].body == requests[3].body
     assert requests[3].body == events[0]
     gaps = [b.at - a.at for a, b in itertools.pairwise(requests[:4])]
-    # Exponential backoff from 0.5 s here, with jitter between half and all of each step
+    # Exponential backoff from 0.25 s here, with jitter between half and all of each step
     # (the production default starts at 1 s).
-    assert gaps[0] >= 0.24 and gaps[1] >= 0.49 and gaps[2] >= 0.99, gaps
+    assert gaps[0] >= 0.12 and gaps[1] >= 0.24 and gaps[2] >= 0.49, gaps
     alert = pagerduty.alert(DEDUP_KEY)
     assert alert.status == "resolved"
     assert pagerduty.alert_count(DEDUP_KEY) == 1
@@ -755,7 +750,7 @@ def test_pagerduty_rate_limits_are_waited_out_and_nothing_overtakes(
         health.check = lambda: False
         probe_until_failed(bot)
         pagerduty.wait_for_events(1, timeout=20)
-        pagerduty.rate_limit(times=3, retry_after=1)
+        pagerduty.rate_limit(times=3, retry_after=0.3)
         acknowledge_then_roll_back(bot)
         events = pagerduty.wait_for_events(len(EVERY_EVENT), timeout=30)
         rows = delivered(bot, len(EVERY_EVENT))
@@ -768,7 +763,7 @@ def test_pagerduty_rate_limits_are_waited_out_and_nothing_overtakes(
     assert [r.status for r in requests] == [202, 429, 429, 429, 202, 202]
     assert [r.body["event_action"] for r in requests[1:5]] == ["acknowledge"] * 4
     gaps = [b.at - a.at for a, b in itertools.pairwise(requests[1:5])]
-    assert min(gaps) >= 0.95, gaps  # Retry-After: 1 is honoured every time
+    assert min(gaps) >= 0.28, gaps  # Retry-After: 0.3 is honoured every time
     alert = pagerduty.alert(DEDUP_KEY)
     assert alert.status == "resolved"
     assert [e["event_action"] for e in alert.events] == ["trigger", "acknowledge", "resolve"]

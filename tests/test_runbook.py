@@ -1080,3 +1080,102 @@ def test_markdownish_text_imports(text: str) -> None:
 )
 def test_hostile_inputs_import(text: str) -> None:
     check_invariants(import_runbook(text))
+
+
+PLACEHOLDER = "result >= 0"
+
+
+@pytest.mark.parametrize(
+    ("command", "kind", "target", "spec"),
+    [
+        (
+            "curl -s 'http://prometheus:9090/api/v1/query?query=sum(rate(errors[5m]))'",
+            "prometheus",
+            "sum(rate(errors[5m])) (http://prometheus:9090)",
+            {
+                "kind": "prometheus",
+                "url": "http://prometheus:9090",
+                "query": "sum(rate(errors[5m]))",
+                "condition": PLACEHOLDER,
+            },
+        ),
+        (
+            "curl -sG https://prom.example.com/prom/api/v1/query "
+            "--data-urlencode 'query=up{job=\"api\"} == 0' | jq .data.result",
+            "prometheus",
+            'up{job="api"} == 0 (https://prom.example.com/prom)',
+            {
+                "kind": "prometheus",
+                "url": "https://prom.example.com/prom",
+                "query": 'up{job="api"} == 0',
+                "condition": PLACEHOLDER,
+            },
+        ),
+        (
+            "promtool query instant http://prometheus:9090 'histogram_quantile(0.99, x)'",
+            "prometheus",
+            "histogram_quantile(0.99, x) (http://prometheus:9090)",
+            {
+                "kind": "prometheus",
+                "url": "http://prometheus:9090",
+                "query": "histogram_quantile(0.99, x)",
+                "condition": PLACEHOLDER,
+            },
+        ),
+        (
+            "aws cloudwatch describe-alarms --alarm-name-prefix prod-api --state-value ALARM",
+            "aws",
+            "alarms prod-api* (none in ALARM)",
+            {"kind": "aws", "check": "cloudwatch_alarms", "alarm_prefix": "prod-api"},
+        ),
+        (
+            "aws cloudwatch get-metric-statistics --namespace AWS/ApplicationELB "
+            "--metric-name HTTPCode_Target_5XX_Count "
+            "--dimensions Name=LoadBalancer,Value=app/prod/abc Name=TargetGroup,Value=tg/api "
+            "--statistics Sum --period 300 --start-time 2024-01-01T00:00:00Z "
+            "--end-time 2024-01-01T01:00:00Z --region eu-west-1",
+            "cloudwatch_metric",
+            "AWS/ApplicationELB HTTPCode_Target_5XX_Count",
+            {
+                "kind": "cloudwatch_metric",
+                "namespace": "AWS/ApplicationELB",
+                "metric": "HTTPCode_Target_5XX_Count",
+                "dimensions": {"LoadBalancer": "app/prod/abc", "TargetGroup": "tg/api"},
+                "statistic": "Sum",
+                "period": "5m",
+                "window": "5m",
+                "condition": PLACEHOLDER,
+                "region": "eu-west-1",
+            },
+        ),
+    ],
+)
+def test_metric_commands_suggest_metric_probes(
+    command: str, kind: str, target: str, spec: dict[str, Any]
+) -> None:
+    from bot.config.probe_specs import ProbeSpec
+
+    result = fenced(command)
+    assert probe_rows(result) == [(kind, target, 2)]
+    assert result.probes[0].spec == spec
+    assert TypeAdapter(ProbeSpec).validate_python(spec).kind == kind
+    if spec.get("condition") == PLACEHOLDER:  # the runbook shows no threshold: it says so
+        assert any("set the threshold the runbook means" in note for note in result.skipped)
+
+
+def test_metric_commands_that_are_noted_not_suggested() -> None:
+    result = fenced(
+        "aws cloudwatch describe-alarms --state-value ALARM",
+        "promtool query range --start=1h http://prometheus:9090 up",
+        "promtool query instant --time=2024-01-01T00:00:00Z http://prometheus:9090 up",
+        "curl -X DELETE 'http://prometheus:9090/api/v1/query?query=up'",
+    )
+    assert result.probes == ()
+    assert result.skipped == (
+        "line 1: fenced code block with no recognised command",
+        "line 2: aws cloudwatch describe-alarms without --alarm-name-prefix: name the alarms "
+        "the probe watches (alarm_prefix)",
+        "line 3: promtool query range: only instant queries are suggested as probes",
+        "line 4: promtool query instant --time: a probe queries now, not 2024-01-01T00:00:00Z",
+        "line 5: curl -X DELETE to the Prometheus API is not a query",
+    )

@@ -163,7 +163,7 @@ def test_page_and_static_files(sandbox: Sandbox) -> None:
         assert page.get(path)[0] == 200
     assert page.get("/nope")[0] == 404
     state = page.state(DEPLOYER)
-    assert [c["name"] for c in state["channels"]] == ["deploys", "incidents"]
+    assert [c["name"] for c in state["channels"]] == ["deploys", "incidents", "Home"]
     assert {u["id"] for u in state["users"]} == {DEPLOYER, QA, OPS, OUTSIDER, ONCALL}
     assert [(d["namespace"], d["revision"]) for d in state["cluster"]] == [
         ("staging", "2"),
@@ -338,6 +338,36 @@ def test_the_whole_flow_through_the_page_endpoints(sandbox: Sandbox) -> None:
     assert "actions" not in str(incident["blocks"])  # its buttons are gone: rolled back
 
 
+def test_the_home_tab_shows_the_published_view_and_its_buttons_work(sandbox: Sandbox) -> None:
+    page = PageClient(sandbox.url)
+
+    def home(user: str, containing: str, absent: str = "\0") -> Item:
+        def shown(state: dict[str, Any]) -> Item | None:
+            item: Item = page.channel(state, "Home")["items"][0]
+            text = json.dumps(item["blocks"])
+            return item if containing in text and absent not in text else None
+
+        found: Item = page.wait(user, shown, f"{user}'s Home showing {containing!r}")
+        return found
+
+    assert page.post("/sandbox/home", {"user": QA}) == {"status": 200}
+    home(QA, "Nothing waits for you.")
+    deploys = page.channel(page.state(DEPLOYER), "deploys")["id"]
+    page.post(
+        "/sandbox/command", {"user": DEPLOYER, "channel": deploys, "text": "/deploy start staging"}
+    )
+    # Opening the deploy publishes the Homes of its signers again.
+    item = home(QA, "Sign off as QA Lead")
+    page.click(QA, item, "Sign off as QA Lead")
+    # Signed: the Home no longer asks, and the summary shows who signed.
+    home(QA, "Nothing waits for you.", absent="Sign off as QA Lead")
+    page.wait(
+        DEPLOYER,
+        lambda s: "*QA Lead*: <@U0QALEAD>" in json.dumps(page.summary(s) or {}),
+        "the summary showing the sign-off",
+    )
+
+
 def test_unknown_user_and_bad_requests(sandbox: Sandbox) -> None:
     page = PageClient(sandbox.url)
     with pytest.raises(AssertionError, match="HTTP 400"):
@@ -482,7 +512,11 @@ def test_a_teams_config_runs_with_its_people_and_channels(tmp_path: Path) -> Non
             "U0ONCALL",
             "U0OUTSIDER",
         ]
-        assert [c["name"] for c in state["channels"]] == ["deploys-staging", "incidents-staging"]
+        assert [c["name"] for c in state["channels"]] == [
+            "deploys-staging",
+            "incidents-staging",
+            "Home",
+        ]
         assert "release-managers" in state["names"].values()  # a user group, no members
         channel = state["channels"][0]["id"]
         page.post(

@@ -113,7 +113,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 def test_sigkilled_leader_is_replaced_and_no_slot_fires_twice(
     database_url: str, session_factory: sessionmaker[Session], tmp_path: Path, fake: FakeSlack
 ) -> None:
-    config = write_config(tmp_path, monitoring="every 1s for 2m")
+    config = write_config(tmp_path, monitoring="every 400ms for 2m")
     service, _ = make_context(config, session_factory)
     sid = monitoring_session(service)
     env = bot_env(database_url, config, fake)
@@ -150,7 +150,7 @@ def test_restart_after_sigkill_goes_on_where_it_was(tmp_path: Path, fake: FakeSl
     database_url = f"sqlite:///{tmp_path / 'deploybot.db'}"
     upgrade(database_url)
     factory = make_sessionmaker(make_engine(database_url))
-    config = write_config(tmp_path, monitoring="every 1s for 2m")
+    config = write_config(tmp_path, monitoring="every 400ms for 2m")
     service, _ = make_context(config, factory)
     sid = monitoring_session(service)
     env = bot_env(database_url, config, fake)

@@ -146,8 +146,8 @@ def test_a_running_bot_logs_json_lines_quietly(tmp_path: Path, fake: FakeSlack) 
         DATABASE_URL=url,
         DEPLOYBOT_CONFIG=str(EXAMPLES / "minimal.yaml"),
         PORT="0",
-        DEPLOYBOT_SCHEDULER_POLL="0.2",
-        DEPLOYBOT_SCHEDULER_SYNC="0.3",  # a sync every 0.3 s: ten in the 3 s watched
+        DEPLOYBOT_SCHEDULER_POLL="0.05",
+        DEPLOYBOT_SCHEDULER_SYNC="0.1",  # a sync every 0.1 s: ten in the second watched
         PYTHONUNBUFFERED="1",
     )
     log = tmp_path / "serve.log"
@@ -166,7 +166,7 @@ def test_a_running_bot_logs_json_lines_quietly(tmp_path: Path, fake: FakeSlack) 
             assert process.poll() is None, log.read_text(encoding="utf-8")
             assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
             time.sleep(0.1)
-        time.sleep(3)
+        time.sleep(1)
         process.send_signal(signal.SIGTERM)
         stdout, _ = process.communicate(timeout=30)
     finally:

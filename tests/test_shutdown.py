@@ -29,7 +29,7 @@ from tests.test_scheduler_processes import BotProcess, bot_env, wait_until
 
 def hanging_probe_config(tmp_path: Path) -> Path:
     """One probe whose first run hangs for a minute (the process dies or stops during it);
-    every later run passes at once. Monitoring: one round, two seconds in."""
+    every later run passes at once. Monitoring: one round, half a second in."""
     marker = tmp_path / "first-run-started"
     script = (
         "import os, sys, time\n"
@@ -63,7 +63,7 @@ environments:
       - role: QA Lead
         by: [approvers]
     probes: [smoke]
-    monitoring: every 2s for 2s
+    monitoring: every 500ms for 500ms
 """,
         encoding="utf-8",
     )
@@ -107,7 +107,7 @@ def env_for(database_url: str, config: Path, fake: FakeSlack) -> dict[str, str]:
         DEPLOYBOT_HOST="127.0.0.1",
         DEPLOYBOT_OUTBOX_BACKOFF="0.05",
         DEPLOYBOT_OUTBOX_BACKOFF_CAP="0.5",
-        DEPLOYBOT_DRAIN_TIMEOUT="5",
+        DEPLOYBOT_DRAIN_TIMEOUT="2",
     )
     return env
 

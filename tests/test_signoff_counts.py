@@ -94,7 +94,9 @@ def test_expired_signatures_do_not_count_at_start_deployment_and_are_given_again
     s = apply(s, c.SignOff("qa"), QA2, NOW + timedelta(hours=3)).session
     assert apply(s, c.StartDeployment(), OPERATOR, NOW + timedelta(hours=3, minutes=59)).changed
     late = NOW + timedelta(hours=5)
-    with pytest.raises(GateClosed, match=r"\*QA\* \(1 of 2\) \(a sign-off holds 4h: sign again\)"):
+    with pytest.raises(
+        GateClosed, match=r"\*QA\* \(1 of 2\) \(lapsed: <@U0QA> at 12:00 UTC; a sign-off holds 4h"
+    ):
         apply(s, c.StartDeployment(), OPERATOR, late)
     assert s.signers("qa", at=late) == (QA2.user_id,)
     # QA's expired signature makes room: they sign again, and deploying may start.

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from bot.domain import ItemStatus, SessionState
+from bot.rendering.checklist import checklist_messages
 from bot.rendering.ids import ActionId, InputId, ViewId
 from bot.rendering.limits import validate_message
 from bot.storage.db import upgrade
@@ -234,6 +235,7 @@ def test_large_runbook_renders_within_slack_limits(database_url: str, tmp_path: 
     with running_bot(database_url, config=config) as bot:
         bot.command("start big", user="U0DEPLOYER", reply="start")
         assert "Opened deploy #1" in bot.reply("start")["text"]
+        bot.bot.publisher.flush(timeout=60)  # the answer came once the summary was posted
         session = bot.session(1)
         assert session.checklist.item_count >= 230
         shown: list[str] = []
@@ -247,6 +249,41 @@ def test_large_runbook_renders_within_slack_limits(database_url: str, tmp_path: 
                         assert len(element["options"]) <= 10
                         shown += [o["value"] for o in element["options"]]
         assert sorted(shown) == sorted(i.id for _, i in session.checklist.walk())
+
+
+def test_a_long_checklist_is_answered_at_once_then_posted_in_order_at_slacks_pace(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Slack refuses posts beyond about one per second per channel: /deploy start answers
+    once the summary is posted, and the thread follows from the outbox, in order, once."""
+    sections = 4
+    lines = ["# Release", ""]
+    for section in range(sections):
+        lines += [f"## Phase {section}", "", f"- [ ] Step {section}.a", f"- [ ] Step {section}.b"]
+    (tmp_path / "long.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = tmp_path / "deploybot.yaml"
+    config.write_text(
+        "roles:\n  deployers: [U0DEPLOYER]\n"
+        "environments:\n  long:\n    channel: '#long'\n    checklist: long.md\n"
+        "    starters: [deployers]\n",
+        encoding="utf-8",
+    )
+    upgrade(database_url)
+    with running_bot(database_url, config=config) as bot:
+        # Each thread post is refused once, then taken when the client tries again.
+        bot.fake.limit_posts(spacing=0.5, retry_after=0)
+        bot.command("start long", user="U0DEPLOYER", reply="start")
+        assert "Opened deploy #1" in bot.reply("start")["text"]
+        summary = bot.fake.messages("#long")[0]
+        # Answered once the summary was posted, long before the thread (0.5 s a post): an
+        # answer that waited for the publication would find the thread complete.
+        assert len(bot.fake.thread("#long", summary.ts)[1:]) < sections
+        bot.bot.publisher.flush(timeout=60)
+        thread = bot.fake.thread("#long", summary.ts)[1:]
+        want = [m.text for m in checklist_messages(bot.session(1))]
+
+    assert len(want) == sections
+    assert [m.text for m in thread] == want  # in order, each once, after the refusals
 
 
 def test_burst_of_changes_is_coalesced(database_url: str) -> None:

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.app.change_effects import CHANGE_EFFECTS
+from bot.app.follow_ups import FOLLOW_UPS
 from bot.app.incidents import INCIDENT, SUMMARY, Incidents, describe_target
 from bot.app.schedules import next_occurrence, schedule
+from bot.app.step_effects import STEP_EFFECTS
 from bot.config.schema import Config
-from bot.domain import DeploySession, Event
+from bot.domain import SYSTEM, DeploySession, Event
 from bot.domain.checklist import Severity
 from bot.rendering.incident import Failure
 from bot.storage.outbox import pending
@@ -154,7 +157,8 @@ def _resolved(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> Non
 def _rollback_started(fx: Effects, uow: UnitOfWork, change: Change, event: Event) -> None:
     targets = fx.config.environment(change.after.environment).rollback
     lines = "\n".join(f"• {describe_target(t)}" for t in targets) or "• (no targets)"
-    text = f":rewind: <@{event.actor}> started a rollback:\n{lines}"
+    who = "deploybot" if event.actor == SYSTEM.user_id else f"<@{event.actor}>"
+    text = f":rewind: {who} started a rollback:\n{lines}"
     fx.incidents.thread(uow, change.after, text, at=event.at)
     uow.enqueue(
         topic="rollback",
@@ -254,14 +258,22 @@ EFFECTS: dict[str, tuple[Rule, ...]] = {
     "reminder": (_note(lambda e: str(e.data["text"]), SUMMARY),),
     "report_requested": (_report_requested,),
     "freeze_overridden": (_freeze_overridden,),
+    **CHANGE_EFFECTS,
 }
+# Deploy steps' rules (bot.app.step_effects) follow those above for the same event.
+for _kind, _rules in STEP_EFFECTS.items():
+    EFFECTS[_kind] = EFFECTS.get(_kind, ()) + _rules
 
 
-def redraw_checklist(uow: UnitOfWork, session_id: int, *, at: datetime) -> None:
+def redraw_checklist(
+    uow: UnitOfWork, session_id: int, *, at: datetime, summary: bool = False
+) -> None:
     """Send the checklist messages again though nothing changed: a refused click left its
-    checkbox toggled in the clicker's Slack client, which only a new render puts right."""
+    checkbox toggled in the clicker's Slack client, which only a new render puts right.
+    With ``summary``, the summary too (a refused *Start deployment* shows which sign-off
+    lapsed since it was last drawn)."""
     for purpose in uow.slack_messages.for_session(session_id):
-        if purpose.startswith("section:"):
+        if purpose.startswith("section:") or (summary and purpose == SUMMARY):
             uow.slack_messages.stale(session_id, purpose)
     uow.enqueue(
         topic="publish",
@@ -278,6 +290,8 @@ def record_effects(fx: Effects, uow: UnitOfWork, change: Change) -> None:
     for event in change.events:
         for rule in EFFECTS.get(event.kind, ()):
             rule(fx, uow, change, event)
+    for follow_up in FOLLOW_UPS:  # what concerns people beyond the session (queue, home)
+        follow_up(fx, uow, change)
     if change.events:
         uow.enqueue(
             topic="publish",

@@ -13,11 +13,12 @@ from datetime import datetime
 from bot.config.freezes import freeze_at
 from bot.config.schema import Environment
 from bot.domain import SessionPolicy, SignOffRule
-from bot.domain.commands import Command, OverrideFreeze, StartDeployment
+from bot.domain.commands import ChangeVersion, Command, OverrideFreeze, StartDeployment
 from bot.domain.freeze import FreezeWindow
 from bot.domain.policy import EnvironmentPolicy
 from bot.domain.session import DeploySession
 from bot.rendering.times import slack_date
+from bot.storage.history import completed_deploys
 from bot.storage.repositories import EnvironmentLock
 from bot.storage.uow import UnitOfWork
 
@@ -32,6 +33,7 @@ def policy_for(env: Environment) -> SessionPolicy:
         oncall=tuple(env.oncall),
         separation_of_duties=env.separation_of_duties,
         freeze_override=tuple(env.freeze_override),
+        promotion=env.requires.rule if env.requires else None,
         deploy_gate=env.deploy_gate,
         complete_gate=env.complete_gate,
     )
@@ -47,6 +49,7 @@ def environment_policy(env_name: str, env: Environment) -> EnvironmentPolicy:
         approvers=[role for signoff in env.signoffs for role in signoff.by],
         report=env.reports,
         freeze_override=env.freeze_override,
+        emergency=env.emergency.roles if env.emergency else (),
     )
 
 
@@ -62,7 +65,8 @@ def with_facts(
     frozen: FreezeWindow | None,
 ) -> list[Command]:
     """The commands with the facts their rules need (the domain does no I/O): whether the
-    environment is locked (read in the same transaction) and the freeze in force."""
+    environment is locked (read in the same transaction), the freeze in force, and the
+    completed deploys a new version's promotion may point to."""
     filled: list[Command] = []
     for command in commands:
         if isinstance(command, StartDeployment):
@@ -70,6 +74,10 @@ def with_facts(
             command = StartDeployment(locked=describe_lock(lock) if lock else None, frozen=frozen)
         elif isinstance(command, OverrideFreeze):
             command = OverrideFreeze(command.reason, frozen=frozen)
+        elif isinstance(command, ChangeVersion) and session.policy.promotion is not None:
+            source = session.policy.promotion.environment
+            done = completed_deploys(uow.db, source, session.service, command.version.strip())
+            command = ChangeVersion(command.version, completed=done)
         filled.append(command)
     return filled
 

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from bot.config.schema import Config
 from bot.domain import DeploySession
 from bot.integrations.pagerduty import Action, page_payload
+from bot.integrations.probes.analysis import page_details
 from bot.rendering.incident import Failure
 from bot.storage.models import OutboxRow
 from bot.storage.uow import UnitOfWork
@@ -59,8 +60,11 @@ class Incidents:
             [failure.probe],
             key=f"trigger:{failure.since.isoformat()}",
             summary=f"{session.title}: {failure.probe} failed: {failure.summary}",
-            # What on-call needs beyond the summary: the probe's detail (fitted by page_payload).
-            details={"detail": failure.detail} if failure.detail else {},
+            # What on-call needs beyond the summary: the probe's detail (fitted by page_payload),
+            # and for a metric analysis its values, condition and verdict one by one.
+            details={"detail": failure.detail, **page_details(failure.detail)}
+            if failure.detail
+            else {},
             at=failure.since,
         )
         if not opened and not again:
@@ -107,6 +111,12 @@ class Incidents:
             at=at,
             only_if_open=True,
         )
+
+    def resolve_page(
+        self, uow: UnitOfWork, session: DeploySession, component: str, *, at: datetime
+    ) -> None:
+        """Resolve the page about ``component`` (a deploy step retried)."""
+        self._page(uow, session, "resolve", [component], key=f"resolve:{at.isoformat()}", at=at)
 
     def responder(
         self, uow: UnitOfWork, session: DeploySession, action: Action, user_id: str, at: datetime

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from bot.app.sessions import DeployService
-from bot.config.probe_specs import ProbeSpec
+from bot.config.metric_specs import dashboard_link
+from bot.config.probe_specs import MetricProbe, ProbeSpec
 from bot.config.schema import Config
 from bot.domain import SYSTEM, DeploySession, ItemStatus, SessionState
 from bot.domain.checklist import Severity
@@ -85,6 +86,23 @@ class ProbeRound:
         return [
             r for r in self.results if not r.ok and r.runnable and r.severity is Severity.CRITICAL
         ]
+
+
+def dashboard_links(config: Config, session: DeploySession) -> dict[str, str]:
+    """Item id to the dashboard its metric probe links to (``dashboard_url``), filled with the
+    session's values; ``{{previous_version}}`` is not looked up here, so it links nowhere."""
+    values = {
+        "service": session.service,
+        "version": session.version,
+        "environment": session.environment,
+    }
+    links = {}
+    for name, item_ids in probe_links(session).items():
+        spec = config.probes.get(name)
+        link = dashboard_link(spec, values) if isinstance(spec, MetricProbe) else None
+        if link:
+            links.update(dict.fromkeys(item_ids, link))
+    return links
 
 
 class SessionProbes:
@@ -177,8 +195,23 @@ class SessionProbes:
             ]
             self.service.handle(session_id, commands, SYSTEM, also=store)
 
-        ran = run_probes(specs, ctx=self.context(), concurrency=self.concurrency, on_result=record)
+        ctx = replace(self.context(), template=self.template(session))
+        ran = run_probes(specs, ctx=ctx, concurrency=self.concurrency, on_result=record)
         return ProbeRound(session_id, [recorded.get(r.name, r) for r in ran])
+
+    def template(self, session: DeploySession) -> dict[str, str]:
+        """The session's values a metric probe's query may name (``{{version}}``)."""
+        assert session.id is not None
+        with UnitOfWork(self.service.session_factory) as uow:
+            previous = uow.summaries.previous_version(
+                session.environment, session.service, session.id
+            )
+        return {
+            "service": session.service,
+            "version": session.version,
+            "previous_version": previous,
+            "environment": session.environment,
+        }
 
     @contextmanager
     def _heartbeat(self, rounds: list[int]) -> Iterator[None]:

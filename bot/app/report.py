@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.domain import DeploySession, ItemStatus
 from bot.domain.checklist import walk_item
+from bot.integrations.probes.analysis import analysis_of
 from bot.rendering.report import INCIDENT_KINDS
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry
@@ -37,6 +38,8 @@ def report_json(
         "closed_at": _iso(session.closed_at),
         "outcome_reason": session.outcome_reason,
         "progress": {"settled": done, "total": total},
+        "emergency": session.emergency.to_json() if session.emergency else None,
+        "promoted_from": session.promoted_from.to_json() if session.promoted_from else None,
         "signoffs": [
             {
                 "role": rule.role,
@@ -78,6 +81,7 @@ def report_json(
                 "duration_ms": r.duration_ms,
                 "at": _iso(r.at),
             }
+            | _analysis_json(r)
             for r in probe_runs
         ],
         "timeline": [_entry_json(e) for e in history],
@@ -91,8 +95,9 @@ def report_markdown(
     data = report_json(session, history, probe_runs)
     title = " ".join(p for p in (session.environment, session.service, session.version) if p)
     done, total = session.totals
+    urgent = "EMERGENCY " if session.emergency else ""
     lines = [
-        f"# Deployment report #{session.id}: {title}",
+        f"# {urgent}Deployment report #{session.id}: {title}",
         "",
         "## Summary",
         "",
@@ -108,6 +113,7 @@ def report_markdown(
         + (f": {_cell(session.outcome_reason)}" if session.outcome_reason else "")
         + " |",
         f"| Checklist | {done}/{total} items done or skipped |",
+        *_change_control_rows(session),
         "",
         "## Sign-offs",
         "",
@@ -131,11 +137,33 @@ def report_markdown(
         lines.append("")
     lines += ["## Probe results", ""]
     lines += _probe_table(probe_runs) or ["No probe ran."]
+    lines += _analyses(data["probe_runs"])
     lines += ["", "## Incidents and rollback", ""]
     lines += [_timeline_line(e) for e in data["incidents"]] or ["None."]
     lines += ["", "## Timeline", ""]
     lines += [_timeline_line(e) for e in data["timeline"]]
     return "\n".join(lines) + "\n"
+
+
+def _change_control_rows(session: DeploySession) -> list[str]:
+    rows = []
+    if session.emergency is not None:
+        e = session.emergency
+        rows.append(f"| Emergency | by {e.by} at {_when(e.at)}: {_cell(e.reason)} |")
+        rows.append(f"| Skipped | {_cell('; '.join(e.skipped) or 'nothing')} |")
+        retro = (
+            f"outstanding ({e.retrospective.role})"
+            if e.outstanding
+            else f"signed by {e.retrospective_by} at {_when(e.retrospective_at)}"
+        )
+        rows.append(f"| Retrospective | {_cell(retro)} |")
+    if session.promoted_from is not None:
+        p = session.promoted_from
+        rows.append(
+            f"| Promoted from | {p.environment} deploy #{p.session_id}, completed "
+            f"{_when(p.completed_at)} |"
+        )
+    return rows
 
 
 def _probe_table(runs: Sequence[ProbeRun]) -> list[str]:
@@ -154,6 +182,45 @@ def _probe_table(runs: Sequence[ProbeRun]) -> list[str]:
             f"| {name} | {len(each)} | {failed} | {mark} {_cell(last.summary)} | {_iso(last.at)} |"
         )
     return rows
+
+
+def _analysis_json(run: ProbeRun) -> dict[str, Any]:
+    """A metric probe's run: its queries, condition, every measurement and the verdict."""
+    analysis = analysis_of(run.detail)
+    if analysis is None:
+        return {}
+    return {
+        "analysis": {
+            "queries": analysis.queries,
+            "condition": analysis.condition,
+            "measurements": [
+                {"at": at, "phase": phase, "seen": seen}
+                for at, phase, seen in analysis.measurements
+            ],
+            "verdict": analysis.verdict,
+        }
+    }
+
+
+def _analyses(runs: list[dict[str, Any]]) -> list[str]:
+    """Every measurement of every metric probe run, under the probe table."""
+    lines: list[str] = []
+    for run in runs:
+        analysis = run.get("analysis")
+        if analysis is None:
+            continue
+        lines += [
+            "",
+            f"#### {run['probe']} at {run['at']}: {analysis['verdict'] or 'cut short'}",
+            "",
+        ]
+        lines += [f"- {name}: `{query}`" for name, query in analysis["queries"].items()]
+        lines.append(f"- condition: `{analysis['condition']}`")
+        lines += [
+            f"  {n}. {m['at']} {m['phase']}: {_cell(m['seen'])}"
+            for n, m in enumerate(analysis["measurements"], 1)
+        ]
+    return (["", "### Metric analyses"] + lines) if lines else []
 
 
 def _entry_json(entry: AuditEntry) -> dict[str, Any]:

@@ -199,7 +199,9 @@ class Rollbacks:
 
 
 def _short(delta: timedelta) -> str:
-    """``3m``, ``1m30s``, ``10s``: a duration as the config writes it."""
+    """``3m``, ``1m30s``, ``10s``, ``1.5s``: a duration as the config writes it."""
+    if delta < timedelta(seconds=10):  # a short window's tenths matter
+        return f"{round(delta.total_seconds(), 1):g}s"
     seconds = int(delta.total_seconds())
     minutes, seconds = divmod(seconds, 60)
     return (f"{minutes}m" if minutes else "") + (f"{seconds}s" if seconds or not minutes else "")

@@ -25,7 +25,8 @@ from bot.storage.schedule_slots import OpenSession
 from bot.storage.uow import UnitOfWork
 
 TOPIC = "schedule"
-JOBS = ("expire", "remind", "monitor")
+JOBS = ("expire", "remind", "monitor", "retro")
+RETRO_EVERY = timedelta(hours=24)  # an owed retrospective's reminders without `reminders:`
 
 # How early a run may come and still count as its slot: replicas' clocks differ a little,
 # and timers wake a hair early now and then.
@@ -89,9 +90,17 @@ def next_occurrence(
         opened = session.opened_at
         return Occurrence(job, sid, 1, opened + env.expire_after, opened)
     if job == "remind":
-        if not env.reminders or session.state != "open":
+        reminders = env.reminders
+        if not reminders or session.state != "open" or claimed >= reminders.max:
             return None
-        return _next_slot(job, sid, session.opened_at, env.reminders.after, now, claimed)
+        start = reminder_start(session.opened_at, reminders.after, reminders.interval)
+        every = reminders.interval
+        return _next_slot(job, sid, start, every, now, claimed, last=reminders.max)
+    if job == "retro":
+        if not session.owes_retrospective:
+            return None
+        every = env.reminders.interval if env.reminders else RETRO_EVERY
+        return _next_slot(job, sid, session.opened_at, every, now, claimed)
     if job == "monitor":
         since = session.monitoring_since
         if not env.monitoring or session.state != "monitoring" or since is None:
@@ -102,6 +111,12 @@ def next_occurrence(
             return None
         return _next_slot(job, sid, since, every, now, claimed, last=last)
     raise ValueError(f"unknown scheduled job {job!r}")
+
+
+def reminder_start(opened: datetime, after: timedelta, every: timedelta) -> datetime:
+    """The anchor of a session's reminders: slot 1 comes due ``after`` its opening, each
+    next one ``every`` later."""
+    return opened + after - every
 
 
 # Expire applies in these (see bot.domain.transitions); closed sessions expire no more.

@@ -15,24 +15,18 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.app.admission import opening
 from bot.app.effects import Change, Effects, record_effects, redraw_checklist
-from bot.app.environments import (
-    describe_lock,
-    environment_policy,
-    freeze_of,
-    policy_for,
-    with_facts,
-)
+from bot.app.environments import describe_lock, environment_policy, freeze_of, with_facts
 from bot.app.incidents import Incidents
+from bot.config.deploy_specs import check_version, deploy_plan, planned_steps
 from bot.config.schema import Config
 from bot.domain import Actor, DeploySession, Event, Outcome, apply
 from bot.domain.checklist import Checklist, ChecklistItem, Section
 from bot.domain.commands import Command
 from bot.domain.errors import DomainError, PermissionDenied
-from bot.domain.freeze import admit_start
 from bot.domain.policy import Action
 from bot.domain.summary import SessionPage
-from bot.domain.transitions import freeze_overridden
 from bot.ops.logs import session_scoped
 from bot.storage.probe_runs import ProbeRun
 from bot.storage.repositories import AuditEntry, EnvironmentLock
@@ -121,27 +115,36 @@ class DeployService:
         version: str = "",
         request: str | None = None,
         override: str | None = None,
+        emergency: str | None = None,
     ) -> DeploySession:
         """Open a deploy session and take the environment's slot for that service.
 
         Args:
             override: why to open it during a change freeze (``None``: don't).
+            emergency: why to open it as an emergency (break-glass; ``None``: don't).
 
         Raises:
             NotFound: unknown environment.
             PermissionDenied: the user may not start deploys there, or override its freeze.
-            DomainError: the environment is locked or frozen, or a session is already open.
+            DomainError: the environment is locked or frozen, the promotion order is not
+                met, or a session is already open.
         """
         env = self.config.environment(environment)
         self.authorize(environment, Action.START_SESSION, user_id, request=request)
+        plan = deploy_plan(env, service)
+        check_version(plan, environment, service, version)
         now = self.clock()
         try:
-            overridden = admit_start(
-                freeze_of(env, now),
-                override,
+            how = opening(
+                self.session_factory,
+                environment,
+                env,
                 self.actor(user_id),
-                environment_policy(environment, env).parties(requester=user_id),
-                now,
+                service=service,
+                version=version,
+                override=override,
+                emergency=emergency,
+                at=now,
             )
         except DomainError as refused:
             self._refuse(None, environment, user_id, "start", str(refused), request)
@@ -150,11 +153,14 @@ class DeployService:
             environment=environment,
             requester=user_id,
             checklist=session_checklist(self.config, environment),
-            policy=policy_for(env),
+            policy=how.policy,
             opened_at=now,
             service=service,
             version=version,
-            freeze_override=overridden,
+            freeze_override=how.override,
+            promoted_from=how.promoted_from,
+            emergency=how.emergency,
+            steps=planned_steps(plan),
         )
         with UnitOfWork(self.session_factory) as uow:
             if not self._finish(uow, request, now):
@@ -167,8 +173,7 @@ class DeployService:
             session.id = uow.sessions.add(session)
             details = {"service": service, "version": version}
             events = [Event("session_opened", user_id, now, details)]
-            if overridden is not None:
-                events.append(freeze_overridden(overridden, environment))
+            events += how.events(environment, now)
             self._save(uow, None, session, events)
             uow.commit()
         return session
@@ -313,7 +318,7 @@ class DeployService:
             event = Event("refused", user_id, now, {"command": what, "reason": why})
             uow.audit.append([event], session_id=session_id, environment=environment)
             if session_id is not None and environment is not None:
-                redraw_checklist(uow, session_id, at=now)
+                redraw_checklist(uow, session_id, at=now, summary="StartDeployment" in what)
                 uow.after_commit(self.wake)
             uow.commit()
 

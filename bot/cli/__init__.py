@@ -6,8 +6,10 @@ One module per family of commands; importing them registers them on :data:`app`.
 from __future__ import annotations
 
 from bot.cli import (  # noqa: F401  (registers the commands)
+    audit_commands,
     config_commands,
     database_commands,
+    deploy_commands,
     probe_commands,
     sandbox_command,
     serve,

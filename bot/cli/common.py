@@ -35,6 +35,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(checklist_app, name="checklist")
 app.add_typer(probes_app, name="probes")
+deploy_app = typer.Typer(no_args_is_help=True, help="Deploys: what their steps would do.")
+app.add_typer(deploy_app, name="deploy")
 
 T = TypeVar("T")
 

@@ -13,14 +13,23 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from bot.config.errors import ChecklistFile, Problem, YamlSource, validation_problems
+from bot.config.errors import (
+    ChecklistFile,
+    Problem,
+    YamlSource,
+    syntax_problem,
+    validation_problems,
+)
 from bot.domain.checklist import Checklist, ChecklistItem
+from bot.domain.errors import ConfigError, DeployError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_LISTED = 8
+CHECKLIST_SUFFIXES = (".md", ".markdown", ".yaml", ".yml")
 
 
 def read_problem(path: Path, display: str) -> tuple[str | None, Problem | None]:
@@ -181,3 +190,50 @@ def _suggested_names(data: object) -> list[str]:
     raw = data.get("suggested_probes") if isinstance(data, dict) else None
     entries = raw if isinstance(raw, list) else []
     return [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
+
+
+def load_checklist(path: str | Path, *, probes: Collection[str] | None = None) -> Checklist:
+    """Load a checklist file (``.yaml``/``.yml``, or Markdown through ``bot.runbook.parser``).
+
+    Args:
+        path: The checklist file.
+        probes: The probe names items may link to; None skips that check.
+
+    Returns:
+        The checklist, numbered.
+
+    Raises:
+        ConfigError: The file is missing or invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: checklist file not found: {path.resolve()}"])
+    loaded = read_checklist(path, str(path), probes)
+    if loaded.checklist is None or loaded.problems:
+        raise ConfigError([str(problem) for problem in loaded.problems])
+    return loaded.checklist
+
+
+def read_checklist(path: Path, display: str, probes: Collection[str] | None) -> ChecklistFile:
+    """Load an existing checklist file; its problems are located in that file."""
+    text, unreadable = read_problem(path, display)
+    if text is None:
+        return ChecklistFile(display, None, None, [unreadable] if unreadable else [])
+    if path.suffix.lower() in (".md", ".markdown"):
+        from bot.runbook.parser import checklist_from_markdown  # late: Markdown support is optional
+
+        try:
+            imported = checklist_from_markdown(text).numbered()
+        except (DeployError, ValueError) as error:
+            problem = Problem(display, None, "", f"cannot import the runbook: {error}")
+            return ChecklistFile(display, None, None, [problem])
+        data = imported.model_dump(mode="json")
+        return ChecklistFile.checked(display, data, imported, probes)
+    if path.suffix.lower() not in CHECKLIST_SUFFIXES:
+        message = "a checklist file ends in .md, .markdown, .yaml or .yml"
+        return ChecklistFile(display, None, None, [Problem(display, None, "", message)])
+    try:
+        source = YamlSource(display, text)
+    except yaml.YAMLError as error:
+        return ChecklistFile(display, None, None, [syntax_problem(display, error)])
+    return read_yaml_checklist(source, probes)

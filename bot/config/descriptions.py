@@ -29,6 +29,27 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("Environment", "probes"): "Probes that run for every session, linked to an item or not.",
     ("Environment", "pagerduty"): "Page on-call when a critical probe fails; no paging if absent.",
     ("Environment", "rollback"): "What the Roll back button runs, in order.",
+    ("Environment", "deploy"): "What *Start deployment* runs: the bot deploys, then verifies; "
+    "without it, people deploy and click *Deployed: verify*.",
+    ("Environment", "services"): "Settings of one service (`/deploy start prod api v1`): its "
+    "own `deploy` steps.",
+    # Deploy steps
+    ("DeployPlan", "on_failure"): "When a step fails: `rollback` stops and runs the "
+    "environment's `rollback`; `ask` pages and offers *Roll back* and *Retry step*.",
+    ("DeployPlan", "steps"): "The steps, run in order, each exactly once.",
+    ("ServiceSettings", "deploy"): "The service's steps, instead of the environment's.",
+    ("KubernetesStep", "deployments"): "The Deployments whose containers get the new image.",
+    ("KubernetesStep", "namespace"): "Their namespace.",
+    ("KubernetesStep", "context"): "The kubeconfig context; unset: the current one.",
+    ("CommandStep", "argv"): "The command and its arguments, each a template; no shell.",
+    ("CommandStep", "env"): "Variables passed through to it (their values are masked in "
+    "its output); nothing else of the bot's environment is.",
+    ("CommandStep", "timeout"): "How long it may run before it is killed and the step fails.",
+    ("PauseStep", "duration"): "Wait this long, then go on.",
+    ("PauseStep", "continue_by"): "Wait until a member of these roles clicks *Continue*.",
+    ("PauseStep", "timeout"): "How long to wait for *Continue*.",
+    ("PauseStep", "on_timeout"): "What happens when nobody continued in time: `fail` the "
+    "step, or `continue`.",
     ("Environment", "monitoring"): "Re-run the probes on a schedule after the deploy; no "
     "monitoring if absent.",
     ("Environment", "reminders"): "Nudge missing sign-offs; no reminders if absent.",
@@ -135,13 +156,30 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("CommandProbe", "output_pattern"): "A regular expression stdout and stderr must match.",
     ("CommandProbe", "env"): "Variables passed to the command; it sees no others (not even "
     "`PATH`).",
+    # Metric probes (prometheus, cloudwatch_metric, datadog): what they share
+    ("MetricProbe", "count"): "How many measurements to take (as Argo Rollouts counts "
+    "them); `timeout` must cover `initial_delay` + `count` x `interval`.",
+    ("MetricProbe", "interval"): "The time between measurements; needed when `count` is above 1.",
+    ("MetricProbe", "failure_limit"): "How many measurements may fail; one more fails the "
+    "probe at once.",
+    ("MetricProbe", "inconclusive_limit"): "How many measurements may be inconclusive; "
+    "one more makes the probe inconclusive (failed) at once.",
+    ("MetricProbe", "initial_delay"): "How long to wait before the first measurement.",
+    ("MetricProbe", "dashboard_url"): "A link the checklist item shows next to the result; "
+    "may name `{{query}}` (URL-quoted), `{{service}}`, `{{version}}`, `{{environment}}`.",
+    ("ComparingProbe", "query"): "The query; each series it returns is checked as `result`. "
+    "May name `{{service}}`, `{{version}}`, `{{previous_version}}`, `{{environment}}`.",
+    ("ComparingProbe", "baseline"): "Instead of `query`: the baseline's query (one series), "
+    "read as `baseline`; e.g. the previous version's error rate.",
+    ("ComparingProbe", "canary"): "With `baseline`: the canary's query (one series), read "
+    'as `canary`; e.g. `errors{version="{{version}}"}`.',
+    ("ComparingProbe", "condition"): "What each value must meet: with `query`, as `result` "
+    "(`result < 0.01`, `0.9 <= result <= 1`; `result[0]` reads the list of all series' "
+    "values); with `baseline` and `canary`, relating them (`canary <= baseline * 1.2`). "
+    "No data and NaN are inconclusive.",
     # Prometheus probe
     ("PrometheusProbe", "url"): "The Prometheus server (`http://prometheus:9090`); the "
     "query goes to its HTTP API.",
-    ("PrometheusProbe", "query"): "A PromQL query; each series it returns is checked.",
-    ("PrometheusProbe", "condition"): "What each series' value must meet, as `result` "
-    "(`result < 0.01`, `0.9 <= result <= 1`, `abs(result) < 5`); `result[0]` reads the list "
-    "of all series' values instead. No data and NaN are inconclusive.",
     ("PrometheusProbe", "window"): "Query a range (`/api/v1/query_range`) over the last "
     "`window` rather than one instant.",
     ("PrometheusProbe", "step"): "With `window`: the range query's resolution.",
@@ -151,15 +189,32 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("PrometheusProbe", "basic_auth_env"): "The variable holding `user:password` for basic "
     "authentication.",
     ("PrometheusProbe", "verify_tls"): "Verify the server's certificate.",
-    ("PrometheusProbe", "count"): "How many measurements to take (as Argo Rollouts counts "
-    "them); `timeout` must cover `initial_delay` + `count` x `interval`.",
-    ("PrometheusProbe", "interval"): "The time between measurements; needed when `count` is "
-    "above 1.",
-    ("PrometheusProbe", "failure_limit"): "How many measurements may fail; one more fails the "
-    "probe at once.",
-    ("PrometheusProbe", "inconclusive_limit"): "How many measurements may be inconclusive; "
-    "one more makes the probe inconclusive (failed) at once.",
-    ("PrometheusProbe", "initial_delay"): "How long to wait before the first measurement.",
+    # CloudWatch metric probe
+    ("CloudWatchMetricProbe", "namespace"): "The metric's namespace (`AWS/ApplicationELB`).",
+    ("CloudWatchMetricProbe", "metric"): "The metric's name (`HTTPCode_Target_5XX_Count`).",
+    ("CloudWatchMetricProbe", "dimensions"): "Dimension name to value; values may name "
+    "`{{service}}`, `{{version}}`, `{{previous_version}}`, `{{environment}}`.",
+    ("CloudWatchMetricProbe", "statistic"): "`Average`, `Sum`, `Minimum`, `Maximum`, "
+    "`SampleCount` or a percentile (`p99`).",
+    ("CloudWatchMetricProbe", "period"): "One datapoint per `period`: 1s, 5s, 10s, 30s or a "
+    "multiple of 1m.",
+    ("CloudWatchMetricProbe", "window"): "How far back each measurement looks.",
+    ("CloudWatchMetricProbe", "reduce"): "How the window's datapoints become one value "
+    "(`avg`, `max`, `min`, `last`).",
+    ("CloudWatchMetricProbe", "region"): "AWS region.",
+    ("CloudWatchMetricProbe", "condition"): "What the value must meet, as `result` "
+    "(`result < 5`); no datapoint in the window is inconclusive.",
+    # Datadog probe
+    ("DatadogProbe", "site"): "The Datadog site (`datadoghq.eu`, `us5.datadoghq.com`).",
+    ("DatadogProbe", "url"): "Instead of `site`: the API's base URL.",
+    ("DatadogProbe", "api_key_env"): "The variable holding the API key.",
+    ("DatadogProbe", "app_key_env"): "The variable holding the application key.",
+    ("DatadogProbe", "window"): "How far back each measurement looks (`/api/v1/query`).",
+    ("DatadogProbe", "reduce"): "How a series' points become one value "
+    "(`avg`, `max`, `min`, `last`).",
+    # HTTP probe conditions
+    ("HttpProbe", "condition"): "Instead of `json_value`: a condition on the number (or list "
+    "of numbers) at `json_path`, as `result` (`result < 0.01`, `result in [200, 204]`).",
     # Rollbacks
     ("KubernetesRollback", "deployment"): "The Deployment to undo (`kubectl rollout undo`).",
     ("KubernetesRollback", "namespace"): "Its namespace.",
@@ -222,6 +277,8 @@ DEFAULTS_IN_WORDS: dict[tuple[str, str], str] = {
     ("EcsRollback", "region"): "`AWS_REGION`, else `AWS_DEFAULT_REGION`",
     ("LambdaRollback", "region"): "`AWS_REGION`, else `AWS_DEFAULT_REGION`",
     ("PrometheusProbe", "step"): "a thirtieth of the `window`, at least 1s",
+    ("CloudWatchMetricProbe", "region"): "`AWS_REGION`, else `AWS_DEFAULT_REGION`",
+    ("DatadogProbe", "url"): "`https://api.` + the `site`",
     ("Section", "id"): "the slug of the `title`",
     ("ChecklistItem", "id"): "its position (`2.5.1`)",
 }

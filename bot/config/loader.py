@@ -14,7 +14,13 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from bot.config.checklist_files import read_problem, unasked_signoffs
+from bot.config.change_control import skipped_section_problems
+from bot.config.checklist_files import (
+    CHECKLIST_SUFFIXES,
+    read_checklist,
+    read_problem,
+    unasked_signoffs,
+)
 from bot.config.errors import (
     ChecklistFile,
     Problem,
@@ -23,7 +29,7 @@ from bot.config.errors import (
     syntax_problem,
     validation_problems,
 )
-from bot.config.schema import CHECKLIST_SUFFIXES, DEFAULT_PATH, Config, read_checklist
+from bot.config.schema import DEFAULT_PATH, Config
 from bot.domain.checklist import Checklist
 from bot.domain.errors import ConfigError
 
@@ -133,6 +139,7 @@ def _load(path: str | Path | None) -> tuple[Config | None, list[Problem]]:
             problems += loaded[checklist_path].problems
         checklist_file = loaded[checklist_path]
         problems += env_gate_problems(source, env_loc, raw, checklist_file)
+        problems += skipped_section_problems(source, env_loc, raw, checklist_file)
         if checklist_file.checklist is not None:
             checklists[str(env_name)] = checklist_file.checklist
 

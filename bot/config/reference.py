@@ -24,157 +24,27 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from bot.config.checklist_files import ChecklistDocument, ProbeSuggestion, RollbackSuggestion
+from bot.config import deploy_specs as steps
+from bot.config.change_control import Roles
 from bot.config.descriptions import DEFAULTS_IN_WORDS, DESCRIPTIONS
-from bot.config.freezes import OneOffFreeze, RecurringFreeze, TimeZone
+from bot.config.freezes import TimeZone
 from bot.config.probe_specs import (
-    AwsProbe,
-    CommandProbe,
-    DnsProbe,
     Duration,
     EnvVarName,
-    HttpProbe,
-    KubernetesProbe,
     Port,
     ProbeSpec,
-    PrometheusProbe,
-    SqlProbe,
-    TcpProbe,
-    TlsProbe,
     format_duration,
 )
+from bot.config.reference_pages import MODELS, PARTS, Page  # noqa: F401 (re-exported)
 from bot.config.schema import (
     Channel,
-    CommandRollback,
     Config,
-    EcsRollback,
-    Environment,
-    Gates,
-    KubernetesRollback,
-    LambdaRollback,
     Members,
-    Monitoring,
     Name,
-    PagerDuty,
     ProbeRefs,
-    Reminders,
     RoleRefs,
     RollbackTarget,
-    SignOffRequirement,
 )
-from bot.domain.checklist import ChecklistItem, Gate, Section, SignOffLine
-
-
-@dataclass(frozen=True)
-class Page:
-    """One model's place in the reference: its heading (where it is written), its anchor,
-    and the word other tables link to it by."""
-
-    model: type[BaseModel]
-    title: str
-    anchor: str
-    word: str
-
-
-@dataclass(frozen=True)
-class Part:
-    """A group of models under one heading."""
-
-    title: str
-    intro: str
-    pages: tuple[Page, ...]
-
-
-PARTS: tuple[Part, ...] = (
-    Part(
-        "The config file",
-        "One YAML file, `deploybot.yaml` by default (`$DEPLOYBOT_CONFIG`, `--config`). "
-        "Check it with `deploybot config check FILE`: every error is reported with its "
-        "file, line and key. Secrets never go in it: keys ending in `_env` (and the values "
-        "of `headers_from_env`) name the environment variables that hold them.",
-        (
-            Page(Config, "Top level", "config", "config"),
-            Page(Environment, "`environments.<name>`", "environment", "environment"),
-            Page(SignOffRequirement, "`environments.<name>.signoffs[]`", "signoff", "sign-off"),
-            Page(Gates, "`environments.<name>.gates`", "gates", "gates"),
-            Page(
-                Gate,
-                "A gate (`gates.deploy`, `gates.complete`, a section's `gate`)",
-                "gate",
-                "gate",
-            ),
-            Page(PagerDuty, "`environments.<name>.pagerduty`", "pagerduty", "pagerduty"),
-            Page(Monitoring, "`environments.<name>.monitoring`", "monitoring", "monitoring"),
-            Page(Reminders, "`environments.<name>.reminders`", "reminders", "reminders"),
-            Page(
-                RecurringFreeze,
-                "`environments.<name>.freezes[]` with `rrule`",
-                "freeze-recurring",
-                "recurring freeze",
-            ),
-            Page(
-                OneOffFreeze,
-                "`environments.<name>.freezes[]` with `from`",
-                "freeze-one-off",
-                "one-off freeze",
-            ),
-        ),
-    ),
-    Part(
-        "Probes",
-        "`probes.<name>`: read-only checks, told apart by `kind`. Every kind also takes "
-        "`timeout`, `severity` and `description`. A probe runs when an environment lists it "
-        "under `probes` or a checklist item links it with `probe:`.",
-        (
-            Page(HttpProbe, "`kind: http`", "probe-http", "http probe"),
-            Page(TcpProbe, "`kind: tcp`", "probe-tcp", "tcp probe"),
-            Page(DnsProbe, "`kind: dns`", "probe-dns", "dns probe"),
-            Page(TlsProbe, "`kind: tls`", "probe-tls", "tls probe"),
-            Page(SqlProbe, "`kind: sql`", "probe-sql", "sql probe"),
-            Page(KubernetesProbe, "`kind: kubernetes`", "probe-kubernetes", "kubernetes probe"),
-            Page(AwsProbe, "`kind: aws`", "probe-aws", "aws probe"),
-            Page(CommandProbe, "`kind: command`", "probe-command", "command probe"),
-            Page(PrometheusProbe, "`kind: prometheus`", "probe-prometheus", "prometheus probe"),
-        ),
-    ),
-    Part(
-        "Rollback targets",
-        "`environments.<name>.rollback[]`: what the Roll back button runs, in order, each "
-        "once, told apart by `kind`; then the probes run again to verify.",
-        (
-            Page(
-                KubernetesRollback,
-                "`kind: kubernetes`",
-                "rollback-kubernetes",
-                "kubernetes rollback",
-            ),
-            Page(EcsRollback, "`kind: ecs`", "rollback-ecs", "ecs rollback"),
-            Page(LambdaRollback, "`kind: lambda`", "rollback-lambda", "lambda rollback"),
-            Page(CommandRollback, "`kind: command`", "rollback-command", "command rollback"),
-        ),
-    ),
-    Part(
-        "Checklist files",
-        "The YAML file an environment's `checklist` names (a Markdown runbook works too: "
-        "`deploybot checklist import RUNBOOK.md` shows what it becomes).",
-        (
-            Page(ChecklistDocument, "Top level", "checklist", "checklist"),
-            Page(Section, "`sections[]`", "section", "section"),
-            Page(ChecklistItem, "`items[]` (and `children[]`)", "item", "item"),
-            Page(SignOffLine, "`signoffs[]`", "checklist-signoff", "checklist sign-off"),
-            Page(ProbeSuggestion, "`suggested_probes[]`", "suggested-probe", "suggested probe"),
-            Page(
-                RollbackSuggestion,
-                "`suggested_rollback[]`",
-                "suggested-rollback",
-                "suggested rollback target",
-            ),
-        ),
-    ),
-)
-
-MODELS: tuple[type[BaseModel], ...] = tuple(page.model for part in PARTS for page in part.pages)
-"""Every model the reference documents."""
 
 # Value types with a name of their own, and the words the reference uses for them.
 _NAMED_TYPES: tuple[tuple[object, str], ...] = (
@@ -184,12 +54,15 @@ _NAMED_TYPES: tuple[tuple[object, str], ...] = (
     (Name, "[name](#name)"),
     (Members, "list of [members](#member)"),
     (RoleRefs, "list of role names"),
+    (Roles, "list of role names"),
     (ProbeRefs, "list of probe names"),
     (Port, "port"),
     (datetime, "date and time (ISO 8601: `2026-11-27T00:00`, offset optional)"),
     (TimeZone, "time zone"),
     (RollbackTarget, "[rollback target](#rollback-targets) (by `kind`)"),
     (ProbeSpec, "[probe](#probes) (by `kind`)"),
+    (steps.DeployStep, "[deploy step](#deploy-steps) (by `kind`)"),
+    (steps.Template, "template (`{version}` …)"),
 )
 
 VALUE_TYPES = """\

@@ -9,12 +9,10 @@ environment variables that hold them.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,25 +25,20 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from bot.config.checklist_files import read_problem, read_yaml_checklist
-from bot.config.errors import (
-    ChecklistFile,
-    Problem,
-    YamlSource,
-    syntax_problem,
-    unknown_names,
-)
+from bot.config.change_control import Emergency, Promotion
+from bot.config.checklist_files import load_checklist
+from bot.config.deploy_specs import DeployPlan, ServiceSettings
+from bot.config.errors import unknown_names
 from bot.config.freezes import Freeze
 from bot.config.probe_specs import Duration, EnvVarName, ProbeSpec
 from bot.domain.checklist import Checklist, Gate, slugify
-from bot.domain.errors import ConfigError, DeployError, NotFound
+from bot.domain.errors import NotFound
 
 DEFAULT_PATH = "deploybot.yaml"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MEMBER = re.compile(r"[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|@[A-Za-z0-9][A-Za-z0-9._-]*")
 _CHANNEL = re.compile(r"#[a-z0-9][a-z0-9_-]{0,79}|[CG][A-Z0-9]{2,}")
-CHECKLIST_SUFFIXES = (".md", ".markdown", ".yaml", ".yml")
 _MONITORING = re.compile(r"every\s+(\S+)\s+for\s+(\S+)")
 
 
@@ -196,9 +189,18 @@ class Monitoring(_Strict):
 
 
 class Reminders(_Strict):
-    """Nudge the missing sign-offs once a session has waited ``after``."""
+    """Nudge the missing sign-offs once a session has waited ``after``, then ``every`` so
+    often, ``max`` times at most."""
 
     after: Duration
+    every: Duration | None = Field(
+        None, description="How often to remind again after the first; `after` if absent."
+    )
+    max: int = Field(3, ge=1, le=100, description="How many reminders a session gets at most.")
+
+    @property
+    def interval(self) -> timedelta:
+        return self.every or self.after
 
 
 class Gates(_Strict):
@@ -235,6 +237,8 @@ class Environment(_Strict):
     probes: ProbeRefs = ()
     pagerduty: PagerDuty | None = None
     rollback: tuple[RollbackTarget, ...] = ()
+    deploy: DeployPlan | None = None
+    services: dict[Name, ServiceSettings] = Field(default_factory=dict)
     rollback_verify: Monitoring = Field(
         default_factory=lambda: Monitoring(every=timedelta(seconds=10), for_=timedelta(minutes=3)),
         description="How a rollback is verified: probe rounds `every` so often until they "
@@ -244,9 +248,20 @@ class Environment(_Strict):
     monitoring: Monitoring | None = None
     reminders: Reminders | None = None
     expire_after: Duration = timedelta(hours=24)
+    queue_turn: Duration = Field(
+        timedelta(minutes=15),
+        description="When the environment frees up, how long the next in its deploy queue "
+        "has to start their deploy before the turn passes to the one after.",
+    )
     freezes: tuple[Freeze, ...] = ()
     freeze_override: RoleRefs = Field(
         (), description="Roles that may start and deploy during a freeze, with a reason."
+    )
+    requires: Promotion | None = Field(
+        None, description="Promotion order: a version deploys here only after it completed there."
+    )
+    emergency: Emergency | None = Field(
+        None, description="Break-glass: who may deploy as an emergency and what that skips."
     )
     reports: tuple[ReportReader, ...] = Field(
         ("anyone",),
@@ -280,6 +295,17 @@ class Environment(_Strict):
                 )
             seen[signoff.key] = signoff.role
         return signoffs
+
+    @model_validator(mode="after")
+    def _emergency_skips_known_signoffs(self) -> Environment:
+        unknown = self.emergency.unknown_signoffs(self.signoff_keys) if self.emergency else []
+        if unknown:
+            raise PydanticCustomError(
+                "unknown_reference",
+                "emergency.skip_signoffs names {names}, not a sign-off of this environment",
+                {"names": ", ".join(unknown)},
+            )
+        return self
 
     @property
     def signoff_keys(self) -> tuple[str, ...]:
@@ -327,6 +353,19 @@ class Config(_Strict):
         if isinstance(data, dict):
             return {k: {} if k in ("roles", "probes") and v is None else v for k, v in data.items()}
         return data
+
+    @model_validator(mode="after")
+    def _promotions_known(self) -> Config:
+        for name, env in self.environments.items():
+            source = env.requires.environment if env.requires else None
+            if source is not None and (source == name or source not in self.environments):
+                raise PydanticCustomError(
+                    "unknown_reference",
+                    "environments.{name}.requires.environment: '{source}' is not another "
+                    "environment (known: {known})",
+                    {"name": name, "source": source, "known": ", ".join(self.environments)},
+                )
+        return self
 
     @property
     def base_dir(self) -> Path:
@@ -397,50 +436,3 @@ class Config(_Strict):
         if role not in self.roles:
             raise NotFound(f"Unknown role '{role}'. Known: {', '.join(sorted(self.roles))}.")
         return self.roles[role]
-
-
-def load_checklist(path: str | Path, *, probes: Collection[str] | None = None) -> Checklist:
-    """Load a checklist file (``.yaml``/``.yml``, or Markdown through ``bot.runbook.parser``).
-
-    Args:
-        path: The checklist file.
-        probes: The probe names items may link to; None skips that check.
-
-    Returns:
-        The checklist, numbered.
-
-    Raises:
-        ConfigError: The file is missing or invalid.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError([f"{path}: checklist file not found: {path.resolve()}"])
-    loaded = read_checklist(path, str(path), probes)
-    if loaded.checklist is None or loaded.problems:
-        raise ConfigError([str(problem) for problem in loaded.problems])
-    return loaded.checklist
-
-
-def read_checklist(path: Path, display: str, probes: Collection[str] | None) -> ChecklistFile:
-    """Load an existing checklist file; its problems are located in that file."""
-    text, unreadable = read_problem(path, display)
-    if text is None:
-        return ChecklistFile(display, None, None, [unreadable] if unreadable else [])
-    if path.suffix.lower() in (".md", ".markdown"):
-        from bot.runbook.parser import checklist_from_markdown  # late: Markdown support is optional
-
-        try:
-            imported = checklist_from_markdown(text).numbered()
-        except (DeployError, ValueError) as error:
-            problem = Problem(display, None, "", f"cannot import the runbook: {error}")
-            return ChecklistFile(display, None, None, [problem])
-        data = imported.model_dump(mode="json")
-        return ChecklistFile.checked(display, data, imported, probes)
-    if path.suffix.lower() not in CHECKLIST_SUFFIXES:
-        message = "a checklist file ends in .md, .markdown, .yaml or .yml"
-        return ChecklistFile(display, None, None, [Problem(display, None, "", message)])
-    try:
-        source = YamlSource(display, text)
-    except yaml.YAMLError as error:
-        return ChecklistFile(display, None, None, [syntax_problem(display, error)])
-    return read_yaml_checklist(source, probes)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from bot.domain.checklist import Severity
 from bot.domain.freeze import FreezeWindow
+from bot.domain.promotion import CompletedDeploy
+from bot.domain.steps import StepCommand
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,22 @@ class RollbackFailed:
     detail: str
 
 
+@dataclass(frozen=True)
+class ChangeVersion:
+    """Deploy another version: the sign-offs given so far are withdrawn. ``completed`` are
+    the completed deploys the promotion order may point to (filled in from storage)."""
+
+    version: str
+    completed: tuple[CompletedDeploy, ...] = ()
+
+
+@dataclass(frozen=True)
+class SignRetrospective:
+    """The retrospective an emergency deploy owes, given (with an optional note)."""
+
+    note: str = ""
+
+
 Command = (
     TickItem
     | UntickItem
@@ -171,4 +189,7 @@ Command = (
     | StartRollback
     | RollbackSucceeded
     | RollbackFailed
+    | ChangeVersion
+    | SignRetrospective
+    | StepCommand
 )

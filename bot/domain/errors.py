@@ -12,6 +12,15 @@ class DomainError(DeployError):
     """A command that the session's state or policy does not allow. Nothing changed."""
 
 
+class SlotTaken(DomainError):
+    """A session is already open for the environment and service: one may queue instead."""
+
+    def __init__(self, message: str, *, environment: str, service: str) -> None:
+        super().__init__(message)
+        self.environment = environment
+        self.service = service
+
+
 class PermissionDenied(DomainError):
     """The actor is not allowed to do this (role, separation of duties)."""
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from bot.domain.checklist import Gate
 from bot.domain.errors import PermissionDenied
+from bot.domain.promotion import PromotionRule
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Party(StrEnum):
     ONCALL = "oncall"  # the environment's on-call roles
     STARTERS = "starters"  # the environment's roles that may start a deploy
     FREEZE_OVERRIDERS = "freeze_overriders"  # the environment's roles that may override freezes
+    EMERGENCY = "emergency"  # the environment's roles that may break glass
     SYSTEM = "system"  # deploybot itself
     ANYONE = "anyone"  # any member of the workspace
 
@@ -72,6 +74,11 @@ class Action(StrEnum):
     UNLOCK = "unlock"
     REPORT = "report"
     OVERRIDE_FREEZE = "override_freeze"
+    DECLARE_EMERGENCY = "declare_emergency"
+    CHANGE_VERSION = "change_version"
+    SIGN_RETROSPECTIVE = "sign_retrospective"
+    CONTINUE_STEP = "continue_step"  # a paused deploy step: its roles decide
+    RETRY_STEP = "retry_step"
     # What only deploybot records: probe starts and results, monitoring, expiry, failure,
     # the outcome of a rollback.
     RECORD = "record"
@@ -107,6 +114,14 @@ POLICY: Mapping[Action, tuple[Party, ...]] = MappingProxyType(
         Action.REPORT: (P.ANYONE,),
         # Only the roles the environment names; nobody when it names none.
         Action.OVERRIDE_FREEZE: (P.FREEZE_OVERRIDERS,),
+        # Break-glass: only the roles the environment's `emergency:` names.
+        Action.DECLARE_EMERGENCY: (P.EMERGENCY,),
+        # Who runs the session may correct its version (its sign-offs are withdrawn).
+        Action.CHANGE_VERSION: (P.REQUESTER, P.OPERATORS),
+        # The retrospective role (as a signer: not the requester, with separation of duties).
+        Action.SIGN_RETROSPECTIVE: (P.SIGNER,),
+        Action.CONTINUE_STEP: (P.ANYONE,),
+        Action.RETRY_STEP: (*_RESPONDERS, P.REQUESTER, P.OPERATORS),
         Action.RECORD: (P.SYSTEM,),
     }
 )
@@ -131,6 +146,11 @@ DOING: Mapping[Action, str] = MappingProxyType(
         Action.UNLOCK: "unlock {environment}",
         Action.REPORT: "see the report of a {environment} deploy",
         Action.OVERRIDE_FREEZE: "override the change freeze of {environment}",
+        Action.DECLARE_EMERGENCY: "deploy {environment} as an emergency",
+        Action.CHANGE_VERSION: "change the version of this deploy",
+        Action.SIGN_RETROSPECTIVE: "sign the retrospective as {role}",
+        Action.CONTINUE_STEP: "continue this deploy",
+        Action.RETRY_STEP: "retry a deploy step",
         Action.RECORD: "record this",
     }
 )
@@ -162,6 +182,7 @@ class Parties:
     oncall: tuple[str, ...] = ()
     starters: tuple[str, ...] = ()
     freeze_overriders: tuple[str, ...] = ()
+    emergency: tuple[str, ...] = ()
     signer: SignOffRule | None = None
     separation_of_duties: bool = True
     environment: str = "this environment"
@@ -192,6 +213,7 @@ class Parties:
             Party.ONCALL: self.oncall,
             Party.STARTERS: self.starters,
             Party.FREEZE_OVERRIDERS: self.freeze_overriders,
+            Party.EMERGENCY: self.emergency,
         }.get(party, ())
 
     def own_deploy(self, actor: Actor) -> bool:
@@ -272,6 +294,7 @@ class SessionPolicy:
     oncall: tuple[str, ...] = ()
     separation_of_duties: bool = True
     freeze_override: tuple[str, ...] = ()  # roles that may deploy during a change freeze
+    promotion: PromotionRule | None = None  # where a version must have completed first
     deploy_gate: Gate = field(default_factory=Gate)
     complete_gate: Gate = field(default_factory=Gate)
 
@@ -312,6 +335,7 @@ class EnvironmentPolicy:
     oncall: tuple[str, ...] = ()
     approvers: tuple[str, ...] = ()
     freeze_override: tuple[str, ...] = ()
+    emergency: tuple[str, ...] = ()  # roles that may break glass
     # Who may see a deploy's report: the hook for a per-environment setting.
     report: tuple[Party, ...] = POLICY[Action.REPORT]
 
@@ -326,6 +350,7 @@ class EnvironmentPolicy:
         approvers: Iterable[str] = (),
         report: Iterable[str] | None = None,
         freeze_override: Iterable[str] = (),
+        emergency: Iterable[str] = (),
     ) -> EnvironmentPolicy:
         """The policy from plain names, as the configuration writes them.
 
@@ -340,7 +365,8 @@ class EnvironmentPolicy:
         """
         parties = POLICY[Action.REPORT]
         if report is not None:
-            known = [p.value for p in Party if p not in (Party.SIGNER, Party.FREEZE_OVERRIDERS)]
+            named_elsewhere = (Party.SIGNER, Party.FREEZE_OVERRIDERS, Party.EMERGENCY)
+            known = [p.value for p in Party if p not in named_elsewhere]
             unknown = [name for name in report if name not in known]
             if unknown:
                 raise ValueError(
@@ -354,6 +380,7 @@ class EnvironmentPolicy:
             oncall=tuple(oncall),
             approvers=tuple(dict.fromkeys(approvers)),
             freeze_override=tuple(freeze_override),
+            emergency=tuple(emergency),
             report=parties,
         )
 
@@ -370,6 +397,7 @@ class EnvironmentPolicy:
             oncall=self.oncall,
             starters=self.starters,
             freeze_overriders=self.freeze_override,
+            emergency=self.emergency,
             environment=self.environment,
         )
 

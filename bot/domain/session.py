@@ -8,8 +8,11 @@ from enum import StrEnum
 from typing import Any
 
 from bot.domain.checklist import Checklist, ChecklistItem, Gate, Section, Severity, walk_item
+from bot.domain.emergency import Emergency
 from bot.domain.freeze import FreezeOverride
 from bot.domain.policy import SessionPolicy, SignOffRule
+from bot.domain.promotion import CompletedDeploy, PromotionRule
+from bot.domain.step_progress import StepProgress
 
 
 class SessionState(StrEnum):
@@ -171,6 +174,9 @@ class DeploySession:
     outcome_reason: str | None = None  # why it was aborted, failed or rolled back
     incident: Incident | None = None  # the latest, open or resolved
     freeze_override: FreezeOverride | None = None  # deploying inside a change freeze
+    promoted_from: CompletedDeploy | None = None  # the deploy the promotion order asked for
+    emergency: Emergency | None = None  # break-glass, and its retrospective
+    steps: tuple[StepProgress, ...] = ()  # the deploy steps the bot runs (bot.domain.steps)
 
     @property
     def open_incident(self) -> Incident | None:
@@ -213,6 +219,14 @@ class DeploySession:
             record = record.valid(rule, at)
         return record.signers if record else ()
 
+    def lapsed(self, key: str, *, at: datetime | None) -> tuple[Signature, ...]:
+        """The signatures of ``key`` that its ``valid_for`` has run out on by ``at``."""
+        record, rule = self.signoffs.get(key), self.policy.rule(key)
+        if record is None or rule is None or rule.valid_for is None or at is None:
+            return ()
+        valid_for = rule.valid_for
+        return tuple(s for s in record.signatures if s.at + valid_for <= at)
+
     def gate_missing(self, gate: Gate, *, at: datetime | None = None) -> list[str]:
         """What keeps a gate closed, in words; empty when it is open. With ``at``,
         signatures whose ``valid_for`` has run out by then do not count."""
@@ -225,8 +239,10 @@ class DeploySession:
         for rule in self.missing_signoffs(gate.signoffs, at=at):
             have = len(self.signers(rule.key, at=at))
             of = f" ({have} of {rule.count})" if rule.count > 1 else ""
-            if have < len(self.signers(rule.key)):
-                of += f" (a sign-off holds {_hours(rule.valid_for)}: sign again)"
+            lapsed = self.lapsed(rule.key, at=at)
+            if lapsed:
+                who = ", ".join(f"<@{s.by}> at {s.at:%H:%M} UTC" for s in lapsed)
+                of += f" (lapsed: {who}; a sign-off holds {_hours(rule.valid_for)}: sign again)"
             missing.append(f"sign-off from *{rule.role}*{of}")
         return missing
 
@@ -264,6 +280,9 @@ class DeploySession:
             "outcome_reason": self.outcome_reason,
             "incident": self.incident.to_json() if self.incident else None,
             "freeze_override": self.freeze_override.to_json() if self.freeze_override else None,
+            "promoted_from": self.promoted_from.to_json() if self.promoted_from else None,
+            "emergency": self.emergency.to_json() if self.emergency else None,
+            "steps": [step.to_json() for step in self.steps],
         }
 
     def policy_to_json(self) -> dict[str, Any]:
@@ -277,6 +296,7 @@ class DeploySession:
             "oncall": list(p.oncall),
             "separation_of_duties": p.separation_of_duties,
             "freeze_override": list(p.freeze_override),
+            "promotion": p.promotion.to_json() if p.promotion else None,
             "deploy_gate": p.deploy_gate.model_dump(mode="json"),
             "complete_gate": p.complete_gate.model_dump(mode="json"),
         }
@@ -299,9 +319,20 @@ def policy_from_json(data: dict[str, Any]) -> SessionPolicy:
         oncall=tuple(data.get("oncall", ())),
         separation_of_duties=data.get("separation_of_duties", True),
         freeze_override=tuple(data.get("freeze_override", ())),
+        promotion=PromotionRule.from_json(data.get("promotion")),
         deploy_gate=Gate.model_validate(data.get("deploy_gate", {})),
         complete_gate=Gate.model_validate(data.get("complete_gate", {})),
     )
+
+
+def change_control_from_json(progress: dict[str, Any]) -> dict[str, Any]:
+    """The change-control fields ``state_to_json()`` wrote, as keyword arguments of
+    :class:`DeploySession` (rows from before they existed have none)."""
+    return {
+        "freeze_override": FreezeOverride.from_json(progress.get("freeze_override")),
+        "promoted_from": CompletedDeploy.from_json(progress.get("promoted_from")),
+        "emergency": Emergency.from_json(progress.get("emergency")),
+    }
 
 
 def incident_from_json(data: dict[str, Any] | None) -> Incident | None:

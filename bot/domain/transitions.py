@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from bot.domain import change_control, items, steps
 from bot.domain import commands as c
-from bot.domain import items
 from bot.domain.errors import DomainError, GateClosed
 from bot.domain.events import Event
 from bot.domain.freeze import FreezeOverride, FreezeWindow, frozen_message, override, override_hint
@@ -26,6 +26,7 @@ from bot.domain.session import (
     SessionState,
     SignOffRecord,
 )
+from bot.domain.step_progress import StepState
 
 __all__ = ["ACTIONS", "HANDLERS", "SYSTEM", "TRANSITIONS", "VERBS", "Outcome", "apply"]
 
@@ -71,6 +72,11 @@ TRANSITIONS: dict[tuple[SessionState, type[Any]], SessionState] = {
     **_rows(DEPLOYED + NEEDS_ATTENTION, c.StartRollback, S.ROLLING_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackSucceeded, S.ROLLED_BACK),
     **_rows((S.ROLLING_BACK,), c.RollbackFailed, S.ROLLBACK_FAILED),
+    **change_control.TRANSITIONS,
+    # Deploy steps (bot.domain.steps has each step's own table).
+    **{(S.DEPLOYING, cmd): S.DEPLOYING for cmd in steps.WHILE_DEPLOYING},
+    **_rows((S.DEPLOYING,), steps.StepFailed, S.FAILED),
+    **_rows((S.FAILED,), steps.RetryStep, S.DEPLOYING),
 }
 
 # How a refused command is named in "You can't <verb> a session that is <state>."
@@ -97,6 +103,8 @@ VERBS: dict[type[Any], str] = {
     c.StartRollback: "roll back",
     c.RollbackSucceeded: "finish a rollback of",
     c.RollbackFailed: "fail a rollback of",
+    **change_control.VERBS,
+    **steps.VERBS,
 }
 
 # Which row of the policy table decides who may send each command.
@@ -123,6 +131,8 @@ ACTIONS: dict[type[Any], Action] = {
     c.StartRollback: Action.ROLL_BACK,
     c.RollbackSucceeded: Action.RECORD,
     c.RollbackFailed: Action.RECORD,
+    **change_control.ACTIONS,
+    **steps.ACTIONS,
 }
 
 
@@ -165,6 +175,8 @@ def apply(session: DeploySession, command: c.Command, actor: Actor, at: datetime
 
 def _parties(s: DeploySession, command: c.Command) -> Parties:
     signer = _signoff_rule(s, command.key) if isinstance(command, c.SignOff) else None
+    if isinstance(command, c.SignRetrospective):
+        signer = change_control.retrospective_rule(s)
     return s.policy.parties(s.requester, signer=signer, environment=s.environment)
 
 
@@ -207,7 +219,8 @@ def _start_deployment(
             f"Deployment can't start: {cmd.locked} Ticks and sign-offs go on; "
             f"deploying waits for `/deploy unlock {s.environment}`."
         )
-    if cmd.frozen is not None and not _overridden(s, cmd.frozen):
+    # Break-glass skips the freeze (it was declared with a reason, audited and announced).
+    if cmd.frozen is not None and not _overridden(s, cmd.frozen) and s.emergency is None:
         how = f"`/deploy override {s.id} <reason>`, then start the deployment"
         parties = s.policy.parties(s.requester, environment=s.environment)
         raise DomainError(
@@ -243,6 +256,12 @@ def freeze_overridden(done: FreezeOverride, environment: str) -> Event:
 def _finish_deployment(
     s: DeploySession, cmd: c.FinishDeployment, actor: Actor, at: datetime
 ) -> list[Event]:
+    left = steps.unfinished(s)
+    if left and actor != SYSTEM:
+        raise DomainError(
+            f"deploybot runs this deploy's steps and verifies when step {left[-1]} is done "
+            f"(step {left[0]} is {s.steps[left[0] - 1].state.value})."
+        )
     return [Event("deployment_finished", actor.user_id, at)]
 
 
@@ -304,6 +323,9 @@ def _acknowledge(s: DeploySession, cmd: c.Acknowledge, actor: Actor, at: datetim
 
 
 def _resolve(s: DeploySession, cmd: c.Resolve, actor: Actor, at: datetime) -> list[Event]:
+    failed = [n for n in steps.unfinished(s) if s.steps[n - 1].state is StepState.FAILED]
+    if failed and s.state is S.FAILED:
+        raise DomainError(f"Step {failed[0]} of the deploy failed: retry it or roll back.")
     incident = s.open_incident
     if incident is not None:
         s.incident = replace(incident, resolved_by=actor.user_id, resolved_at=at)
@@ -348,6 +370,8 @@ HANDLERS: dict[type[Any], Callable[[DeploySession, Any, Actor, datetime], list[E
     c.StartRollback: _start_rollback,
     c.RollbackSucceeded: _rollback_succeeded,
     c.RollbackFailed: _rollback_failed,
+    **change_control.HANDLERS,
+    **dict.fromkeys(steps.ACTIONS, steps.move),
 }
 
 

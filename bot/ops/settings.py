@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # How long a replica keeps an effect or a Slack request it took before another replica
     # may take it over (it renews effects while it works on them): what a crash delays.
     outbox_lease: float = Field(15.0, alias="DEPLOYBOT_OUTBOX_LEASE")
+    # How often a deploy step that waits (a rollout, a pause) is looked at again (seconds).
+    deploy_poll: float = Field(2.0, alias="DEPLOYBOT_DEPLOY_POLL")
     inbox_claim: float = Field(30.0, alias="DEPLOYBOT_INBOX_CLAIM")
     # How often the inbox's workers look for Slack requests that a web-only process recorded
     # (or that a stopped process left unfinished); their own web tier's they take at once.

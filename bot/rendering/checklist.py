@@ -8,7 +8,7 @@ and the bot can ``chat.update`` it in place.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,11 +105,14 @@ class _Row:
     cost: int
 
 
-def checklist_messages(session: DeploySession) -> list[ChecklistMessage]:
+def checklist_messages(
+    session: DeploySession, links: Mapping[str, str] | None = None
+) -> list[ChecklistMessage]:
     """Render the checklist: one message per section, or per part of a large section.
 
     Interactive (checkboxes and a skip button) while the session's state lets people tick
-    items; a read-only list otherwise (closed, rolling back).
+    items; a read-only list otherwise (closed, rolling back). ``links`` maps an item's id to
+    a dashboard URL its probe's line links to (once the probe has run).
     """
     sid = session_id(session)
     messages = []
@@ -119,7 +122,7 @@ def checklist_messages(session: DeploySession) -> list[ChecklistMessage]:
             purpose = f"section:{section.id}" + (f":{number}" if number > 1 else "")
             blocks = _header(session, section, number, len(parts), chunks)
             for rows in chunks:
-                blocks += _chunk(session, sid, rows)
+                blocks += _chunk(session, sid, rows, links or {})
             if (session.state, SkipItem) in TRANSITIONS and chunks:
                 blocks.append(_skip_block(sid, section))
             settled, total = session.section_counts(section)
@@ -127,6 +130,16 @@ def checklist_messages(session: DeploySession) -> list[ChecklistMessage]:
             text = f"{escape(to_plain(section.title))}{part}: {settled}/{total} done"
             messages.append(ChecklistMessage(purpose, clip(text, 300), blocks))
     return messages
+
+
+def checklist_purposes(session: DeploySession) -> list[str]:
+    """The purposes of :func:`checklist_messages`, in order, without rendering them."""
+    sid = session_id(session)
+    return [
+        f"section:{section.id}" + (f":{number}" if number > 1 else "")
+        for section in session.checklist.sections
+        for number in range(1, len(_plan(sid, section)) + 1)
+    ]
 
 
 def session_id(session: DeploySession) -> int:
@@ -161,6 +174,7 @@ def status_line(
     *,
     json_limit: int = STATUS_JSON,
     label: str | None = None,
+    link: str | None = None,
 ) -> str:
     """One line on an item that is not pending: its state, who changed it and when, and why.
 
@@ -168,6 +182,7 @@ def status_line(
     The reason (skip reason, probe summary) is cut so the line stays within ``json_limit``
     JSON characters, not counting ``label``: the item as its checkbox would show it, which
     stands for the id (a skipped item has no checkbox, so its line shows what it is).
+    A probe's line ends with ``link`` to its dashboard when one is given and fits whole.
     """
     status, icon, when = progress.status, STATUS_ICON[progress.status], clock(progress.at)
     ref = clip(item.id, 40, mrkdwn=True) if label is None else label
@@ -185,6 +200,11 @@ def status_line(
         tail = (f" ({progress.severity.value})" if progress.severity else "") + tail
     else:
         head, reason = f"{icon} {ref} {status.value}", ""
+    safe = link and not set("<>| ") & set(link)
+    shown_link = f" · <{link.replace('&', '&amp;')}|dashboard>" if link and safe else ""
+    probed = progress.by == SYSTEM.user_id and status in (ItemStatus.DONE, ItemStatus.FAILED)
+    if probed and shown_link and json_len(head + shown_link + tail) + 6 <= json_limit // 2:
+        tail = shown_link + tail  # never cut: a link cut in two is no link
     if json_len(head) + json_len(tail) + 6 > json_limit:
         tail = tail.replace(f" · {when}", "").replace(when, "")  # never cut a date in two
     room = json_limit - json_len(head) - json_len(tail)
@@ -312,7 +332,9 @@ def _header(
     ]
 
 
-def _chunk(session: DeploySession, sid: int, rows: list[_Row]) -> list[JsonBlock]:
+def _chunk(
+    session: DeploySession, sid: int, rows: list[_Row], links: Mapping[str, str]
+) -> list[JsonBlock]:
     progress = [session.progress(r.item.id) for r in rows]
     blocks: list[JsonBlock] = []
     interactive = (session.state, TickItem) in TRANSITIONS
@@ -356,6 +378,7 @@ def _chunk(session: DeploySession, sid: int, rows: list[_Row]) -> list[JsonBlock
             label=r.option["text"]["text"]
             if interactive and p.status is ItemStatus.SKIPPED
             else None,
+            link=links.get(r.item.id),
         )
         for r, p in changed
     ]

@@ -30,6 +30,11 @@ class ActionId(StrEnum):
     ACKNOWLEDGE = "deploy.incident_acknowledge"
     ROLL_BACK = "deploy.roll_back"
     RESOLVE = "deploy.incident_resolve"
+    # Deploy steps, value "<session_id>|<step>": end a pause; run a failed step again.
+    CONTINUE_STEP = "deploy.continue_step"
+    RETRY_STEP = "deploy.retry_step"
+    # in the answer to a start refused because the slot is taken; value "<env>|<service>"
+    QUEUE_JOIN = "deploy.queue_join"
 
 
 class ViewId(StrEnum):

@@ -16,9 +16,10 @@ from typing import Any
 from bot.domain import TRANSITIONS, DeploySession, Incident, SessionState
 from bot.domain.commands import Acknowledge, Resolve, StartRollback
 from bot.rendering.checklist import mention
-from bot.rendering.ids import ActionId
+from bot.rendering.ids import ActionId, pack
 from bot.rendering.limits import MAX_HEADER_TEXT, MAX_SECTION_TEXT, JsonBlock, clip
 from bot.rendering.session import button, confirm_dialog
+from bot.rendering.steps import failed_step
 from bot.rendering.times import slack_date
 
 S = SessionState
@@ -182,7 +183,10 @@ def _buttons(
         if allowed(StartRollback):
             again = phase is IncidentPhase.ROLLBACK_FAILED
             buttons.append(_roll_back(sid, rollback, "Roll back again" if again else "Roll back"))
-        if allowed(Resolve):
+        step = failed_step(session) if state is S.FAILED else None
+        if step is not None:  # a failed deploy step: retried, or rolled back (not resolved)
+            buttons.append(button(f"Retry step {step}", ActionId.RETRY_STEP, pack(sid, step)))
+        elif allowed(Resolve):
             buttons.append(button("Resolve", ActionId.RESOLVE, sid, "primary"))
     return buttons
 

@@ -31,6 +31,12 @@ USAGE = (
     ("unlock <env>", "free a held environment"),
     ("freezes [env]", "the change freezes in force and the next three"),
     ("override [id] <reason>", "deploy an open session during a change freeze"),
+    ("start <env> … --emergency <reason>", "break glass: skip the freeze and what is configured"),
+    ("version [id] <version>", "deploy another version: its sign-offs are withdrawn"),
+    ("retrospective [id] [note]", "sign the retrospective an emergency deploy owes"),
+    ("start <env> … --queue", "queue for a busy environment: a DM when it is your turn"),
+    ("queue [env]", "who is queued for which environment"),
+    ("queue leave <env>", "leave the queue for an environment"),
     ("help", "this help"),
 )
 

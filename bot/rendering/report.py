@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.domain import DeploySession, ItemStatus
+from bot.rendering.change_control import EMERGENCY_TITLE, emergency_text, promotion_text
 from bot.rendering.checklist import mention, session_id
 from bot.rendering.limits import (
     MAX_FIELD_TEXT,
@@ -90,11 +91,15 @@ def _blocks(
     runs: Sequence[ProbeRun],
     scale: float,
 ) -> list[JsonBlock]:
-    title = f"Deployment report #{session_id(session)}: {session.title}"
+    urgent = f"{EMERGENCY_TITLE} " if session.emergency is not None else ""
+    title = f"{urgent}Deployment report #{session_id(session)}: {session.title}"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(title, MAX_HEADER_TEXT)}},
         _fields(session),
     ]
+    for text in (emergency_text(session), promotion_text(session)):
+        if text:
+            blocks.append(_section(text))
     if session.policy.signoffs:
         blocks.append(_section(_signoffs(session)))
     blocks.append(_section(_checklist(session, scale)))

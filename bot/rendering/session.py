@@ -16,6 +16,12 @@ from bot.domain.commands import (
 )
 from bot.domain.freeze import FreezeOverride
 from bot.domain.policy import SignOffRule
+from bot.rendering.change_control import (
+    EMERGENCY_TITLE,
+    emergency_text,
+    lapsed_status,
+    promotion_text,
+)
 from bot.rendering.checklist import mention, session_id, unasked_signoffs
 from bot.rendering.failures import completion_missing, failing_text, overridden_text
 from bot.rendering.ids import ActionId, pack
@@ -32,6 +38,7 @@ from bot.rendering.limits import (
     fits,
 )
 from bot.rendering.mrkdwn import to_plain
+from bot.rendering.steps import continue_buttons, steps_text
 from bot.rendering.times import ago, duration, slack_date
 
 S = SessionState
@@ -60,6 +67,7 @@ def summary_blocks(
     now: datetime,
     session_link: str | None = None,
     incident_link: str | None = None,
+    promotion_link: str | None = None,
 ) -> list[JsonBlock]:
     """The summary message posted in the environment's channel, with the buttons that fit.
 
@@ -68,6 +76,7 @@ def summary_blocks(
         now: The current time, for how long the session has been open.
         session_link: A permalink to the checklist thread, shown when given.
         incident_link: A permalink to the incident thread, shown when given.
+        promotion_link: A permalink to the deploy the promotion order pointed to.
 
     Returns:
         Blocks that pass :func:`~bot.rendering.limits.validate_message`; long lists (sections,
@@ -76,7 +85,8 @@ def summary_blocks(
     actions = _actions(session, now)
     blocks: list[JsonBlock] = []
     for scale in SCALES:
-        blocks = _overview(session, now, scale, session_link, incident_link) + actions
+        blocks = _overview(session, now, scale, session_link, incident_link, promotion_link)
+        blocks += actions
         if fits(blocks):
             break
     return blocks
@@ -124,27 +134,34 @@ def _overview(
     scale: float,
     session_link: str | None,
     incident_link: str | None,
+    promotion_link: str | None = None,
 ) -> list[JsonBlock]:
+    urgent = f"{EMERGENCY_TITLE} " if session.emergency is not None else ""
     blocks = [
-        header_block(f"Deploy #{session_id(session)}: {session.title}"),
+        header_block(f"{urgent}Deploy #{session_id(session)}: {session.title}"),
         _fields(session, now),
     ]
     blocks.append(section_block(_progress(session, scale)))
+    if session.steps:
+        blocks.append(section_block(steps_text(session, now, scale)))
     if session.policy.signoffs:
-        blocks.append(section_block(_signoffs(session, max(scale, 0.3))))
+        blocks.append(section_block(_signoffs(session, max(scale, 0.3), now)))
     if session.failing_items():
         blocks.append(section_block(failing_text(session, int(FAILING_JSON * scale))))
     if session.overridden_items():
         blocks.append(section_block(overridden_text(session, int(FAILING_JSON * scale))))
     if session.freeze_override is not None:
         blocks.append(section_block(_freeze_override(session.freeze_override)))
+    for text in (emergency_text(session), promotion_text(session, promotion_link)):
+        if text:
+            blocks.append(section_block(text))
     outcome = _outcome(session)
     if outcome:
         blocks.append(section_block(outcome))
     links = [_link("🚨", incident_link, "Incident thread"), _link("🧵", session_link, "Checklist")]
     if any(links):
         blocks.append(context_block(" · ".join(link for link in links if link)))
-    waits = _waits(session)
+    waits = _waits(session, now)
     if waits:
         blocks.append(context_block("\n".join(waits)))
     unasked = unasked_signoffs(session)
@@ -199,10 +216,10 @@ def _progress(session: DeploySession, scale: float) -> str:
     return "\n".join([head, *shown])
 
 
-def _signoffs(session: DeploySession, scale: float) -> str:
+def _signoffs(session: DeploySession, scale: float, now: datetime) -> str:
     lines = []
     for rule in session.policy.signoffs:
-        lines.append(signoff_status(session, rule))
+        lines.append(lapsed_status(session, rule, now) or signoff_status(session, rule))
     shown = bounded_lines(
         lines,
         limit=MAX_SECTION_TEXT - 20,
@@ -245,11 +262,11 @@ def _outcome(session: DeploySession) -> str | None:
     return text
 
 
-def _waits(session: DeploySession) -> list[str]:
+def _waits(session: DeploySession, now: datetime) -> list[str]:
     """What the next phase still waits for, in the states where it is the next step."""
     waits = []
     if (session.state, StartDeployment) in TRANSITIONS:
-        missing = session.gate_missing(session.policy.deploy_gate)
+        missing = session.gate_missing(session.policy.deploy_gate, at=now)
         if missing:
             waits.append("⏸ *Start deployment* waits for: " + escape("; ".join(missing)))
     if (session.state, Complete) in TRANSITIONS:
@@ -276,8 +293,9 @@ def _actions(session: DeploySession, now: datetime) -> list[JsonBlock]:
             buttons.append(button(text, ActionId.SIGN_OFF, pack(sid, rule.key)))
     if allowed(StartDeployment) and not session.gate_missing(session.policy.deploy_gate, at=now):
         buttons.append(button("Start deployment", ActionId.START_DEPLOYMENT, sid, "primary"))
-    if allowed(FinishDeployment):
+    if allowed(FinishDeployment) and not session.steps:  # else the bot deploys, then verifies
         buttons.append(button("Deployed: verify", ActionId.FINISH_DEPLOYMENT, sid))
+    buttons += continue_buttons(session, button)
     # During a rollback the bot re-runs the probes itself when it is done.
     if allowed(StartProbe) and state is not S.ROLLING_BACK:
         buttons.append(button("Run probes", ActionId.RUN_PROBES, sid))

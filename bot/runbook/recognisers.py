@@ -8,6 +8,7 @@ import itertools
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
 
 from bot.runbook.shell import (
     Command,
@@ -69,11 +70,70 @@ def _curl(args: Command, after: list[Command], pipeline: Pipeline) -> Finding:
     if url is None:
         return None
     method = (first_of(options, "-X", "--request") or "GET").upper()
+    prometheus = _prometheus_query(url, options, method)
+    if prometheus is not None:
+        return prometheus
     if method not in ("GET", "HEAD"):
         return Skipped(f"curl -X {method} is not a read-only check")
     if _CURL_SENDS & options.keys():
         return Skipped("curl that sends data is not a read-only check")
     return FoundProbe("http", url, {"kind": "http", "url": url, "expect_status": [200]})
+
+
+# A metric probe suggested from a runbook: the runbook's command shows the query, rarely the
+# threshold, so the suggested condition only asks for data and the note says to set one.
+_PLACEHOLDER_CONDITION = "result >= 0"
+_THRESHOLD_NOTE = (
+    "{what}: condition {condition!r} only checks that there is data; set the threshold the "
+    "runbook means (e.g. 'result < 0.01')"
+)
+_PROMETHEUS_API = re.compile(r"(?P<base>.*?)/api/v1/query(?P<range>_range)?/?")
+
+
+def _prometheus_query(url: str, options: dict[str, str], method: str) -> Finding:
+    """``curl …/api/v1/query?query=…`` (or ``-G --data-urlencode query=…``): a prometheus probe."""
+    parts = urlsplit(url)
+    api = _PROMETHEUS_API.fullmatch(parts.path)
+    if api is None:
+        return None
+    query: str | None = (parse_qs(parts.query).get("query") or [""])[0] or None
+    sent = first_of(options, "--data-urlencode", "-d", "--data")
+    if query is None and sent and sent.startswith("query="):
+        query = sent.removeprefix("query=")
+    if not query:
+        return None
+    if method not in ("GET", "POST"):
+        return Skipped(f"curl -X {method} to the Prometheus API is not a query")
+    base = parts._replace(path=api["base"], query="", fragment="").geturl()
+    return _prometheus(base, query, "curl", bool(api["range"]))
+
+
+def _prometheus(server: str, query: str, tool: str, ranged: bool = False) -> FoundProbe:
+    spec = {"kind": "prometheus", "url": server, "query": query}
+    spec["condition"] = _PLACEHOLDER_CONDITION
+    note = _THRESHOLD_NOTE.format(what=f"{tool} query {query!r}", condition=spec["condition"])
+    if ranged:
+        spec["window"] = "5m"
+        note += "; a range query: the suggested window is 5m"
+    return FoundProbe("prometheus", f"{query} ({server})", spec, note)
+
+
+def _promtool(args: Command, after: list[Command], pipeline: Pipeline) -> Finding:
+    options, positional = split_options(
+        args, wordset("--time --start --end --step --format --http.config.file")
+    )
+    if positional[:1] != ["query"] or len(positional) < 4:
+        return None
+    action, server, query = positional[1], positional[2], positional[3]
+    if action != "instant":
+        return Skipped(f"promtool query {action}: only instant queries are suggested as probes")
+    if not _looks_like_url(server):
+        return None
+    if options.get("--time"):
+        return Skipped(
+            f"promtool query instant --time: a probe queries now, not {options['--time']}"
+        )
+    return _prometheus(server, query, "promtool")
 
 
 def _looks_like_url(word: str) -> bool:
@@ -110,8 +170,17 @@ def _kubectl(args: Command, after: list[Command], pipeline: Pipeline) -> Finding
     return FoundProbe("kubernetes", f"deployment/{name} -n {namespace}", {**spec, **cluster})
 
 
+_AWS_VALUE_OPTIONS = wordset(
+    "--table-name --region --profile --output --query --alarm-name-prefix --alarm-names "
+    "--state-value --namespace --metric-name --dimensions --statistics --extended-statistics "
+    "--period --start-time --end-time --unit"
+)
+
+
 def _aws(args: Command, after: list[Command], pipeline: Pipeline) -> Finding:
-    options, positional = split_options(args, {"--table-name", "--region", "--profile", "--output"})
+    options, positional = split_options(args, _AWS_VALUE_OPTIONS)
+    if positional[:1] == ["cloudwatch"]:
+        return _cloudwatch(positional[1:], options)
     table = options.get("--table-name")
     if positional[:2] != ["dynamodb", "describe-continuous-backups"] or not table:
         return None
@@ -119,6 +188,53 @@ def _aws(args: Command, after: list[Command], pipeline: Pipeline) -> Finding:
     if options.get("--region"):
         spec["region"] = options["--region"]
     return FoundProbe("aws", f"{table} (DynamoDB point-in-time recovery)", spec)
+
+
+def _cloudwatch(positional: list[str], options: dict[str, str]) -> Finding:
+    region = {"region": options["--region"]} if options.get("--region") else {}
+    if positional[:1] == ["describe-alarms"]:
+        prefix = options.get("--alarm-name-prefix") or options.get("--alarm-names")
+        if not prefix:
+            return Skipped(
+                "aws cloudwatch describe-alarms without --alarm-name-prefix: name the alarms "
+                "the probe watches (alarm_prefix)"
+            )
+        alarms = {"kind": "aws", "check": "cloudwatch_alarms", "alarm_prefix": prefix, **region}
+        return FoundProbe("aws", f"alarms {prefix}* (none in ALARM)", alarms)
+    if positional[:1] != ["get-metric-statistics"]:
+        return None
+    namespace, metric = options.get("--namespace"), options.get("--metric-name")
+    if not namespace or not metric:
+        return None
+    dimensions = dict(
+        pair
+        for word in [options.get("--dimensions", ""), *positional[1:]]
+        for pair in [_dimension(word)]
+        if pair is not None
+    )
+    statistic = options.get("--statistics") or options.get("--extended-statistics") or ""
+    spec: dict[str, Any] = {"kind": "cloudwatch_metric", "namespace": namespace, "metric": metric}
+    if dimensions:
+        spec["dimensions"] = dimensions
+    if statistic:
+        spec["statistic"] = statistic
+    period = options.get("--period", "")
+    if period.isdigit() and int(period) > 0:
+        spec["period"] = f"{period}s" if int(period) % 60 else f"{int(period) // 60}m"
+        spec["window"] = spec["period"] if int(period) >= 300 else "5m"
+    spec["condition"] = _PLACEHOLDER_CONDITION
+    note = _THRESHOLD_NOTE.format(
+        what=f"CloudWatch {namespace} {metric}", condition=spec["condition"]
+    )
+    return FoundProbe("cloudwatch_metric", f"{namespace} {metric}", {**spec, **region}, note)
+
+
+def _dimension(word: str) -> tuple[str, str] | None:
+    """``Name=LoadBalancer,Value=app/x`` (the CLI's shorthand) as a pair."""
+    fields = dict(part.partition("=")[::2] for part in word.split(","))
+    if set(fields) == {"Name", "Value"} and fields["Name"] and fields["Value"]:
+        return fields["Name"], fields["Value"]
+    return None
 
 
 _NC_VALUE_OPTIONS = wordset("-w -i -p -s -q -x -X -O -I -T -V -M")
@@ -251,4 +367,5 @@ _RECOGNISERS: dict[str, _Recogniser] = {
     "openssl": _openssl,
     "psql": _psql,
     "redis-cli": _redis_cli,
+    "promtool": _promtool,
 }

@@ -32,15 +32,20 @@ class SlackDelivery:
         client: WebClient,
         session_factory: sessionmaker[Session],
         report: Callable[[dict[str, Any]], None] | None = None,
+        home: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.client = client
         self.session_factory = session_factory
         self.report = report  # rows of kind "report" (bot.slack.reports.ReportPoster)
+        self.home = home  # rows of kind "home" (bot.slack.home.HomePublisher)
 
     def deliver(self, payload: dict[str, Any]) -> None:
         try:
             if payload.get("kind") == "report" and self.report is not None:
                 self.report(payload)
+            elif payload.get("kind") == "home":
+                if self.home is not None:
+                    self.home(payload)
             elif payload.get("kind") == "announce":
                 # A channel name (``#prod``) works here as well as an ID.
                 self.client.chat_postMessage(channel=payload["channel"], text=payload["text"])

@@ -54,9 +54,11 @@ def handed_off(body: Any) -> bool:
     - modal submissions (``view_submission``): their answer (errors shown in the form, or
       the form replaced) is the HTTP response;
     - clicks that open a modal (:data:`MODAL_OPENERS`): the trigger_id expires in 3 s;
-    - requests of other types (shortcuts, events, options): deploybot registers no
-      listener for them, and Bolt answers them at once (``url_verification`` and
-      ``ssl_check`` are answered by Bolt before the inbox sees them).
+    - events (``app_home_opened``, which redraws a person's App Home): not recorded in
+      the inbox (they carry no trigger_id), acknowledged by Bolt at once, their listener
+      running where they arrive;
+    - requests of other types (shortcuts, options): deploybot registers no listener for
+      them (``url_verification`` and ``ssl_check`` are answered by Bolt before the inbox).
     """
     if not isinstance(body, dict):
         return False

@@ -56,8 +56,8 @@ class ThreadLinkedPages:
 
     def _with_thread(self, payload: dict[str, Any]) -> dict[str, Any]:
         session_id = (payload.get("custom_details") or {}).get("session_id")
-        if not isinstance(session_id, int):
-            return payload
+        if not isinstance(session_id, int) or payload.get("incident_thread") is False:
+            return payload  # an informational page (break-glass) has no incident thread
         thread = self.links.to(session_id, INCIDENT)
         if thread is not None:
             others = [link for link in payload.get("links") or [] if link.get("href") != thread]

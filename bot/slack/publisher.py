@@ -29,9 +29,10 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.incidents import describe_target
+from bot.app.probe_rounds import dashboard_links
 from bot.config.schema import Config
 from bot.domain import DeploySession
-from bot.rendering.checklist import checklist_messages
+from bot.rendering.checklist import checklist_messages, checklist_purposes
 from bot.rendering.incident import incident_message, incident_message_text
 from bot.rendering.limits import JsonBlock, validate_message
 from bot.rendering.session import summary_blocks, summary_text
@@ -39,7 +40,7 @@ from bot.slack.delivery import PERMANENT
 from bot.slack.links import SlackLinks
 from bot.storage import outbox
 from bot.storage.outbox import Defer, PermanentFailure, RetryAfter
-from bot.storage.repositories import SlackMessage
+from bot.storage.repositories import SlackMessage, SlackMessageRepository
 from bot.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -90,13 +91,20 @@ class SessionPublisher:
                 for purpose, message in uow.slack_messages.for_session(session_id).items()
                 if not purpose.startswith(REPORT_PREFIX)
             }
-        if SUMMARY in messages and min(m.version for m in messages.values()) >= wanted:
-            return  # a newer render is already shown
+            promoted = session.promoted_from
+            source = None
+            if promoted is not None:  # the summary links the deploy it was promoted from
+                source = uow.slack_messages.for_session(promoted.session_id).get(SUMMARY)
+        every = {SUMMARY, *checklist_purposes(session)} | (
+            {INCIDENT} if session.incident else set()
+        )
+        if every <= messages.keys() and min(m.version for m in messages.values()) >= wanted:
+            return  # a newer render is already shown, every message of it posted
         last = max((m.sent_at for m in messages.values() if m.sent_at), default=None)
         if last is not None and self.clock() - last < self.interval:
             raise Defer((self.interval - (self.clock() - last)).total_seconds())
         try:
-            self._publish(session, revision, messages)
+            self._publish(session, revision, messages, self._link(source))
         except SlackApiError as error:
             code = str(error.response.get("error"))
             if code in PERMANENT:
@@ -107,7 +115,11 @@ class SessionPublisher:
             raise
 
     def _publish(
-        self, session: DeploySession, revision: int, messages: dict[str, SlackMessage]
+        self,
+        session: DeploySession,
+        revision: int,
+        messages: dict[str, SlackMessage],
+        promotion_link: str | None = None,
     ) -> None:
         """Show ``revision`` in every message: the incident first (the summary links to it),
         then the summary, then the checklist in the summary's thread."""
@@ -127,11 +139,13 @@ class SessionPublisher:
             text = incident_message_text(session)
             channel = env.incident_channel or env.channel
             incident = self._show(session, revision, INCIDENT, text, blocks, incident, channel)
-        blocks = summary_blocks(session, now=now, incident_link=self._link(incident))
+        blocks = summary_blocks(
+            session, now=now, incident_link=self._link(incident), promotion_link=promotion_link
+        )
         summary = self._show(
             session, revision, SUMMARY, summary_text(session), blocks, summary, env.channel
         )
-        for part in checklist_messages(session):
+        for part in checklist_messages(session, dashboard_links(self.config, session)):
             shown = messages.get(part.purpose)
             self._show(
                 session, revision, part.purpose, part.text, part.blocks, shown, summary.channel,
@@ -212,11 +226,17 @@ class SessionPublisher:
             time.sleep(0.02)
 
     def failure(self, session_id: int, timeout: float) -> str | None:
-        """Wait up to ``timeout`` for the session's first post; why Slack refused it, or None
-        (posted, or still on its way)."""
+        """Wait up to ``timeout`` for the session's summary to be posted; why Slack refused
+        it, or None (posted, or still on its way).
+
+        Only the summary is waited for: a long checklist's thread (20 messages at Slack's
+        one post per second per channel) goes on from the outbox after the answer.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.session_factory() as db:
+                if SlackMessageRepository(db).get(session_id, SUMMARY) is not None:
+                    return None
                 outcome = outbox.first_outcome(db, "publish", session_id)
             if outcome is not None:
                 delivered, error = outcome

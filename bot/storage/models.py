@@ -221,6 +221,36 @@ class ScheduleSlotRow(Base):
     fired_at: Mapped[datetime]
 
 
+class QueueEntryRow(Base):
+    """A place in an environment's deploy queue (:mod:`bot.domain.queue`)."""
+
+    __tablename__ = "deploy_queue"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    environment: Mapped[str] = mapped_column(String(NAME_MAX))
+    service: Mapped[str] = mapped_column(String(NAME_MAX), default="", server_default="")
+    user_id: Mapped[str] = mapped_column(String(SLACK_ID_MAX))
+    joined_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    called_at: Mapped[datetime | None]
+    turn_until: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_deploy_queue_lane", "environment", "service", "state"),
+        # One active place per person and lane, whatever replica adds it.
+        Index(
+            "uq_deploy_queue_active",
+            "environment",
+            "service",
+            "user_id",
+            unique=True,
+            sqlite_where=text("state IN ('waiting', 'called')"),
+            postgresql_where=text("state IN ('waiting', 'called')"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+
 class ProbeRoundRow(Base):
     """A probe round in progress: which process runs it, and when that process last said
     it still does. A round whose owner stopped (no heartbeat for a lease) left its items

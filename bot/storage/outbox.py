@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from bot.storage.models import OutboxRow
 
-TOPICS = frozenset({"pagerduty", "slack", "publish", "probes", "rollback", "schedule"})
+TOPICS = frozenset({"pagerduty", "slack", "publish", "probes", "rollback", "schedule", "deploy"})
 """pagerduty: events; slack: incident and thread messages; publish: refresh a session's
 messages; probes: a probe round; rollback: a rollback's steps; schedule: a session's next
-expiry, reminder or monitoring round, due at its time (:mod:`bot.app.schedules`)."""
+expiry, reminder or monitoring round, due at its time (:mod:`bot.app.schedules`); deploy: a
+session's deploy steps (:mod:`bot.app.deploy_steps`)."""
 OUTBOX_ID = "outbox_id"
 """The key under which a handler finds the row's id in the payload it is given."""
 

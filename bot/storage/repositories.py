@@ -21,14 +21,15 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from bot.domain import DeploySession, Event, SessionState
 from bot.domain.checklist import Checklist
-from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound
-from bot.domain.freeze import FreezeOverride
+from bot.domain.errors import ConcurrencyConflict, DomainError, NotFound, SlotTaken
 from bot.domain.session import (
+    change_control_from_json,
     incident_from_json,
     policy_from_json,
     progress_from_json,
     signoffs_from_json,
 )
+from bot.domain.step_progress import StepProgress
 from bot.domain.summary import summary_of
 from bot.storage.frozen_parts import CHECKLISTS, POLICIES, digest_of
 from bot.storage.models import AuditEventRow, EnvironmentLockRow, SessionRow, SlackMessageRow
@@ -58,7 +59,8 @@ def to_domain(row: SessionRow) -> DeploySession:
         closed_at=row.closed_at,
         outcome_reason=progress.get("outcome_reason"),
         incident=incident_from_json(progress.get("incident")),
-        freeze_override=FreezeOverride.from_json(progress.get("freeze_override")),
+        **change_control_from_json(progress),
+        steps=tuple(StepProgress.from_json(step) for step in progress.get("steps", ())),
     )
 
 
@@ -131,9 +133,12 @@ class SessionRepository:
             if existing is None:
                 raise  # some other constraint: a bug, not a user error
             what = " ".join(p for p in (session.environment, session.service) if p)
-            raise DomainError(
+            raise SlotTaken(
                 f"A deploy of {what} is already open: #{existing.id}. "
-                f"Finish or abort it first (`/deploy status {existing.id}`)."
+                f"Finish or abort it first (`/deploy status {existing.id}`), or queue: "
+                f"`/deploy start {what} --queue`.",
+                environment=session.environment,
+                service=session.service,
             ) from None
         self._loaded[row.id] = row
         return row.id

@@ -28,6 +28,7 @@ class OpenSession:
     opened_at: datetime
     monitoring_since: datetime | None = None
     claimed: dict[str, int] = field(default_factory=dict)  # job: highest slot claimed
+    owes_retrospective: bool = False  # an emergency deploy whose retrospective is not given
 
 
 class ScheduleSlots:

@@ -1,4 +1,5 @@
-"""Session summaries: what lists show, read from the summary columns only.
+"""Session summaries: what lists show (and the last shipped version), read from the summary
+columns only.
 
 Never the checklist, policy or progress JSON: a page of the open sessions costs two small
 queries (the page and the count), whatever the number of sessions and their size. The
@@ -55,6 +56,22 @@ class SessionSummaries:
         else:
             total = self._db.scalar(count_open_query(environment)) or 0
         return SessionPage(summaries, total=total, number=number, per_page=per_page)
+
+    def previous_version(self, environment: str, service: str, before: int) -> str:
+        """The version the last completed deploy of this service before ``before`` shipped."""
+        found = self._db.scalars(
+            select(SessionRow.version)
+            .where(
+                SessionRow.environment == environment,
+                SessionRow.service == service,
+                SessionRow.state == SessionState.COMPLETED.value,
+                SessionRow.version != "",
+                SessionRow.id < before,
+            )
+            .order_by(SessionRow.id.desc())
+            .limit(1)
+        ).first()
+        return found or ""
 
     def get(self, session_id: int) -> SessionSummary | None:
         """The summary of one session, open or closed, or None if there is no such session."""

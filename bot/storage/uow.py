@@ -16,6 +16,7 @@ from bot.storage.db import taking_turns
 from bot.storage.inbox import Inbox
 from bot.storage.outbox import Outbox
 from bot.storage.probe_runs import ProbeRunRepository
+from bot.storage.queue import DeployQueue
 from bot.storage.repositories import (
     AuditLog,
     LockRepository,
@@ -45,6 +46,7 @@ class UnitOfWork:
     probe_runs: ProbeRunRepository
     inbox: Inbox
     schedule_slots: ScheduleSlots
+    queue: DeployQueue
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -67,6 +69,7 @@ class UnitOfWork:
         self.probe_runs = ProbeRunRepository(db)
         self.inbox = Inbox(db)
         self.schedule_slots = ScheduleSlots(db)
+        self.queue = DeployQueue(db)
         return self
 
     def __exit__(

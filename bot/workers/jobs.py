@@ -20,6 +20,8 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app.probe_rounds import SessionProbes
+from bot.app.queue import TURN_JOB, DeployQueueService
+from bot.app.reminders import reminded, retrospective_owed
 from bot.app.schedules import Occurrence, current_slot, monitoring_rounds, next_occurrence, schedule
 from bot.app.sessions import DeployService
 from bot.config.schema import Config
@@ -68,6 +70,9 @@ class Jobs:
         Delivery is at least once: a row delivered again finds its slot claimed, runs
         nothing, and arms the same next slot (the same key: recorded once).
         """
+        if payload.get("job") == TURN_JOB:
+            self.queue_turn(int(payload["entry_id"]))
+            return
         job, sid, key = str(payload["job"]), int(payload["session_id"]), payload.get("key")
         now = self.context.clock()
         wanted = self._next(sid, job, now)
@@ -83,13 +88,30 @@ class Jobs:
         if after is not None and after.key != key:
             self._arm(after, now)
 
+    def queue_turn(self, entry_id: int) -> None:
+        """A queue turn's deadline: the turn lapses if it was not taken, and the next one in
+        the queue is called; a row that came early waits."""
+        queue = DeployQueueService(self.context.service)
+        now = self.context.clock()
+        left = queue.turn_left(entry_id, now)
+        if left > 0:
+            raise Defer(left)
+        queue.lapse(entry_id, now)
+
     def _next(self, session_id: int, job: str, now: datetime) -> Occurrence | None:
         with UnitOfWork(self.context.session_factory) as uow:
             session = uow.sessions.get(session_id)
             since = uow.schedule_slots.monitoring_since(session_id) if job == "monitor" else None
             claimed = {job: uow.schedule_slots.claimed(session_id, job)}
+        owes = session.emergency is not None and session.emergency.outstanding
         view = OpenSession(
-            session_id, session.environment, session.state.value, session.opened_at, since, claimed
+            session_id,
+            session.environment,
+            session.state.value,
+            session.opened_at,
+            since,
+            claimed,
+            owes_retrospective=owes,
         )
         return next_occurrence(self.context.config, view, job, now)
 
@@ -103,7 +125,9 @@ class Jobs:
         if due.job == "expire":
             self.expire(due.session_id, env.expire_after)
         elif due.job == "remind" and env.reminders:
-            self.remind(due.session_id, due.anchor, env.reminders.after)
+            self.remind(due.session_id, due.anchor, env.reminders.interval)
+        elif due.job == "retro":
+            self.remind_retrospective(due.session_id, due.slot)
         elif due.job == "monitor" and env.monitoring:
             self.monitor(due.session_id, due.anchor, env.monitoring.every, env.monitoring.for_)
 
@@ -138,24 +162,45 @@ class Jobs:
                 self._say(session_id, "monitoring_unfinished", text)
 
     @session_scoped
-    def remind(self, session_id: int, opened: datetime, after: timedelta) -> None:
-        """Nudge the people who can give the sign-offs still missing."""
+    def remind(self, session_id: int, start: datetime, every: timedelta) -> None:
+        """Nudge the people who can give the sign-offs still missing (in the thread and by
+        DM), or the requester of a session that waits for nothing but them (by DM); at most
+        the configured number of times. ``start`` anchors the slots (slot 1 is due at
+        ``start + every``)."""
         ctx = self.context
         now = ctx.clock()
-        slot = current_slot(opened, after, now)
-        if slot < 1 or not self.claim(session_id, "remind", slot):
+        slot = current_slot(start, every, now)
+        session = ctx.service.get(session_id)
+        env = ctx.config.environment(session.environment)
+        most = env.reminders.max if env.reminders else 1
+        if slot < 1 or slot > most or not self.claim(session_id, "remind", slot):
+            return
+        if session.state is not SessionState.OPEN:
+            return
+        waited = timedelta(seconds=round((now - session.opened_at).total_seconds()))
+        missing = session.missing_signoffs()
+        if missing:
+            lines = []
+            for rule in missing:
+                people = sorted({m for role in rule.by for m in ctx.config.roles.get(role, ())})
+                names = " ".join(notify(p) for p in people) or "nobody"
+                lines.append(f"• *{rule.role}*: " + names)
+            head = f":bell: Deploy #{session_id} has waited {waited} for sign-offs:"
+            self._say(session_id, "reminder", "\n".join([head, *lines]))
+        event = reminded(ctx.config, session, now, waited)
+        if event is not None:
+            ctx.service.record(session_id, event)
+
+    @session_scoped
+    def remind_retrospective(self, session_id: int, slot: int) -> None:
+        """Remind the retrospective role of an emergency deploy, by DM, until it is given."""
+        ctx = self.context
+        if slot < 1 or not self.claim(session_id, "retro", slot):
             return
         session = ctx.service.get(session_id)
-        missing = session.missing_signoffs()
-        if session.state is not SessionState.OPEN or not missing:
-            return
-        waited = timedelta(seconds=round((now - opened).total_seconds()))
-        lines = []
-        for rule in missing:
-            people = sorted({m for role in rule.by for m in ctx.config.roles.get(role, ())})
-            lines.append(f"• *{rule.role}*: " + (" ".join(notify(p) for p in people) or "nobody"))
-        head = f":bell: Deploy #{session_id} has waited {waited} for sign-offs:"
-        self._say(session_id, "reminder", "\n".join([head, *lines]))
+        event = retrospective_owed(ctx.config, session, ctx.clock())
+        if event is not None:
+            ctx.service.record(session_id, event)
 
     @session_scoped
     def expire(self, session_id: int, after: timedelta) -> None:

@@ -309,7 +309,7 @@ function render() {
   if (!S.channel || !channelById(S.channel)) S.channel = state.channels[0] && state.channels[0].id;
   renderChannels(state);
   const channel = channelById(S.channel);
-  $("#channel-name").textContent = channel ? "#" + channel.name : "";
+  $("#channel-name").textContent = channel ? (channel.home ? "" : "#") + channel.name : "";
   $("#channel-hint").textContent = "type /deploy help to see the commands";
   renderList($("#messages"), channel ? channel.items : [], { inThread: false });
   renderThread(state);
@@ -335,8 +335,13 @@ function renderChannels(state) {
   $("#channels").replaceChildren(...state.channels.map((channel) => el("li", {
     class: channel.id === S.channel ? "active" : "",
     dataChannelName: channel.name,
-    onclick: () => { S.channel = channel.id; S.thread = null; render(); },
-  }, "# " + channel.name, el("span", { class: "count" }, String(channel.items.length || "")))));
+    onclick: () => {
+      S.channel = channel.id; S.thread = null; render();
+      // The Home tab: opening it sends app_home_opened, and the bot publishes the view.
+      if (channel.home) post("/sandbox/home", {}).catch((error) => toast(error.message));
+    },
+  }, (channel.home ? "\u{1F3E0} " : "# ") + channel.name,
+  channel.home ? null : el("span", { class: "count" }, String(channel.items.length || "")))));
 }
 
 function renderThread(state) {

@@ -42,6 +42,13 @@ def moto_server() -> Iterator[str]:
         access_log.setLevel(level)
 
 
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """The URL of a moto server on a free loopback port, for one test module."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
 def use_moto(monkeypatch: pytest.MonkeyPatch, endpoint: str, tmp_path: Path) -> None:
     """Fake credentials and a region, nothing from ~/.aws, ``AWS_ENDPOINT_URL`` at moto."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)

@@ -25,7 +25,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from bot.config.probe_specs import AwsProbe
+from bot.config.probe_specs import AwsProbe, CloudWatchMetricProbe
 from bot.integrations.probes.base import ProbeConfigError, ProbeContext, ProbeOutcome
 
 ATTEMPTS = 2  # one retry for a transient error; both fit in the probe's timeout
@@ -96,7 +96,13 @@ def check(spec: AwsProbe, ctx: ProbeContext) -> ProbeOutcome:
         return _client_error(spec, error)
 
 
-def _client(service: str, spec: AwsProbe, ctx: ProbeContext, *, attempts: int = ATTEMPTS) -> Any:
+def _client(
+    service: str,
+    spec: AwsProbe | CloudWatchMetricProbe,
+    ctx: ProbeContext,
+    *,
+    attempts: int = ATTEMPTS,
+) -> Any:
     """A client whose attempts together fit in the probe's timeout.
 
     ``total_max_attempts`` counts the first try (botocore's ``max_attempts`` counts only the

@@ -31,10 +31,14 @@ DETAIL_LIMIT = 4000
 
 @dataclass(frozen=True)
 class ProbeContext:
-    """What a check may read: environment variables (by the names the config gives)."""
+    """What a check may read: environment variables (by the names the config gives), the
+    session's values for templated queries (``service``, ``version``, ``previous_version``,
+    ``environment``), and how to wait between measurements (tests pass a clock's sleep)."""
 
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     secrets: list[str] = field(default_factory=list)  # values a check used; redacted later
+    template: Mapping[str, str] = field(default_factory=dict)
+    sleep: Callable[[float], None] = time.sleep
 
     def env(self, name: str) -> str:
         """The value of a variable the config names; a clear error when it is unset."""

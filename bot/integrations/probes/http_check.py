@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 
 from bot.config.probe_specs import HttpProbe
+from bot.domain.conditions import ConditionError
+from bot.domain.conditions import parse as parse_condition
 from bot.integrations.probes.base import ProbeConfigError, ProbeContext, ProbeOutcome
 
 BODY_LIMIT = 1 << 20  # a health endpoint's body is small; never hold more than this
@@ -69,6 +71,8 @@ def check(spec: HttpProbe, ctx: ProbeContext) -> ProbeOutcome:
     text = body.decode(response.encoding or "utf-8", errors="replace")
     problems = _problems(spec, response.status_code, text, latency)
     summary = "; ".join(problems) or f"HTTP {response.status_code} in {latency * 1000:.0f} ms"
+    if not problems and spec.condition is not None:
+        summary += f"; {spec.json_path}: {_judged(text, spec)}"
     return ProbeOutcome(not problems, summary, _detail(response, text, latency))
 
 
@@ -99,7 +103,11 @@ def _problems(spec: HttpProbe, status: int, text: str, latency: float) -> list[s
     problems = []
     if spec.body_contains is not None and spec.body_contains not in text:
         problems.append(f"body lacks {spec.body_contains!r}")
-    if spec.json_path is not None:
+    if spec.json_path is not None and spec.condition is not None:
+        problem = _condition_problem(text, spec)
+        if problem:
+            problems.append(problem)
+    elif spec.json_path is not None:
         problem = _json_problem(text, spec.json_path, spec.json_value)
         if problem:
             problems.append(problem)
@@ -109,11 +117,12 @@ def _problems(spec: HttpProbe, status: int, text: str, latency: float) -> list[s
     return problems
 
 
-def _json_problem(text: str, path: str, expected: object) -> str | None:
+def _json_value(text: str, path: str) -> Any:
+    """The value at ``path``; a problem (a string) when there is none."""
     try:
         value: Any = json.loads(text)
     except ValueError:
-        return "body is not JSON"
+        return _Problem("body is not JSON")
     for key in path.split("."):
         if isinstance(value, dict):
             value = value.get(key, _MISSING)
@@ -122,7 +131,55 @@ def _json_problem(text: str, path: str, expected: object) -> str | None:
         else:
             value = _MISSING
         if value is _MISSING:
-            return f"JSON has no {path}"
+            return _Problem(f"JSON has no {path}")
+    return value
+
+
+class _Problem(str):
+    """What went wrong reading a JSON value (a str, so that it can be reported as it is)."""
+
+
+def _numbers(value: Any) -> float | list[float] | None:
+    """A JSON number, or a list of numbers, as a condition reads it; None for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    ):
+        return [float(v) for v in value]
+    return None
+
+
+def _condition_problem(text: str, spec: HttpProbe) -> str | None:
+    assert spec.json_path is not None and spec.condition is not None
+    value = _json_value(text, spec.json_path)
+    if isinstance(value, _Problem):
+        return str(value)
+    numbers = _numbers(value)
+    if numbers is None:
+        return f"JSON {spec.json_path} is {json.dumps(value)[:80]}, not a number"
+    condition = parse_condition(spec.condition, names=("result",))
+    try:
+        if condition.evaluate({"result": numbers}):
+            return None
+    except ConditionError as error:
+        return f"JSON {spec.json_path}: condition: {error}"
+    return f"JSON {spec.json_path}: {condition.show({'result': numbers})} ✗"
+
+
+def _judged(text: str, spec: HttpProbe) -> str:
+    """The passing condition with the value in: ``0.004 < 0.01 ✓``."""
+    assert spec.json_path is not None and spec.condition is not None
+    numbers = _numbers(_json_value(text, spec.json_path))
+    assert numbers is not None  # it passed
+    shown = parse_condition(spec.condition, names=("result",)).show({"result": numbers})
+    return f"{shown} ✓"
+
+
+def _json_problem(text: str, path: str, expected: object) -> str | None:
+    value = _json_value(text, path)
+    if isinstance(value, _Problem):
+        return str(value)
     if expected is None or _same(value, expected):
         return None
     return f"JSON {path} is {json.dumps(value)[:80]} (expected {json.dumps(expected)})"

@@ -1,161 +1,63 @@
-"""Prometheus probe: a PromQL query, measured ``count`` times, judged as Argo Rollouts does.
+"""Prometheus probe: PromQL queries measured ``count`` times (see :mod:`.analysis`).
 
 Each measurement queries the HTTP API (``/api/v1/query``, or ``/api/v1/query_range`` over a
-``window`` reduced per series) and judges every series against the condition: passed,
-failed, or inconclusive (no data, NaN). A failed measurement beyond ``failure_limit`` fails
-the probe at once, an inconclusive one beyond ``inconclusive_limit`` makes it inconclusive
-(a failed outcome saying so); an error (Prometheus refused the query, the server cannot be
-reached) ends it. Measurements wait ``interval`` apart in this thread: the config makes
-``timeout`` cover them all.
+``window`` reduced per series): one ``query`` whose every series must meet the condition, or
+a ``baseline`` and a ``canary`` query of one series each, compared. Prometheus refusing a
+query, or a server that cannot be reached, is an error that ends the probe.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
 from bot.config.probe_specs import PrometheusProbe
-from bot.domain.conditions import Condition, ConditionError, format_value, parse
+from bot.integrations.probes.analysis import QueryError, Series, analyse
+from bot.integrations.probes.analysis import reduce as reduce_values
 from bot.integrations.probes.base import ProbeConfigError, ProbeContext, ProbeOutcome
-
-MARKS = {"passed": "✓", "failed": "✗", "inconclusive": "?", "error": "!"}
-SHOWN_SERIES = 3  # failing series named in a summary; the detail names them all
-
-
-class QueryError(Exception):
-    """The query got no usable answer: Prometheus refused it, or the request failed."""
-
-
-@dataclass(frozen=True)
-class Series:
-    labels: str  # as PromQL writes them: name{job="api"}
-    value: float
-
-
-@dataclass(frozen=True)
-class Measurement:
-    phase: str  # passed, failed, inconclusive, error
-    text: str  # what was seen: "0.004 < 0.01 ✓", "no data", "Prometheus error (...)"
-    at: datetime
 
 
 def check(spec: PrometheusProbe, ctx: ProbeContext) -> ProbeOutcome:
     """Take the measurements and give the verdict.
 
     Raises:
-        ProbeConfigError: An auth variable is unset or malformed, or the URL is unusable.
+        ProbeConfigError: An auth variable is unset or malformed, the URL is unusable, or a
+            query names a value the session does not have.
     """
-    condition = parse(spec.condition, names=("result",))
     headers, auth = _auth(spec, ctx)
-    deadline = time.monotonic() + spec.timeout.total_seconds()
-    measurements: list[Measurement] = []
-    client = httpx.Client(headers=headers, auth=auth, verify=spec.verify_tls)
-    with client:
-        _sleep(spec.initial_delay, deadline)
-        for n in range(spec.count):
-            if n:
-                _sleep(spec.interval, deadline)
-            if time.monotonic() >= deadline:
-                break
-            measurements.append(measure(client, spec, condition, deadline))
-            if verdict(spec, measurements) != "running":
-                break
-    return outcome(spec, measurements)
+    with httpx.Client(headers=headers, auth=auth, verify=spec.verify_tls) as client:
+
+        def fetch(promql: str, timeout: float) -> list[Series]:
+            return query(client, spec, promql, timeout=timeout)
+
+        return analyse(spec, ctx, fetch, texts(spec))
 
 
-def measure(
-    client: httpx.Client, spec: PrometheusProbe, condition: Condition, deadline: float
-) -> Measurement:
-    """One query, judged."""
-    at = datetime.now(UTC)
-    try:
-        series = query(client, spec, timeout=max(0.1, deadline - time.monotonic()))
-    except QueryError as error:
-        return Measurement("error", str(error), at)
-    try:
-        phase, text = judge(condition, series, spec.description)
-    except ConditionError as error:
-        return Measurement("error", f"condition: {error}", at)
-    return Measurement(phase, text, at)
+def texts(spec: PrometheusProbe) -> dict[str, str]:
+    """The probe's queries by the name the condition reads them as."""
+    if spec.baseline is not None and spec.canary is not None:
+        return {"baseline": spec.baseline, "canary": spec.canary}
+    assert spec.query is not None  # the config requires one or the other
+    return {"result": spec.query}
 
 
-def judge(condition: Condition, series: list[Series], label: str | None) -> tuple[str, str]:
-    """The phase of one measurement and what it saw."""
-    prefix = f"{label}: " if label else ""
-    if not series:
-        return "inconclusive", f"{prefix}no data"
-    nan = [s.labels for s in series if math.isnan(s.value)]
-    if nan:
-        return "inconclusive", f"{prefix}NaN for {_names(nan)}"
-    if condition.indexes:  # result[0]: one judgment over the list of all series' values
-        values = {"result": [s.value for s in series]}
-        phase = "passed" if condition.evaluate(values) else "failed"
-        return phase, f"{prefix}{condition.show(values)} {MARKS[phase]}"
-    failing = [s for s in series if not condition.evaluate({"result": s.value})]
-    if len(series) == 1:
-        phase = "failed" if failing else "passed"
-        return phase, f"{prefix}{condition.show({'result': series[0].value})} {MARKS[phase]}"
-    if not failing:
-        return "passed", f"{prefix}{len(series)} series meet {condition.source} ✓"
-    shown = _names([f"{s.labels} = {format_value(s.value)}" for s in failing])
-    fail = f"{len(failing)} of {len(series)} series fail {condition.source} ✗"
-    return "failed", f"{prefix}{fail}: {shown}"
-
-
-def verdict(spec: PrometheusProbe, measurements: list[Measurement]) -> str:
-    """``passed``, ``failed``, ``inconclusive`` or ``error``; ``running`` while more are due."""
-    phases = [m.phase for m in measurements]
-    if "error" in phases:
-        return "error"
-    if phases.count("failed") > spec.failure_limit:
-        return "failed"
-    if phases.count("inconclusive") > spec.inconclusive_limit:
-        return "inconclusive"
-    return "passed" if len(phases) >= spec.count else "running"
-
-
-def outcome(spec: PrometheusProbe, measurements: list[Measurement]) -> ProbeOutcome:
-    """The probe's outcome: the verdict in the summary, every measurement in the detail."""
-    phase = verdict(spec, measurements)
-    last = measurements[-1].text if measurements else "no measurement"
-    if phase == "running":
-        summary = f"timed out after {len(measurements)} of {spec.count} measurements; {last}"
-    elif spec.count == 1:
-        summary = last if phase in ("passed", "failed") else f"{phase}: {last}"
-    else:
-        counts = ", ".join(
-            f"{sum(m.phase == p for m in measurements)} {p}"
-            for p in ("passed", "failed", "inconclusive")
-        )
-        summary = f"{phase}: {counts} of {spec.count}; last {last}"
-    lines = [f"query: {spec.query}", f"condition: {spec.condition}"]
-    if spec.count > 1:
-        lines.append(
-            f"count {spec.count}, failure_limit {spec.failure_limit}, "
-            f"inconclusive_limit {spec.inconclusive_limit}"
-        )
-    lines += [f"{n}. {m.at:%H:%M:%S} {m.phase}: {m.text}" for n, m in enumerate(measurements, 1)]
-    lines.append(f"verdict: {'timed out' if phase == 'running' else phase}")
-    return ProbeOutcome(phase == "passed", summary, "\n".join(lines))
-
-
-def query(client: httpx.Client, spec: PrometheusProbe, *, timeout: float) -> list[Series]:
+def query(
+    client: httpx.Client, spec: PrometheusProbe, promql: str, *, timeout: float
+) -> list[Series]:
     """The series the query returns now, each as one value; sorted by their labels."""
     base = spec.url.rstrip("/")
     params: dict[str, str | float]
     if spec.window is None:
-        path, params = "/api/v1/query", {"query": spec.query}
+        path, params = "/api/v1/query", {"query": promql}
     else:
         end = time.time()
         step = spec.step or max(timedelta(seconds=1), spec.window / 30)
         path = "/api/v1/query_range"
         params = {
-            "query": spec.query,
+            "query": promql,
             "start": end - spec.window.total_seconds(),
             "end": end,
             "step": step.total_seconds(),
@@ -200,7 +102,9 @@ def series_of(response: httpx.Response, reduce: str = "last") -> list[Series]:
             found = [Series(_labels(r["metric"]), float(r["value"][1])) for r in result]
         elif kind == "matrix":
             found = [
-                Series(_labels(r["metric"]), _reduce([float(v[1]) for v in r["values"]], reduce))
+                Series(
+                    _labels(r["metric"]), reduce_values([float(v[1]) for v in r["values"]], reduce)
+                )
                 for r in result
             ]
         else:
@@ -210,28 +114,10 @@ def series_of(response: httpx.Response, reduce: str = "last") -> list[Series]:
     return sorted(found, key=lambda s: s.labels)
 
 
-def _reduce(values: list[float], how: str) -> float:
-    real = [v for v in values if not math.isnan(v)]
-    if not real:
-        return math.nan
-    if how == "avg":
-        return sum(real) / len(real)
-    if how == "max":
-        return max(real)
-    if how == "min":
-        return min(real)
-    return values[-1]
-
-
 def _labels(metric: dict[str, str]) -> str:
     name = metric.get("__name__", "")
     pairs = ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items()) if k != "__name__")
     return f"{name}{{{pairs}}}" if pairs or not name else name
-
-
-def _names(items: list[str]) -> str:
-    more = len(items) - SHOWN_SERIES
-    return "; ".join(items[:SHOWN_SERIES]) + (f" (and {more} more)" if more > 0 else "")
 
 
 def _auth(spec: PrometheusProbe, ctx: ProbeContext) -> tuple[dict[str, str], Any]:
@@ -244,8 +130,3 @@ def _auth(spec: PrometheusProbe, ctx: ProbeContext) -> tuple[dict[str, str], Any
         ctx.secrets.append(password)  # the pair is redacted already; the password alone too
         return {}, httpx.BasicAuth(user, password)
     return {}, None
-
-
-def _sleep(duration: timedelta | None, deadline: float) -> None:
-    if duration:
-        time.sleep(max(0.0, min(duration.total_seconds(), deadline - time.monotonic())))

@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from bot.domain import DeploySession, ItemStatus, SessionState
 from bot.integrations.pagerduty import PagerDuty
 from bot.ops.settings import Settings
 from bot.rendering.ids import ActionId
 from bot.server import Bot, create_bot, serve_http
+from bot.storage.models import OutboxRow
 from bot.storage.repositories import AuditEntry
 from sandbox.serving import WaitressInBackground
 from tests.support.slack import Ephemeral, FakeSlack, Message, Response, SlackRequests
@@ -88,6 +91,23 @@ class RunningBot:
         self.bot.publisher.flush()
         channel = self.channel()
         return self.fake.messages(channel)[-1]
+
+    def settle(self, timeout: float = 20.0) -> None:
+        """Wait until every effect is carried out (the sessions' timetables aside)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.bot.runtime.session_factory() as db:
+                left = db.scalar(
+                    select(func.count()).where(
+                        OutboxRow.topic != "schedule",
+                        OutboxRow.delivered_at.is_(None),
+                        OutboxRow.failed_at.is_(None),
+                    )
+                )
+            if not left:
+                return
+            assert time.monotonic() < deadline, f"{left} effects still to do"
+            time.sleep(0.05)
 
     def checklist_messages(self) -> list[Message]:
         summary = self.summary()

@@ -118,7 +118,7 @@ def test_a_deploy_fails_and_is_rolled_back_in_the_browser(
 
     sandbox, b = browser
     page = b.page
-    expect(page.locator("#channels li")).to_have_text(["# deploys", "# incidents"])
+    expect(page.locator("#channels li")).to_have_text(["# deploys", "# incidents", "🏠 Home"])
 
     # The deployer opens a deploy; the answer shows to them only.
     b.act_as("U0DEPLOYER")

@@ -107,7 +107,7 @@ def env_for(database_url: str, config: Path, fake: FakeSlack) -> dict[str, str]:
         DEPLOYBOT_HOST="127.0.0.1",
         DEPLOYBOT_OUTBOX_BACKOFF="0.05",
         DEPLOYBOT_OUTBOX_BACKOFF_CAP="0.5",
-        DEPLOYBOT_DRAIN_TIMEOUT="2",
+        DEPLOYBOT_DRAIN_TIMEOUT="4",
     )
     return env
 

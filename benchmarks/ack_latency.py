@@ -1,317 +1,146 @@
 """How fast deploybot acknowledges Slack requests under load, next to a bare Bolt app.
 
 Slack gives an app 3 seconds to answer a slash command or an interaction with HTTP 200 (the
-"ack"); what the app does after that does not count against the deadline. This script starts,
-in one process and one run:
+"ack"). Every party runs in a process of its own, on a fresh database per run (a SQLite file,
+then a PostgreSQL schema):
 
-- a fake Slack Web API on loopback (``tests.support.slack.FakeSlack``),
-- the real deploybot (``create_bot`` + ``serve_http``: waitress) on a fresh, migrated SQLite
-  database in a temporary directory, with ``examples/minimal.yaml``,
-- a bare Bolt app whose listeners only ``ack()``, on the same kind of waitress server with the
-  same thread count,
+- the Slack stand-in (``sandbox.slack_api.FakeSlack``), which also tells the load generator
+  when a message was updated (``--party slack``);
+- a bare Bolt app whose listeners only ``ack()``, on waitress with the thread count of
+  ``deploybot serve`` (``--party bare``);
+- deploybot's web tier (``deploybot serve --role web``) and one ``deploybot worker``;
+- the load generator (this process): ``--clients`` concurrent clients, one keep-alive
+  connection each, every request unique (its own trigger_id or action_ts) and freshly
+  signed, each client sending its next request as soon as the last one is answered.
 
-then sends the same signed requests to both from ``--clients`` concurrent clients (one
-keep-alive HTTP connection each) and prints the time from sending each request to receiving
-its HTTP response: p50, p99, max, and non-200 answers.
+Workloads, one at a time, the bare app first, then deploybot: ``/deploy status <id>``,
+``/deploy help``, checkbox ticks (random selections in the session's checklist), sign-off
+clicks by someone who holds no approver role (refused). During deploybot's ticks one more
+client ticks and unticks a reserved item, each time waiting until the Slack stand-in shows
+its effect (a ``chat.update`` of the message with the item so): the time from sending the
+click to then is "tick visible". After each deploybot workload the script waits until the
+worker has finished the work (inbox and outbox drained) before the next one starts.
 
-Workloads (each client alternates the two kinds of its workload):
+Run from the repository root (PostgreSQL as in the tests: 127.0.0.1:5432, database ``test``)::
 
-1. slash commands: ``/deploy status <id>`` and ``/deploy help`` from the deployer;
-2. clicks: checkbox ticks that toggle checklist items, and "Sign off" clicks by someone who
-   holds no approver role (refused: the refusal path).
+    .venv/bin/python benchmarks/ack_latency.py [--clients 50] [--seconds 10] [--warmup 2]
 
-Run from the repository root::
-
-    .venv/bin/python benchmarks/ack_latency.py [--clients 50] [--requests 20] [--warmup 2]
-
-It prints figures and asserts nothing. Progress goes to stderr, the results to stdout.
+It prints a table and asserts nothing. Progress goes to stderr, the results to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
-import inspect
-import itertools
+import json
 import logging
 import os
 import platform
-import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import waitress
-from slack_bolt import Ack, App, BoltResponse
-from slack_bolt.adapter.wsgi import SlackRequestHandler
-from slack_bolt.request import BoltRequest
-from slack_sdk import WebClient
-
-from bot.ops.settings import Settings
-from bot.rendering.ids import ActionId
-from bot.server import Bot, create_bot, serve_http
-from bot.slack.inbox import SlackInbox
-from bot.storage.db import upgrade
+from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # ``tests`` is not installed: it is found from the repo root
+if str(ROOT) not in sys.path:  # ``tests`` and ``sandbox`` are found from the repo root
     sys.path.insert(0, str(ROOT))
 
-from tests.support.slack import FakeSlack, Message, Response, SlackRequests  # noqa: E402
+from benchmarks.bench_clients import Sample, TimedRequests, figures  # noqa: E402
 
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-test"
 CONFIG = ROOT / "examples" / "minimal.yaml"
 DEPLOYER = "U0DEPLOYER"
 OUTSIDER = "U0OUTSIDER"  # in no role of the config: every sign-off click is refused
-SERVER_THREADS: int = inspect.signature(serve_http).parameters["threads"].default
-ACK_DEADLINE_MS = 3000.0
-
-_action_ts = itertools.count(1)
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+WORKLOADS = ("/deploy status", "/deploy help", "checkbox tick", "sign off (refused)")
 
 
-# -- clients ---------------------------------------------------------------------------------
+# -- the parties run by this script ------------------------------------------------------------
 
 
-class TimedRequests(SlackRequests):
-    """Slack's signed requests over one keep-alive connection, timing each exchange.
+def party_slack() -> None:
+    """The Slack stand-in, and ``/updates?ts=&after=`` listing its ``chat.update`` calls."""
+    from sandbox.slack_api import FakeSlack
 
-    ``last_ms`` is the time from sending the request to having read the whole response.
-    """
+    updates: list[dict[str, Any]] = []
 
-    def __init__(self, url: str, *, fake: FakeSlack, timeout: float = 10.0) -> None:
-        super().__init__(SECRET, url, fake=fake, timeout=timeout)
-        parts = urlsplit(url)
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 80
-        self._path = parts.path or "/"
-        self._connection: http.client.HTTPConnection | None = None
-        self.last_ms = 0.0
+    class StandIn(FakeSlack):
+        def _update(self, params: dict[str, Any]) -> dict[str, Any]:
+            answer = super()._update(params)
+            blocks = params.get("blocks")
+            blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+            updates.append({"at": time.monotonic(), "ts": params.get("ts"), "blocks": blocks})
+            return answer
 
-    def post(
-        self,
-        body: str,
-        *,
-        content_type: str = "application/x-www-form-urlencoded",
-        retry_num: int | None = None,
-        timestamp: int | None = None,
-        signature: str | None = None,
-    ) -> Response:
-        headers = self.signed_headers(
-            body,
-            content_type=content_type,
-            retry_num=retry_num,
-            timestamp=timestamp,
-            signature=signature,
-        )
-        data = body.encode("utf-8")
-        if self._connection is None:
-            self._connection = http.client.HTTPConnection(
-                self._host, self._port, timeout=self.timeout
-            )
-            self._connection.connect()  # not part of the measured exchange
-        started = time.perf_counter()
-        try:
-            self._connection.request("POST", self._path, body=data, headers=headers)
-            reply = self._connection.getresponse()
-            text = reply.read()
-        except (OSError, http.client.HTTPException):
-            self.last_ms = (time.perf_counter() - started) * 1000
-            self.close()
-            raise
-        self.last_ms = (time.perf_counter() - started) * 1000
-        if reply.will_close:
-            self.close()
-        return Response(
-            status=reply.status,
-            body=text.decode("utf-8", "replace"),
-            headers=dict(reply.getheaders()),
-            request_body=body,
-        )
+    class Inspect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if parts.path == "/updates":
+                after = int(query.get("after", 0))
+                found = [u for u in updates[after:] if u["ts"] == query.get("ts")]
+                body: Any = {"next": len(updates), "updates": found}
+            elif parts.path == "/calls":
+                body = [
+                    {"path": c.path, "params": c.params}
+                    for c in fake.calls(query["method"])
+                    if c.path.endswith(query.get("suffix", ""))
+                ]
+            elif parts.path == "/thread":
+                body = [m.as_payload() for m in fake.thread(query["channel"], query["ts"])]
+            else:
+                body = {"calls": len(fake.calls())}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
-    def _send_payload(
-        self,
-        payload: Mapping[str, Any],
-        retry_num: int | None,
-        timestamp: int | None,
-        signature: str | None,
-    ) -> Response:
-        # deploybot de-duplicates clicks by (user, action_id, action_ts): make every click's
-        # action_ts unique, as Slack's are, so no click of the run is taken for a retry.
-        payload = dict(payload)
-        if payload.get("actions"):
-            action = dict(payload["actions"][0])
-            action["action_ts"] = f"{int(time.time())}.{next(_action_ts):06d}"
-            payload["actions"] = [action]
-        return super()._send_payload(payload, retry_num, timestamp, signature)
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
 
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+    fake = StandIn()
+    fake.usergroups = {"S0RELEASE": [DEPLOYER]}
+    fake.usergroup_handles = {"S0RELEASE": "release-managers"}
+    inspect = ThreadingHTTPServer(("127.0.0.1", 0), Inspect)
+    threading.Thread(target=inspect.serve_forever, daemon=True).start()
+    port = inspect.server_address[1]
+    ready = {"api": fake.base_url, "url": fake.url, "inspect": f"http://127.0.0.1:{port}"}
+    print(json.dumps(ready), flush=True)
+    sys.stdin.read()  # until the load generator closes it
 
 
-# -- workloads -------------------------------------------------------------------------------
+def party_bare(api_url: str) -> None:
+    """The baseline: Bolt with listeners for the same command and actions that only ack, on
+    waitress with ``deploybot serve``'s thread count."""
+    import inspect
 
+    import waitress
+    from slack_bolt import Ack, App
+    from slack_bolt.adapter.wsgi import SlackRequestHandler
+    from slack_sdk import WebClient
 
-@dataclass(frozen=True)
-class Checkboxes:
-    """One checkboxes element of the posted checklist, as a click on it needs it."""
+    from bot.rendering.ids import ActionId
+    from bot.server import serve_http
 
-    channel: str
-    message_ts: str
-    block_id: str
-    options: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the requests refer to: the open session and its posted messages."""
-
-    session_id: int
-    summary: Message
-    checkboxes: list[Checkboxes]
-    sign_off_values: list[str]
-
-
-# A request kind: sends one request with the client's connection (client index, request index).
-Send = Callable[[TimedRequests, int, int], Response]
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    short: str  # prefix of its rows in the table
-    kinds: list[tuple[str, Send]]
-
-
-@dataclass(frozen=True)
-class Sample:
-    kind: str
-    ms: float
-    status: int  # 0: no HTTP answer (connection error or timeout)
-
-
-def slash_workload(target: Target, fake: FakeSlack) -> Workload:
-    def status(client: TimedRequests, c: int, i: int) -> Response:
-        return client.command(
-            f"status {target.session_id}",
-            user_id=DEPLOYER,
-            response_url=fake.response_url(f"status-{c}-{i}"),
-        )
-
-    def show_help(client: TimedRequests, c: int, i: int) -> Response:
-        return client.command(
-            "help", user_id=DEPLOYER, response_url=fake.response_url(f"help-{c}-{i}")
-        )
-
-    return Workload(
-        "slash commands",
-        "slash",
-        [(f"/deploy status {target.session_id}", status), ("/deploy help", show_help)],
-    )
-
-
-def click_workload(target: Target, fake: FakeSlack) -> Workload:
-    rngs: dict[int, random.Random] = {}
-
-    def tick(client: TimedRequests, c: int, i: int) -> Response:
-        rng = rngs.setdefault(c, random.Random(c))
-        box = target.checkboxes[(c + i) % len(target.checkboxes)]
-        # Slack sends the element's whole selection; a random one ticks some items and
-        # unticks others.
-        selected = [o for o in box.options if rng.random() < 0.5]
-        return client.block_action(
-            user_id=DEPLOYER,
-            action_id=ActionId.TICK,
-            block_id=box.block_id,
-            selected_options=selected,
-            channel_id=box.channel,
-            message_ts=box.message_ts,
-            response_url=fake.response_url(f"tick-{c}-{i}"),
-        )
-
-    def sign_off(client: TimedRequests, c: int, i: int) -> Response:
-        return client.block_action(
-            user_id=OUTSIDER,
-            action_id=ActionId.SIGN_OFF,
-            value=target.sign_off_values[(c + i) % len(target.sign_off_values)],
-            message=target.summary,
-            channel_id=target.summary.channel,
-            message_ts=target.summary.ts,
-            response_url=fake.response_url(f"signoff-{c}-{i}"),
-        )
-
-    return Workload(
-        "button clicks", "click", [("checkbox tick", tick), ("sign off (refused)", sign_off)]
-    )
-
-
-def run_workload(
-    url: str, fake: FakeSlack, workload: Workload, *, clients: int, requests: int, warmup: int
-) -> list[Sample]:
-    """``clients`` concurrent clients; each warms up, waits for the others, then measures."""
-    barrier = threading.Barrier(clients)
-
-    def client(c: int) -> list[Sample]:
-        http_client = TimedRequests(url, fake=fake)
-        samples: list[Sample] = []
-        try:
-            for i in range(warmup + requests):
-                if i == warmup:
-                    barrier.wait(timeout=120)
-                kind, send = workload.kinds[(c + i) % len(workload.kinds)]
-                try:
-                    status = send(http_client, c, i).status
-                except (OSError, http.client.HTTPException):
-                    status = 0
-                if i >= warmup:
-                    samples.append(Sample(kind, http_client.last_ms, status))
-        finally:
-            http_client.close()
-        return samples
-
-    with ThreadPoolExecutor(max_workers=clients, thread_name_prefix="client") as pool:
-        results = list(pool.map(client, range(clients)))
-    return [s for samples in results for s in samples]
-
-
-# -- the two apps ----------------------------------------------------------------------------
-
-
-@dataclass
-class Served:
-    url: str  # the /slack/events URL
-    server: Any
-    thread: threading.Thread
-
-    def close(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=5)
-
-
-def serve(server: Any, name: str) -> Served:
-    thread = threading.Thread(target=server.run, name=name, daemon=True)
-    thread.start()
-    return Served(f"http://127.0.0.1:{server.effective_port}/slack/events", server, thread)
-
-
-def bare_bolt_app(fake: FakeSlack) -> App:
-    """The baseline: Bolt with listeners for the same command and actions that only ack."""
+    threads = inspect.signature(serve_http).parameters["threads"].default
+    # waitress warns of every request queued behind its threads: thousands of lines a run.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = App(
         signing_secret=SECRET,
-        client=WebClient(base_url=fake.base_url, token=TOKEN),
+        client=WebClient(base_url=api_url, token=TOKEN),
         token_verification_enabled=False,
     )
 
@@ -321,283 +150,497 @@ def bare_bolt_app(fake: FakeSlack) -> App:
     app.command("/deploy")(ack_only)
     for action_id in ActionId:
         app.action(action_id)(ack_only)
-    return app
+    server = waitress.create_server(
+        SlackRequestHandler(app), host="127.0.0.1", port=0, threads=threads
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    print(json.dumps({"url": f"http://127.0.0.1:{server.effective_port}/slack/events"}), flush=True)
+    sys.stdin.read()
+
+
+# -- starting them -------------------------------------------------------------------------------
+
+
+@dataclass
+class Process:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path | None = None
+
+    def cpu(self) -> float:
+        """Seconds of CPU the process used so far (user and system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def script_party(name: str, *args: str) -> tuple[Process, dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--party", name, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"the {name} party did not start")
+    return Process(name, proc), json.loads(line)
+
+
+def deploybot(name: str, args: list[str], env: dict[str, str], tmp: Path, ready: str) -> Process:
+    log = tmp / f"{name}.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    deadline = time.monotonic() + 60
+    while ready not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{name} did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    return Process(name, proc, log)
+
+
+def port_of(process: Process) -> int:
+    assert process.log is not None
+    found = re.search(r"(?:listening|health) on 127\.0\.0\.1:(\d+)", process.log.read_text())
+    assert found, process.log.read_text()
+    return int(found.group(1))
 
 
 @contextmanager
-def running() -> Iterator[tuple[FakeSlack, Bot, Served, Served]]:
-    with tempfile.TemporaryDirectory(prefix="deploybot-bench-") as tmp, FakeSlack() as fake:
-        fake.usergroups = {"S0RELEASE": [DEPLOYER]}
-        fake.usergroup_handles = {"S0RELEASE": "release-managers"}
-        database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        upgrade(database_url)
-        settings = Settings(
+def database(kind: str, postgres_url: str, tmp: Path) -> Iterator[str]:
+    """A fresh, migrated database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from bot.storage.db import make_engine, upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+        upgrade(url)
+        yield url
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(postgres_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    rendered = url.render_as_string(hide_password=False)
+    try:
+        upgrade(rendered)
+        yield rendered
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@dataclass
+class Parties:
+    slack: dict[str, str]
+    bare_url: str
+    bot_url: str
+    database_url: str
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def get(self, path: str, **query: Any) -> Any:
+        """What the Slack stand-in says (``/updates``, ``/calls``, ``/thread``)."""
+        with urlopen(f"{self.slack['inspect']}{path}?{urlencode(query)}", timeout=10) as answer:
+            return json.loads(answer.read())
+
+
+@contextmanager
+def parties(database_url: str, tmp: Path) -> Iterator[Parties]:
+    with ExitStack() as stack:
+        slack_process, slack = script_party("slack")
+        stack.callback(slack_process.stop)
+        bare_process, bare = script_party("bare", slack["api"])
+        stack.callback(bare_process.stop)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DEPLOYBOT_"))}
+        env.update(
             SLACK_BOT_TOKEN=TOKEN,
             SLACK_SIGNING_SECRET=SECRET,
-            SLACK_API_URL=fake.base_url,
+            SLACK_API_URL=slack["api"],
             DATABASE_URL=database_url,
             DEPLOYBOT_CONFIG=str(CONFIG),
+            DEPLOYBOT_HOST="127.0.0.1",
+            DEPLOYBOT_LOG_FORMAT="json",
+            PORT="0",
         )
-        bot = create_bot(settings)
-        bot.start(scheduler=False)  # the outbox workers post and update the messages
-        deploybot = serve(serve_http(bot, host="127.0.0.1", port=0), "waitress-deploybot")
-        bare = serve(
-            waitress.create_server(
-                SlackRequestHandler(bare_bolt_app(fake)),
-                host="127.0.0.1",
-                port=0,
-                threads=SERVER_THREADS,
-            ),
-            "waitress-bare",
+        web = deploybot("web", ["serve", "--role", "web"], env, tmp, "listening on")
+        stack.callback(web.stop)
+        worker = deploybot("worker", ["worker"], env, tmp, "health on")
+        stack.callback(worker.stop)
+        found = Parties(
+            slack, bare["url"], f"http://127.0.0.1:{port_of(web)}/slack/events", database_url
         )
-        try:
-            yield fake, bot, deploybot, bare
-        finally:
-            deploybot.close()
-            bare.close()
-            bot.close()
+        found.processes = {"bare": bare_process, "web": web, "worker": worker}
+        yield found
 
 
-def open_session(fake: FakeSlack, url: str) -> Target:
-    """``/deploy start staging`` as the deployer; the session and its posted messages."""
-    slack = SlackRequests(SECRET, url, fake=fake)
+# -- the session the requests refer to -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Box:
+    """One checkboxes element of the posted checklist, as a click on it needs it."""
+
+    channel: str
+    message: dict[str, Any]
+    block_id: str
+    options: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Target:
+    session_id: int
+    summary: dict[str, Any]
+    channel: str
+    boxes: list[Box]
+    sign_offs: list[str]
+
+
+def open_session(p: Parties) -> Target:
+    """``/deploy start staging`` through the web tier; the session and its posted messages."""
+    from sandbox.slack_requests import SlackRequests
+
+    slack = SlackRequests(SECRET, p.bot_url)
     answer = slack.command(
-        "start staging", user_id=DEPLOYER, response_url=fake.response_url("open")
+        "start staging", user_id=DEPLOYER, response_url=f"{p.slack['url']}/response/open"
     )
-    if answer.status != 200:
-        raise SystemExit(f"/deploy start staging answered HTTP {answer.status}: {answer.body}")
-    text = ""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not text:
-        text = next(
-            (
-                str(c.params.get("text"))
-                for c in fake.calls("response_url")
-                if c.path.endswith("/open")
-            ),
-            "",
-        )
-        time.sleep(0.02)
-    found = re.search(r"#(\d+)", text)
+    assert answer.status == 200, answer
+    deadline = time.monotonic() + 30
+    while not (said := p.get("/calls", method="response_url", suffix="/open")):
+        if time.monotonic() > deadline:
+            raise SystemExit("the session did not open")
+        time.sleep(0.05)
+    found = re.search(r"#(\d+)", str(said[0]["params"].get("text")))
     if not found:
-        raise SystemExit(f"no session opened; the bot replied: {text or 'nothing'}")
-    channel = str(fake.calls("chat.postMessage")[0].params["channel"])
-    summary = fake.messages(channel)[-1]
-    thread = fake.thread(summary.channel, summary.ts)[1:]
+        raise SystemExit(f"no session opened; the bot replied: {said[0]['params']}")
+    channel = str(p.get("/calls", method="chat.postMessage")[0]["params"]["channel"])
+    settle(p)
+    messages = thread_of(p, channel)
+    summary, rest = messages[0], messages[1:]
     boxes = [
-        Checkboxes(message.channel, message.ts, block["block_id"], element["options"])
-        for message in thread
-        for block in message.blocks
+        Box(channel, message, block["block_id"], element["options"])
+        for message in rest
+        for block in message["blocks"]
         for element in block.get("elements") or []
         if element.get("type") == "checkboxes"
     ]
     sign_offs = [
         str(element["value"])
-        for block in summary.blocks
+        for block in summary["blocks"]
         for element in block.get("elements") or []
-        if element.get("action_id") == ActionId.SIGN_OFF
+        if element.get("action_id") == "deploy.sign_off"
     ]
-    if not boxes or not sign_offs:
-        raise SystemExit("the posted session shows no checkboxes or no sign-off buttons")
-    return Target(int(found.group(1)), summary, boxes, sign_offs)
+    return Target(int(found.group(1)), summary, channel, boxes, sign_offs)
 
 
-def settle(bot: Bot, fake: FakeSlack, *, quiet: float = 0.5, limit: float = 60.0) -> float:
-    """Wait until the bot stops calling Slack (its post-ack work is done); seconds waited."""
+def thread_of(p: Parties, channel: str) -> list[dict[str, Any]]:
+    """The session's summary and the messages in its thread, as posted."""
+    from sqlalchemy import select
+
+    from bot.storage.db import make_engine
+    from bot.storage.models import SlackMessageRow
+
+    engine = make_engine(p.database_url)
+    try:
+        with engine.connect() as connection:
+            ts = connection.execute(
+                select(SlackMessageRow.ts).where(SlackMessageRow.purpose == "summary")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return list(p.get("/thread", channel=channel, ts=ts))
+
+
+def settle(p: Parties, limit: float = 300.0) -> float:
+    """Wait until the worker finished the work (no request or effect pending, Slack quiet);
+    returns the seconds waited."""
+    from sqlalchemy import func, select
+
+    from bot.storage.db import make_engine
+    from bot.storage.models import InboxRow, OutboxRow
+
+    engine = make_engine(p.database_url)
     started = time.monotonic()
-    last, still_since = len(fake.calls()), started
-    while time.monotonic() - started < limit:
-        bot.publisher.flush()
-        time.sleep(0.05)
-        count = len(fake.calls())
-        if count != last:
-            last, still_since = count, time.monotonic()
-        elif time.monotonic() - still_since >= quiet:
-            break
-    return time.monotonic() - started - quiet
+    try:
+        while time.monotonic() - started < limit:
+            with engine.connect() as connection:
+                pending = (
+                    connection.execute(
+                        select(func.count()).where(InboxRow.done_at.is_(None))
+                    ).scalar_one()
+                    + connection.execute(
+                        select(func.count()).where(
+                            OutboxRow.delivered_at.is_(None),
+                            OutboxRow.failed_at.is_(None),
+                            OutboxRow.topic != "schedule",
+                        )
+                    ).scalar_one()
+                )
+            if not pending:
+                break
+            if time.monotonic() - started > 30 and int(time.monotonic() - started) % 30 == 0:
+                progress(f"still {pending} requests and effects pending")
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    return time.monotonic() - started
 
 
-# -- figures ---------------------------------------------------------------------------------
+# -- the run ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Figures:
-    requests: int
-    p50: float
-    p99: float
-    max: float
-    errors: int
-    over_deadline: int
+def sender(p: Parties, target: Target, workload: str) -> Callable[[TimedRequests, int], Any]:
+    import random
 
+    rngs: dict[int, random.Random] = {}
+    respond = p.slack["url"] + "/response/"
+    reserved = target.boxes[0].options[0]["value"]  # the visibility clicker's own item
 
-def inbox_insert_cost(bot: Bot, count: int = 300) -> str:
-    """What recording a request before its ack costs: ``count`` inbox inserts, one
-    transaction each, on the benchmark's database, with no other load."""
-    inbox = SlackInbox(bot.runtime.session_factory)
-    body = {"trigger_id": "", "user_id": DEPLOYER, "text": "status 1", "command": "/deploy"}
-    took = []
-    for n in range(count):
-        request = BoltRequest(body={**body, "trigger_id": f"bench-inbox-{n}"}, mode="socket_mode")
-        t0 = time.perf_counter()
-        inbox.middleware(request, BoltResponse(status=200), lambda: None)
-        took.append((time.perf_counter() - t0) * 1000)
-    took.sort()
-    p50, p99 = took[len(took) // 2], took[int(len(took) * 0.99) - 1]
-    return (
-        f"inbox insert before the ack (alone, {count} requests): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
-    )
-
-
-def figures(samples: Sequence[Sample]) -> Figures:
-    times = sorted(s.ms for s in samples)
-    if len(times) >= 2:
-        cuts = statistics.quantiles(times, n=100, method="inclusive")
-        p50, p99 = cuts[49], cuts[98]
-    else:
-        p50 = p99 = times[0] if times else float("nan")
-    return Figures(
-        requests=len(times),
-        p50=p50,
-        p99=p99,
-        max=times[-1] if times else float("nan"),
-        errors=sum(1 for s in samples if s.status != 200),
-        over_deadline=sum(1 for s in samples if s.ms >= ACK_DEADLINE_MS),
-    )
-
-
-def table(rows: list[tuple[str, dict[str, list[Sample]]]]) -> str:
-    header = (
-        f"{'workload':<28} {'app':<10} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8} {'errors':>6} {'>=3s':>5}  {'p50 ratio':>9} {'p99 ratio':>9}"
-    )
-    lines = [header, "-" * len(header)]
-    for name, by_app in rows:
-        bare = figures(by_app["bare bolt"])
-        for app in ("deploybot", "bare bolt"):
-            f = figures(by_app[app])
-            ratios = (
-                f"{f.p50 / bare.p50:>8.1f}x {f.p99 / bare.p99:>8.1f}x"
-                if app == "deploybot" and bare.p50 > 0 and bare.p99 > 0
-                else f"{'':>9} {'':>9}"
+    def send(client: TimedRequests, c: int) -> Any:
+        if workload == "/deploy status":
+            return client.command(
+                f"status {target.session_id}", user_id=DEPLOYER, response_url=respond + "s"
             )
-            lines.append(
-                f"{name:<28} {app:<10} {f.requests:>8} {f.p50:>8.1f} {f.p99:>8.1f} "
-                f"{f.max:>8.1f} {f.errors:>6} {f.over_deadline:>5}  {ratios}"
+        if workload == "/deploy help":
+            return client.command("help", user_id=DEPLOYER, response_url=respond + "h")
+        rng = rngs.setdefault(c, random.Random(c))
+        if workload == "checkbox tick":
+            box = rng.choice(target.boxes)
+            selected = [o for o in box.options if rng.random() < 0.5 and o["value"] != reserved]
+            return client.block_action(
+                user_id=DEPLOYER,
+                action_id="deploy.tick",
+                block_id=box.block_id,
+                selected_options=selected,
+                channel_id=box.channel,
+                message_ts=box.message["ts"],
+                response_url=respond + "t",
             )
-    return "\n".join(lines)
+        return client.block_action(
+            user_id=OUTSIDER,
+            action_id="deploy.sign_off",
+            value=rng.choice(target.sign_offs),
+            message=target.summary,
+            channel_id=target.channel,
+            message_ts=target.summary["ts"],
+            response_url=respond + "o",
+        )
+
+    return send
 
 
-class CountingHandler(logging.Handler):
-    """Counts warnings and errors by logger instead of printing each (a load test logs a lot)."""
+def visibility(p: Parties, target: Target, until: float, samples: list[float]) -> None:
+    """Tick and untick the reserved item, each time until the stand-in shows it so."""
+    box = target.boxes[0]
+    option = box.options[0]
+    client = TimedRequests(SECRET, p.bot_url)
+    ticked = False
+    after = p.get("/updates", ts=box.message["ts"], after=0)["next"]
+    try:
+        while time.monotonic() < until:
+            want = not ticked
+            message = json.loads(json.dumps(box.message))
+            for block in message["blocks"]:
+                for element in block.get("elements") or []:
+                    if block.get("block_id") == box.block_id and element["type"] == "checkboxes":
+                        element.pop("initial_options", None)
+                        if ticked:
+                            element["initial_options"] = [option]
+            sent = time.monotonic()
+            client.block_action(
+                user_id=DEPLOYER,
+                action_id="deploy.tick",
+                block_id=box.block_id,
+                selected_options=[option] if want else [],
+                channel_id=box.channel,
+                message_ts=box.message["ts"],
+                message=message,
+                response_url=p.slack["url"] + "/response/v",
+            )
+            while time.monotonic() < sent + 30:
+                found = p.get("/updates", ts=box.message["ts"], after=after)
+                after = found["next"]
+                hit = next(
+                    (
+                        u
+                        for u in found["updates"]
+                        if shows(u["blocks"], box.block_id, option["value"]) == want
+                    ),
+                    None,
+                )
+                if hit is not None:
+                    samples.append((hit["at"] - sent) * 1000)
+                    break
+                time.sleep(0.02)
+            ticked = want
+    finally:
+        client.close()
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.counts: Counter[tuple[str, str]] = Counter()
-        self.first: dict[tuple[str, str], str] = {}
 
-    def emit(self, record: logging.LogRecord) -> None:
-        key = (record.name, record.levelname)
-        self.counts[key] += 1
-        self.first.setdefault(key, record.getMessage()[:160])
+def shows(blocks: list[dict[str, Any]], block_id: str, value: str) -> bool:
+    for block in blocks:
+        if block.get("block_id") == block_id:
+            for element in block.get("elements") or []:
+                if element.get("type") == "checkboxes":
+                    return value in {o["value"] for o in element.get("initial_options") or []}
+    return False
+
+
+def load(
+    url: str, send: Callable[[TimedRequests, int], Any], clients: int, warmup: float, seconds: float
+) -> list[Sample]:
+    barrier = threading.Barrier(clients + 1)
+    start: list[float] = []
+    results: list[list[Sample]] = [[] for _ in range(clients)]
+
+    def client(c: int) -> None:
+        http = TimedRequests(SECRET, url)
+        barrier.wait()
+        measure, end = start[0] + warmup, start[0] + warmup + seconds
+        try:
+            while (now := time.monotonic()) < end:
+                status = http.exchange(lambda: send(http, c))
+                if now >= measure:
+                    results[c].append(Sample(http.last_ms, status))
+        finally:
+            http.close()
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.append(time.monotonic())
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    return [s for samples in results for s in samples]
+
+
+@dataclass
+class Row:
+    database: str
+    workload: str
+    bare: list[Sample]
+    bot: list[Sample]
+    cpu: dict[str, float]  # CPU ms per request, by process
+    drained: float = 0.0
+
+
+def run_database(kind: str, args: argparse.Namespace, tmp: Path) -> tuple[list[Row], list[float]]:
+    rows: list[Row] = []
+    visible: list[float] = []
+    with database(kind, args.postgres_url, tmp) as url, parties(url, tmp) as p:
+        target = open_session(p)
+        progress(f"{kind}: session #{target.session_id} open, {len(target.boxes)} checkbox groups")
+        for workload in args.workloads.split(","):
+            send = sender(p, target, workload)
+            procs = p.processes
+            before = {name: proc.cpu() for name, proc in procs.items()}
+            bare = load(p.bare_url, send, args.clients, args.warmup, args.seconds)
+            mid = {name: proc.cpu() for name, proc in procs.items()}
+            watcher = None
+            if workload == "checkbox tick":
+                until = time.monotonic() + args.warmup + args.seconds
+                watcher = threading.Thread(target=visibility, args=(p, target, until, visible))
+                watcher.start()
+            bot = load(p.bot_url, send, args.clients, args.warmup, args.seconds)
+            if watcher is not None:
+                watcher.join()
+            drained = settle(p)
+            after = {name: proc.cpu() for name, proc in procs.items()}
+            sent_bare = len(bare) * (args.warmup + args.seconds) / args.seconds
+            sent_bot = len(bot) * (args.warmup + args.seconds) / args.seconds
+            cpu = {"bare": (mid["bare"] - before["bare"]) * 1000 / max(sent_bare, 1)}
+            for name in ("web", "worker"):
+                cpu[name] = (after[name] - mid[name]) * 1000 / max(sent_bot, 1)
+            rows.append(Row(kind, workload, bare, bot, cpu, drained))
+            progress(
+                f"{kind}: {workload}: bare {len(bare)}, deploybot {len(bot)} requests; "
+                f"work drained {drained:.1f}s after the last ack"
+            )
+    return rows, visible
 
 
 def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-# -- main ------------------------------------------------------------------------------------
+def report(rows: list[Row], visible: dict[str, list[float]], args: argparse.Namespace) -> None:
+    print(
+        f"\nAck latency: {args.clients} concurrent keep-alive clients, {args.seconds:g}s measured "
+        f"per workload and app after {args.warmup:g}s of warm-up; every party in its own "
+        f"process. Machine: {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}.\n"
+    )
+    header = (
+        f"{'workload':<20} {'db':<10} {'bare p50':>8} {'bare p99':>8} {'bot p50':>8} "
+        f"{'bot p99':>8} {'ratio':>6} {'req/s bare/bot':>15} {'errs':>4} {'>=3s':>4} "
+        f"{'CPU ms/req bare/web/worker':>27} {'drain s':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        b, d = figures(row.bare), figures(row.bot)
+        rates = f"{len(row.bare) / args.seconds:.0f}/{len(row.bot) / args.seconds:.0f}"
+        cpu = f"{row.cpu['bare']:.1f}/{row.cpu['web']:.1f}/{row.cpu['worker']:.1f}"
+        print(
+            f"{row.workload:<20} {row.database:<10} {b.p50:>8.1f} {b.p99:>8.1f} {d.p50:>8.1f} "
+            f"{d.p99:>8.1f} {d.p99 / b.p99:>5.2f}x {rates:>15} {d.errors + b.errors:>4} "
+            f"{d.over_deadline:>4} {cpu:>27} {row.drained:>7.1f}"
+        )
+    print("\nratio: deploybot p99 / bare p99 (ms). errs: answers other than 200, both apps.")
+    print("drain s: how long after the last ack the worker finished the workload's work.")
+    for kind, samples in visible.items():
+        if samples:
+            cuts = sorted(samples)
+            p99 = figures([Sample(ms, 200) for ms in cuts]).p99
+            print(
+                f"tick visible in Slack ({kind}, {len(cuts)} ticks by one more client during "
+                f"the tick load): p50 {statistics.median(cuts):.0f} ms, p99 {p99:.0f} ms, "
+                f"max {cuts[-1]:.0f} ms"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--clients", type=int, default=50, help="concurrent clients (50)")
-    parser.add_argument(
-        "--requests", type=int, default=20, help="measured requests per client per workload (20)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=2, help="unmeasured requests per client first (2)"
-    )
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured, per workload/app")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds, not measured")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
+    parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL", POSTGRES))
+    parser.add_argument("--party", choices=("slack", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    logs = CountingHandler()
-    logging.basicConfig(level=logging.WARNING, handlers=[logs], force=True)
-
-    began = time.monotonic()
-    results: list[tuple[str, dict[str, list[Sample]]]] = []
-    notes: list[str] = []
-    with running() as (fake, bot, deploybot, bare):
-        target = open_session(fake, deploybot.url)
-        settle(bot, fake)
-        notes.append(inbox_insert_cost(bot))
-        progress(f"session #{target.session_id} open; {len(target.checkboxes)} checkbox groups")
-        for workload in (slash_workload(target, fake), click_workload(target, fake)):
-            by_app: dict[str, list[Sample]] = {}
-            # The bare app first, then deploybot, then wait for deploybot's post-ack work to
-            # finish: the work one app leaves behind never runs during the other's turn.
-            for app, url in (("bare bolt", bare.url), ("deploybot", deploybot.url)):
-                updates_before = len(fake.calls("chat.update"))
-                t0 = time.monotonic()
-                by_app[app] = run_workload(
-                    url,
-                    fake,
-                    workload,
-                    clients=args.clients,
-                    requests=args.requests,
-                    warmup=args.warmup,
-                )
-                elapsed = time.monotonic() - t0
-                progress(f"{workload.name}: {app}: {len(by_app[app])} requests in {elapsed:.1f}s")
-                if app == "deploybot":
-                    drained = settle(bot, fake)
-                    progress(
-                        f"{workload.name}: deploybot's post-ack work done {drained:.1f}s later"
-                    )
-                    notes.append(
-                        f"{workload.name}: deploybot finished its post-ack work (replies, "
-                        f"message updates) {drained:.1f}s after the last ack"
-                    )
-                    if workload.name == "button clicks":
-                        updates = len(fake.calls("chat.update")) - updates_before
-                        sent = (args.warmup + args.requests) * args.clients
-                        notes.append(
-                            f"button clicks: fake Slack received {updates} chat.update calls for "
-                            f"{sent} clicks (about {sent // 2} ticks, warm-up included): "
-                            "coalesced by the publisher"
-                        )
-            for kind, _ in workload.kinds:
-                results.append(
-                    (
-                        f"{workload.short}: {kind}",
-                        {a: [s for s in v if s.kind == kind] for a, v in by_app.items()},
-                    )
-                )
-            results.append((f"{workload.name} (all)", by_app))
-    total = time.monotonic() - began
-
-    print()
-    print(
-        f"Ack latency: {args.clients} concurrent clients x {args.requests} measured requests per "
-        f"workload and app ({args.warmup} warm-up each, not counted); one keep-alive connection "
-        "per client; time from sending the request to the full HTTP response."
-    )
-    print(
-        f"Machine: {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
-        f"{platform.python_implementation()} {platform.python_version()}. Same-run comparison: "
-        f"both apps on waitress ({SERVER_THREADS} threads) in this process, same clients, same "
-        "fake Slack, deploybot on SQLite."
-    )
-    print()
-    print(table(results))
-    print()
-    print("errors: answers other than HTTP 200 (or no answer).")
-    print(">=3s: acks at or past Slack's 3 s deadline. ratio: deploybot / bare bolt.")
-    for note in notes:
-        print(note)
-    if logs.counts:
-        print("log warnings/errors during the run:")
-        for (name, level), count in logs.counts.most_common():
-            print(f"  {count:>5} x {level} {name}: {logs.first[(name, level)]}")
-    print(f"total run time: {total:.1f}s")
+    if args.party == "slack":
+        return party_slack()
+    if args.party == "bare":
+        return party_bare(args.rest[0])
+    rows: list[Row] = []
+    visible: dict[str, list[float]] = {}
+    for kind in args.databases.split(","):
+        with tempfile.TemporaryDirectory(prefix="deploybot-bench-") as tmp:
+            found, visible[kind] = run_database(kind, args, Path(tmp))
+            rows += found
+    report(rows, visible, args)
 
 
 if __name__ == "__main__":

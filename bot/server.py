@@ -1,18 +1,21 @@
-"""Composes the running bot and serves it: HTTP on a production WSGI server, or Socket Mode."""
+"""Composes the running bot and serves it: HTTP on a production WSGI server, or Socket Mode.
+
+One process may play each role of :class:`Role`: the web tier (verify, record, acknowledge),
+the workers (the inbox's listeners, the outbox, the scheduler), or both (the default).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import Collector
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -27,11 +30,12 @@ from bot.integrations.pagerduty import PagerDuty
 from bot.ops import metrics
 from bot.ops.settings import Settings
 from bot.runtime import Runtime, build_runtime
+from bot.serving import HttpServing, make_wsgi, waitress_server
 from bot.slack.app import build_app, check_credentials, make_client
 from bot.slack.delivery import SlackDelivery, reply
-from bot.slack.edge import EdgeHandler
 from bot.slack.home import HomePublisher
-from bot.slack.inbox import InboxWorker, SlackInbox
+from bot.slack.inbox import SlackInbox
+from bot.slack.inbox_workers import InboxWorkers
 from bot.slack.links import SlackLinks
 from bot.slack.paging import ThreadLinkedPages
 from bot.slack.publisher import SessionPublisher
@@ -46,38 +50,59 @@ from bot.workers.scheduler import ScheduleRunner
 from commands import Deps, register
 
 if TYPE_CHECKING:
-    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+    from wsgiref.types import WSGIApplication
 
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Bot", "HttpServing", "Role", "create_bot", "make_wsgi", "serve_http"]
+
+
+class Role(StrEnum):
+    """What one process does (``deploybot serve --role``, ``deploybot worker``)."""
+
+    ALL = "all"  # web tier and workers in one process: a single command runs everything
+    WEB = "web"  # verify, record, acknowledge; the listeners run in `deploybot worker`s
+    WORKER = "worker"  # the inbox's listeners, the outbox and the scheduler; health only
+
+    @property
+    def web(self) -> bool:
+        return self is not Role.WORKER
+
+    @property
+    def works(self) -> bool:
+        return self is not Role.WEB
 
 
 @dataclass
 class Bot:
     runtime: Runtime
     client: WebClient
-    app: App
+    app: App  # takes Slack's requests (built in every role; served by the web tier only)
     publisher: SessionPublisher
     probes: SessionProbes
     rollbacks: Rollbacks
     scheduler: ScheduleRunner
     workers: tuple[OutboxWorker, ...]
-    inbox: InboxWorker
+    inbox: InboxWorkers
     recovery: Periodic  # marks interrupted the probe rounds of processes that stopped
     signing_secret: str = ""
+    role: Role = Role.ALL
 
     def wsgi(self) -> WSGIApplication:
         return make_wsgi(
-            self.app,
+            self.app if self.role.web else None,
             signing_secret=self.signing_secret,
             ready=lambda: readiness(self.runtime),
             registry=metrics.registry_for(self.runtime.session_factory),
         )
 
     def start(self, *, scheduler: bool = True) -> None:
-        """Start the background parts: outbox workers, the inbox's take-over and (when it
-        leads) the scheduler."""
+        """Start the background parts of a process that works (a web-only one has none):
+        the inbox's workers, the outbox workers and (when it leads) the scheduler."""
+        if not self.role.works:
+            return
         for worker in self.workers:
             worker.start()
         self.inbox.start()
@@ -88,7 +113,7 @@ class Bot:
     def close(self) -> None:
         self.scheduler.stop()
         self.recovery.stop()
-        self.inbox.stop()
+        self.inbox.stop(timeout=5)
         for worker in self.workers:
             worker.stop()
         self.runtime.engine.dispose()
@@ -112,17 +137,26 @@ class Bot:
             http.close(timeout=left(0.25))
         self.scheduler.stop()
         self.recovery.stop()
-        self.inbox.stop()
-        _bounded(self.app.listener_runner.listener_executor.shutdown, left(0.5))
+        # Requests being worked on finish (inline ones on Bolt's pool, the others on the
+        # inbox's); those still queued are released below.
+        _together(
+            [
+                partial(self.inbox.stop, left(0.5)),
+                self.app.listener_runner.listener_executor.shutdown,
+            ],
+            left(0.5),
+        )
         # The last fifth delivers what handing back writes (the interrupted probes' notes).
+        # A web-only process delivers nothing: its workers never ran.
+        workers = self.workers if self.role.works else ()
         handing_back = deadline - timeout / 5
-        _together([partial(w.drain, handing_back) for w in self.workers], left() + 1.0)
+        _together([partial(w.drain, handing_back) for w in workers], left() + 1.0)
         for what in (self.probes.hand_back, self.inbox.inbox.release):
             try:
                 what()
             except Exception:  # the database may be away: leases and claims run out anyway
                 log.exception("could not hand back work on the way out")
-        quick = [w for w in self.workers if w.drains]
+        quick = [w for w in workers if w.drains]
         _together([partial(w.finish, deadline) for w in quick], left() + 1.0)
         self.runtime.engine.dispose()
 
@@ -134,15 +168,16 @@ def create_bot(
     client: WebClient | None = None,
     publish_interval: float = 1.0,
     pagerduty: PagerDuty | None = None,
+    role: Role = Role.ALL,
 ) -> Bot:
-    """Everything the bot needs, checked before anything listens.
+    """Everything the bot needs for ``role``, checked before anything listens.
 
     Raises:
         DeployError: missing or refused credentials, invalid config, database not migrated.
     """
     if not settings.slack_bot_token:
         raise DeployError("SLACK_BOT_TOKEN is not set: give the bot's xoxb- token.")
-    if not settings.slack_app_token and not settings.slack_signing_secret:
+    if role.web and not settings.slack_app_token and not settings.slack_signing_secret:
         raise DeployError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests.")
     client = client or make_client(settings.slack_bot_token, base_url=settings.slack_api_url)
     try:
@@ -163,7 +198,7 @@ def create_bot(
         pagerduty = pagerduty or PagerDuty()
     except ValueError as error:
         raise DeployError(f"PAGERDUTY_EVENTS_URL: {error}") from None
-    return _assemble(settings, runtime, client, team_url, pagerduty, publish_interval)
+    return _assemble(settings, runtime, client, team_url, pagerduty, publish_interval, role)
 
 
 def _assemble(
@@ -173,6 +208,7 @@ def _assemble(
     team_url: str,
     pagerduty: PagerDuty,
     publish_interval: float,
+    role: Role,
 ) -> Bot:
     """Wire the parts together; nothing here talks to the network yet."""
     factory, config, service = runtime.session_factory, runtime.config, runtime.service
@@ -271,12 +307,18 @@ def _assemble(
         timetable.wake()
 
     service.wake = wake
-    inbox = SlackInbox(factory, claim=settings.inbox_claim)
-    app = build_app(client=client, signing_secret=settings.slack_signing_secret, inbox=inbox)
-    register(
-        app,
-        Deps(service=service, publisher=publisher, config=config, rollbacks=rollbacks),
+    # The web tier records and acknowledges; the listeners run on the inbox's workers: here
+    # (handed over at once), or, for a web-only process, in `deploybot worker`s.
+    inbox = SlackInbox(factory, claim=settings.inbox_claim, shared=role is Role.WEB)
+    worker_app = build_app(client=client, signing_secret="", inbox=inbox, worker=True)
+    pool = InboxWorkers(
+        inbox, worker_app, poll=settings.inbox_poll, threads=settings.worker_threads
     )
+    inbox.hand_off = pool.submit if role is Role.ALL else _left_to_the_workers
+    app = build_app(client=client, signing_secret=settings.slack_signing_secret, inbox=inbox)
+    deps = Deps(service=service, publisher=publisher, config=config, rollbacks=rollbacks)
+    register(app, deps)
+    register(worker_app, deps)
     return Bot(
         runtime,
         client,
@@ -286,19 +328,19 @@ def _assemble(
         rollbacks,
         scheduler,
         (outbox, pages, work, timetable),
-        InboxWorker(inbox, app, poll=settings.outbox_poll),
+        pool,
         Periodic(
             probes.recover_interrupted,
             interval=settings.outbox_lease / 3,
             name="probe-recovery",
         ),
         settings.slack_signing_secret or "",
+        role,
     )
 
 
-def _bounded(call: Callable[[], object], timeout: float) -> None:
-    """Run ``call`` in a daemon thread, waiting for it ``timeout`` seconds at most."""
-    _together([call], timeout)
+def _left_to_the_workers(key: str, body: dict[str, Any]) -> None:
+    """A web-only process's hand-off: the row is due at once; a worker polls for it."""
 
 
 def _together(calls: list[Callable[[], object]], timeout: float) -> None:
@@ -322,99 +364,9 @@ def readiness(runtime: Runtime) -> tuple[bool, str]:
     return True, "ready"
 
 
-def make_wsgi(
-    app: App,
-    *,
-    signing_secret: str,
-    ready: Callable[[], tuple[bool, str]],
-    registry: Collector | None = None,
-) -> WSGIApplication:
-    """Bolt at ``/slack/events`` (behind :class:`~bot.slack.edge.EdgeHandler`, which answers
-    malformed requests itself) with ``/healthz``, ``/readyz`` and ``/metrics`` beside it.
-
-    ``/metrics`` serves ``registry`` in Prometheus' text format (the process-wide metrics
-    when None; ``deploybot_sessions`` needs the registry of :func:`bot.ops.metrics.registry_for`).
-    """
-    slack = EdgeHandler(app, signing_secret)
-    registry = registry or metrics.registry_for(None)
-
-    def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == "/healthz":
-            return _plain(start_response, 200, "ok")
-        if path == "/readyz":
-            ok, why = ready()
-            return _plain(start_response, 200 if ok else 503, why)
-        if path == "/metrics":
-            body = generate_latest(registry)
-            headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
-            start_response("200 OK", headers)
-            return [body]
-        return slack(environ, start_response)
-
-    return wsgi
-
-
-def _plain(start_response: StartResponse, status: int, text: str) -> list[bytes]:
-    reason = {200: "OK", 503: "Service Unavailable"}[status]
-    body = (text + "\n").encode()
-    start_response(
-        f"{status} {reason}",
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-    )
-    return [body]
-
-
 def serve_http(bot: Bot, *, host: str, port: int, threads: int = 16) -> Any:
     """A waitress server (multi-threaded, production grade); call ``.run()`` on it."""
-    import waitress
-
-    return waitress.create_server(bot.wsgi(), host=host, port=port, threads=threads)
-
-
-class HttpServing:
-    """A waitress server running on a daemon thread, closed gracefully from another one.
-
-    waitress's ``close()`` belongs in its loop's thread; here the closing steps go through
-    its trigger, in waitress's own order: stop accepting, let the requests being answered
-    finish, send what they wrote, close the connections (then the loop ends by itself).
-    """
-
-    def __init__(self, server: Any, *, name: str = "waitress") -> None:
-        self.server = server
-        self._thread = threading.Thread(target=server.run, name=name, daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.server.effective_port)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop accepting, finish the requests being answered, close the rest; wait for it."""
-        from waitress import wasyncore
-
-        server = self.server
-        if not self._thread.is_alive():
-            server.task_dispatcher.shutdown(timeout=timeout)
-            return
-        not_accepting = threading.Event()
-
-        def stop_accepting() -> None:  # the listening socket only: answers pull the trigger
-            wasyncore.dispatcher.close(server)
-            not_accepting.set()
-
-        def close_the_rest() -> None:  # the trigger, idle connections; the others once sent
-            for dispatcher in list(server._map.values()):
-                if getattr(dispatcher, "total_outbufs_len", 0):
-                    dispatcher.close_when_flushed = True
-                else:
-                    dispatcher.close()
-
-        server.trigger.pull_trigger(stop_accepting)
-        not_accepting.wait(timeout)
-        server.task_dispatcher.shutdown(timeout=timeout)  # requests being answered finish
-        server.trigger.pull_trigger(close_the_rest)
-        self._thread.join(timeout)
+    return waitress_server(bot.wsgi(), host=host, port=port, threads=threads)
 
 
 def serve_socket_mode(bot: Bot, *, app_token: str, block: bool = True) -> SocketModeHandler:

@@ -80,7 +80,7 @@ def idle_statements(bot: Bot) -> list[str]:
         for _ in range(PASSES):
             for worker in bot.workers:
                 assert worker.step() > 0  # nothing due: the worker sleeps
-            assert bot.inbox.inbox.take_over(bot.app) == 0
+            assert bot.inbox.take_due() == 0
             bot.recovery.task()
             bot.scheduler.tick()  # the leader checks it still holds the lock
     finally:

@@ -1,5 +1,6 @@
 """The Kubernetes manifests under deploy/kubernetes: valid objects, least-privilege RBAC
-derived from the API calls the code makes, a hardened two-replica Deployment, no secrets."""
+derived from the API calls the code makes, hardened two-replica Deployments for the web tier
+and the workers that scale separately, no secrets."""
 
 from __future__ import annotations
 
@@ -132,9 +133,29 @@ def test_workloads_are_granted_per_namespace_and_nodes_cluster_wide() -> None:
     assert bound == set(roles)
 
 
-def test_deployment_runs_two_hardened_replicas_with_health_probes() -> None:
-    deployment = one("Deployment")
-    spec = deployment["spec"]
+ARGS = {
+    "web": ["deploybot", "serve", "--role", "web"],
+    "worker": ["deploybot", "worker"],
+}
+
+
+def deployment(component: str) -> dict[str, Any]:
+    (found,) = [
+        d
+        for d in objects("Deployment")
+        if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        == component
+    ]
+    return found
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+@pytest.mark.parametrize("component", sorted(ARGS))
+def test_deployment_runs_two_hardened_replicas_with_health_probes(component: str) -> None:
+    spec = deployment(component)["spec"]
     pod = spec["template"]["spec"]
     assert spec["replicas"] == 2
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
@@ -145,7 +166,7 @@ def test_deployment_runs_two_hardened_replicas_with_health_probes() -> None:
     (main,) = pod["containers"]
     (migrate,) = pod["initContainers"]
     assert migrate["args"] == ["deploybot", "db", "upgrade"]
-    assert main["args"] == ["deploybot", "serve"]
+    assert main["args"] == ARGS[component]
     secret_name = one("Secret")["metadata"]["name"]
     for container in (main, migrate):
         assert "command" not in container, "keep the image's entrypoint (tini)"
@@ -170,10 +191,37 @@ def test_deployment_runs_two_hardened_replicas_with_health_probes() -> None:
     assert config_map == one("ConfigMap")["metadata"]["name"]
     assert "emptyDir" in volumes[mounts["/tmp"]]
 
+
+def test_web_and_workers_scale_separately_and_only_the_web_tier_takes_traffic() -> None:
+    web, worker = deployment("web"), deployment("worker")
+    assert web["metadata"]["name"] != worker["metadata"]["name"]
+    pods = {
+        name: d["spec"]["template"]["metadata"]["labels"]
+        for name, d in (("web", web), ("worker", worker))
+    }
+    for name, d in (("web", web), ("worker", worker)):
+        selector = d["spec"]["selector"]["matchLabels"]
+        # Each Deployment owns its pods only: scaling one leaves the other as it is.
+        assert [p for p, labels in pods.items() if selects(selector, labels)] == [name]
+        spread = d["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
+        assert spread["labelSelector"]["matchLabels"] == selector
+
     service = one("Service")
-    labels = spec["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
+    assert [p for p, labels in pods.items() if selects(service["spec"]["selector"], labels)] == [
+        "web"
+    ]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+    # A node drain keeps one pod of each.
+    budgets = objects("PodDisruptionBudget")
+    covered = sorted(
+        p
+        for b in budgets
+        for p, labels in pods.items()
+        if selects(b["spec"]["selector"]["matchLabels"], labels)
+    )
+    assert covered == ["web", "worker"]
+    assert all(b["spec"]["minAvailable"] == 1 for b in budgets)
 
 
 def test_no_secret_is_written_in_the_manifests() -> None:

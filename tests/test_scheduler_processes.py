@@ -29,12 +29,14 @@ def fake() -> Iterator[FakeSlack]:
 
 
 class BotProcess:
-    """``deploybot serve`` in a child process, its log in a file."""
+    """``deploybot serve`` (or the command ``args`` name) in a child process, its log in a file."""
 
-    def __init__(self, name: str, env: dict[str, str], tmp_path: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], tmp_path: Path, args: tuple[str, ...] = ("serve",)
+    ) -> None:
         self.log = tmp_path / f"{name}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve"],
+            [sys.executable, "-m", "bot.cli", *args],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -1,8 +1,15 @@
-"""``deploybot serve``: run the bot, its log one JSON object per line."""
+"""``deploybot serve`` and ``deploybot worker``: run the bot, its log one JSON object per line.
+
+``serve`` runs everything in one process by default; ``serve --role web`` only verifies,
+records and acknowledges Slack's requests, and ``worker`` does the work (see
+:class:`bot.server.Role`).
+"""
 
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,21 +20,53 @@ from bot.ops.logs import LogFormat
 
 if TYPE_CHECKING:
     from bot.config.schema import Config
+    from bot.server import Role
+
+
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="DEPLOYBOT_LOG_FORMAT",
+        help="json: one JSON object per line, with the session id; text: for a terminal.",
+    ),
+]
+
+
+class ServeRole(StrEnum):
+    ALL = "all"
+    WEB = "web"
 
 
 @app.command("serve")
 def serve(
     config: ConfigOption = None,
-    log_format: Annotated[
-        LogFormat,
+    log_format: LogFormatOption = LogFormat.JSON,
+    role: Annotated[
+        ServeRole,
         typer.Option(
-            "--log-format",
-            envvar="DEPLOYBOT_LOG_FORMAT",
-            help="json: one JSON object per line, with the session id; text: for a terminal.",
+            "--role",
+            help="all: the web tier and the workers in this process; web: verify, record "
+            "and acknowledge Slack's requests only, leaving the work to `deploybot worker`s.",
         ),
-    ] = LogFormat.JSON,
+    ] = ServeRole.ALL,
 ) -> None:
     """Run the bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on $PORT."""
+    from bot.server import Role
+
+    _run(Role(role.value), config, log_format)
+
+
+@app.command("worker")
+def worker(config: ConfigOption = None, log_format: LogFormatOption = LogFormat.JSON) -> None:
+    """Run the workers only: the Slack requests `serve --role web` recorded, the outbox and
+    the scheduler; /healthz, /readyz and /metrics on $PORT."""
+    from bot.server import Role
+
+    _run(Role.WORKER, config, log_format)
+
+
+def _run(role: Role, config: Path | None, log_format: LogFormat) -> None:
     import os
     import signal
     import time
@@ -44,7 +83,7 @@ def serve(
         # is held back: a refusal to start is one printed line for a person, and a start
         # writes it in the configured format.
         with held_back() as early:
-            bot = create_bot(settings, config_path=config)
+            bot = create_bot(settings, config_path=config, role=role)
     except ConfigError as error:
         for problem in error.problems:
             err.print(problem, highlight=False, markup=False)
@@ -63,17 +102,21 @@ def serve(
     http: HttpServing | None = None
     socket_mode: Any = None
     try:
-        # Both modes serve /healthz, /readyz and /metrics on DEPLOYBOT_HOST:PORT (and the drain
-        # closes that server); Socket Mode takes Slack's requests over its own connection.
+        # Every role serves /healthz, /readyz and /metrics on DEPLOYBOT_HOST:PORT (and the
+        # drain closes that server); Socket Mode takes Slack's requests over its own
+        # connection, one per web process.
         http = HttpServing(serve_http(bot, host=settings.host, port=settings.port))
-        if settings.slack_app_token:
+        where = f"{settings.host}:{http.port}"
+        if not role.web:
+            log.info("deploybot worker: health on %s (/healthz, /readyz, /metrics)", where)
+        elif settings.slack_app_token:
             socket_mode = serve_socket_mode(bot, app_token=settings.slack_app_token, block=False)
-            log.info("deploybot: Socket Mode; health on %s:%s", settings.host, http.port)
+            log.info("deploybot: Socket Mode (role %s); health on %s", role.value, where)
         else:
             log.info(
-                "deploybot: listening on %s:%s (/slack/events, /healthz, /readyz, /metrics)",
-                settings.host,
-                http.port,
+                "deploybot: listening on %s (/slack/events, /healthz, /readyz, /metrics)%s",
+                where,
+                "" if role.works else "; web only: `deploybot worker` does the work",
             )
         while True:
             # Not one endless wait: the kernel may hand the signal to another thread, and the

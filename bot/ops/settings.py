@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # How often a deploy step that waits (a rollout, a pause) is looked at again (seconds).
     deploy_poll: float = Field(2.0, alias="DEPLOYBOT_DEPLOY_POLL")
     inbox_claim: float = Field(30.0, alias="DEPLOYBOT_INBOX_CLAIM")
+    # How often the inbox's workers look for Slack requests that a web-only process recorded
+    # (or that a stopped process left unfinished); their own web tier's they take at once.
+    inbox_poll: float = Field(0.2, alias="DEPLOYBOT_INBOX_POLL")
+    # How many Slack requests' listeners a working process runs at once.
+    worker_threads: int = Field(16, alias="DEPLOYBOT_WORKER_THREADS", ge=1)
     host: str = Field("0.0.0.0", alias="DEPLOYBOT_HOST")  # HTTP mode's listening address
     # The installation's name for the scheduler's leader lock. Unset, the database and schema
     # name it, so installations sharing a PostgreSQL server each get their own leader.

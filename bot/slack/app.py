@@ -36,15 +36,32 @@ class _TokenUnusedWarning(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
-def build_app(*, client: WebClient, signing_secret: str, inbox: SlackInbox) -> App:
+def build_app(
+    *, client: WebClient, signing_secret: str, inbox: SlackInbox, worker: bool = False
+) -> App:
     """The Bolt app with its middleware; the composition root registers the listeners.
 
     Bolt verifies each request's signature and timestamp (requests older than five minutes
     are refused) before any middleware of ours runs; then the inbox records the request.
+
+    ``worker``: the app the inbox's workers dispatch recorded requests through
+    (:mod:`bot.slack.inbox_workers`): each listener runs to its end in the worker's thread,
+    and its acknowledgement goes nowhere (the web tier answered the request already).
     """
     bolt_log = logging.getLogger("slack_bolt.App")
     if not any(isinstance(f, _TokenUnusedWarning) for f in bolt_log.filters):
         bolt_log.addFilter(_TokenUnusedWarning())
+    if worker:
+        app = App(
+            client=client,
+            signing_secret=signing_secret or "unused",  # requests come from the database
+            token_verification_enabled=False,
+            request_verification_enabled=False,
+            process_before_response=True,
+            raise_error_for_unhandled_request=True,
+        )
+        app.middleware(inbox.middleware)
+        return app
     app = App(
         client=client,
         signing_secret=signing_secret,

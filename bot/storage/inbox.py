@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,23 @@ def request_key(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _receive(insert: Any) -> Any:
+    """The insert that records a request, built once: the web tier runs it for every
+    request before the ack, and building it each time cost more than running it."""
+    table = InboxRow.__table__
+    return (
+        insert(table)
+        .values(
+            {c: bindparam(c) for c in ("key", "body", "received_at", "claimed_until", "done_at")}
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.key)
+    )
+
+
+_RECEIVE = {"postgresql": _receive(postgresql.insert), "sqlite": _receive(sqlite.insert)}
+
+
 class Inbox:
     """The ``slack_inbox`` table, in one unit of work's transaction."""
 
@@ -53,12 +70,8 @@ class Inbox:
             "claimed_until": at + claim,
             "done_at": None,
         }
-        dialect = self._db.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(InboxRow).values(values).on_conflict_do_nothing(index_elements=["key"])
-        ).returning(InboxRow.key)
-        return self._db.execute(statement).scalar_one_or_none() is not None
+        statement = _RECEIVE[self._db.get_bind().dialect.name]
+        return self._db.execute(statement, values).scalar_one_or_none() is not None
 
     def finish(self, key: str, *, at: datetime) -> bool:
         """Mark a request done; False when it already was (by this replica or another).
@@ -86,22 +99,38 @@ class Inbox:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
-    def claim_abandoned(
+    def claim_due(
         self, *, now: datetime, claim: timedelta, limit: int = 10
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """Take over requests whose receiver stopped before finishing them."""
+    ) -> list[tuple[str, dict[str, Any], datetime]]:
+        """Claim up to ``limit`` requests that nobody holds, oldest first: those a web-only
+        replica recorded for the workers, and those whose receiver stopped before finishing
+        them. Returns (key, body, received at) of each.
+
+        Safe across processes in one statement: PostgreSQL skips the rows another
+        transaction is claiming (``FOR UPDATE SKIP LOCKED``) and re-checks the claim of a
+        row another one has just claimed; SQLite runs one writer at a time, and the UPDATE
+        claims only the rows still due when it runs.
+        """
+        # A materialized CTE: PostgreSQL may run a LIMIT subquery of ``IN`` more than once,
+        # and claim more than ``limit`` rows.
         due = (
             select(InboxRow.key)
             .where(InboxRow.done_at.is_(None), InboxRow.claimed_until <= now)
             .order_by(InboxRow.received_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("due")
+            .prefix_with("MATERIALIZED")
         )
         rows = self._db.execute(
             update(InboxRow)
-            .where(InboxRow.key.in_(due))
+            .where(
+                InboxRow.key.in_(select(due.c.key)),
+                InboxRow.done_at.is_(None),
+                InboxRow.claimed_until <= now,
+            )
             .values(claimed_until=now + claim)
-            .returning(InboxRow.key, InboxRow.body)
+            .returning(InboxRow.key, InboxRow.body, InboxRow.received_at)
             .execution_options(synchronize_session=False)
-        )
-        return [(row.key, row.body) for row in rows]
+        ).all()
+        return sorted(((r.key, r.body, r.received_at) for r in rows), key=lambda r: r[2])

@@ -47,7 +47,8 @@ from typing import Any, cast
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.engine import make_url
 
-from bot.app.sessions import DeployService, policy_for, session_checklist
+from bot.app.environments import policy_for
+from bot.app.sessions import DeployService, session_checklist
 from bot.config.loader import load_config
 from bot.domain import DeploySession, ItemProgress, ItemStatus, SessionState
 from bot.domain.session import SignOffRecord

@@ -186,7 +186,13 @@ def _assemble(
     )
     reports = ReportPoster(client=client, session_factory=factory, links=links)
     delivery = SlackDelivery(client=client, session_factory=factory, report=reports.deliver)
-    probes = SessionProbes(config=config, service=service, lease=settings.outbox_lease)
+    probes = SessionProbes(
+        config=config,
+        service=service,
+        lease=settings.outbox_lease,
+        concurrency=settings.probe_concurrency,
+        per_host=settings.probe_per_host,
+    )
     rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
 
     def probe_round(payload: dict[str, Any]) -> None:

@@ -14,8 +14,24 @@ def probes_run(
     env: Annotated[str, typer.Argument(help="Environment.")],
     config: ConfigOption = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-j", min=1, max=256, help="Probes run at a time.")
-    ] = 32,
+        int,
+        typer.Option(
+            "--concurrency",
+            "-j",
+            min=1,
+            envvar="DEPLOYBOT_PROBE_CONCURRENCY",
+            help="Most probes run at a time (all of them, up to this).",
+        ),
+    ] = 256,
+    per_host: Annotated[
+        int,
+        typer.Option(
+            "--per-host",
+            min=1,
+            envvar="DEPLOYBOT_PROBE_PER_HOST",
+            help="Most probes talking to one host:port at a time.",
+        ),
+    ] = 16,
 ) -> None:
     """Run an environment's probes now; exit 1 when a critical one fails, 2 when it has none."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,7 +39,8 @@ def probes_run(
 
     from bot.config.loader import load_config
     from bot.domain.checklist import Severity
-    from bot.integrations.probes import ProbeResult, run_probes
+    from bot.integrations.probes import ProbeContext, ProbeResult, run_probes
+    from bot.integrations.probes.clients import ProbeClients
     from bot.integrations.probes.select import environment_probes
 
     with user_errors():
@@ -58,7 +75,12 @@ def probes_run(
 
     with progress:
         task = progress.add_task(f"Probing {escape(env)}", total=len(probes))
-        results = run_probes(probes, concurrency=concurrency, on_result=landed)
+        clients = ProbeClients(per_host=per_host)  # one HTTP client and TLS context for all
+        try:
+            ctx = ProbeContext(clients=clients)
+            results = run_probes(probes, ctx=ctx, concurrency=concurrency, on_result=landed)
+        finally:
+            clients.close()
 
     table = Table(title=f"Probes of {escape(env)}", title_justify="left")
     for column in ("probe", "kind", "result", "summary", "duration", "severity"):

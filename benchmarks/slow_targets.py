@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 BODY = b'{"status": "ok"}'
 
@@ -43,9 +43,7 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, de
 
 async def _serve(count: int, delay: float) -> None:
     servers = [
-        await asyncio.start_server(
-            lambda r, w: _answer(r, w, delay), "127.0.0.1", 0, backlog=4096
-        )
+        await asyncio.start_server(lambda r, w: _answer(r, w, delay), "127.0.0.1", 0, backlog=4096)
         for _ in range(count)
     ]
     ports = [s.sockets[0].getsockname()[1] for s in servers]
@@ -60,7 +58,7 @@ def slow_targets(count: int, delay: float) -> Iterator[tuple[int, list[int]]]:
     import resource
 
     def more_files() -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     process = subprocess.Popen(

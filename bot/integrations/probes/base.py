@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextvars
 import importlib
 import os
+import queue
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,7 +32,10 @@ from bot.ops import metrics
 from bot.ops.redact import redact
 
 MAX_CONCURRENCY = 256
-FDS_PER_CHECK = 2  # a socket, or a command's pipes; a round leaves room for this many each
+# File descriptors a check may hold at once: one socket for the kinds that talk to their
+# target themselves; a command's pipes, or an SDK's connections, for the others.
+ONE_SOCKET = frozenset({"http", "tcp", "tls", "dns", "prometheus", "sql"})
+FDS_PER_CHECK = 4
 FDS_KEPT = 32  # file descriptors a round leaves free for the rest of the process
 GRACE_SECONDS = 2.0  # beyond its own timeout, how long the runner waits for a stuck check
 SUMMARY_LIMIT = 200
@@ -130,8 +134,10 @@ def _with_clients(ctx: ProbeContext | None) -> tuple[ProbeContext, bool]:
     return replace(ctx, clients=ProbeClients()), True
 
 
-def fd_room() -> int:
-    """How many checks the open-file limit leaves room for now (a large number if unknown)."""
+def fd_room(kinds: Iterable[str] = ()) -> int:
+    """How many checks of these kinds the open-file limit leaves room for now (a large
+    number if unknown)."""
+    each = 1 if set(kinds) <= ONE_SOCKET else FDS_PER_CHECK
     try:
         import resource
 
@@ -141,7 +147,7 @@ def fd_room() -> int:
         return MAX_CONCURRENCY
     if soft == resource.RLIM_INFINITY:
         return MAX_CONCURRENCY
-    return max(1, (soft - used - FDS_KEPT) // FDS_PER_CHECK)
+    return max(1, (soft - used - FDS_KEPT) // each)
 
 
 def _run_probe(name: str, spec: ProbeSpec, *, ctx: ProbeContext | None = None) -> ProbeResult:
@@ -174,37 +180,58 @@ def run_probes(
     if not items:
         return []
     ctx, owned = _with_clients(ctx)
+    workers = max(1, min(concurrency, len(items), fd_room(spec.kind for _, spec in items)))
+    longest = max(spec.timeout.total_seconds() for _, spec in items)
+    waves = -(-len(items) // workers) + _busiest(items, ctx.shared.per_host) - 1
+    deadline = time.monotonic() + longest * waves + GRACE_SECONDS
     results: dict[int, ProbeResult] = {}
-    workers = max(1, min(concurrency, len(items), fd_room()))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
+    began = dict.fromkeys(range(len(items)), time.monotonic())
+    queued = deque(range(len(items)))
+    finished: queue.SimpleQueue[tuple[int, Future[ProbeResult]]] = queue.SimpleQueue()
+    lock = threading.Lock()
+
+    def launch() -> None:
+        """Hand the next queued check to a thread (at most ``workers`` run at once)."""
+        with lock:
+            if not queued:
+                return
+            n = queued.popleft()
+        name, spec = items[n]
+        began[n] = time.monotonic()
+        future = ctx.shared.threads.submit(_in_context(), name, spec, ctx=ctx)
+
+        def landed(done: Future[ProbeResult]) -> None:
+            finished.put((n, done))
+            launch()  # the next check takes this one's place
+
+        future.add_done_callback(landed)
+
     try:
-        started = {
-            pool.submit(_in_context(), name, spec, ctx=ctx): (n, name, spec, time.monotonic())
-            for n, (name, spec) in enumerate(items)
-        }
-        longest = max(spec.timeout.total_seconds() for _, spec in items)
-        waves = -(-len(items) // workers) + _busiest(items, ctx.shared.per_host) - 1
-        try:
-            for future in as_completed(started, timeout=longest * waves + GRACE_SECONDS):
-                n = started[future][0]
-                results[n] = future.result()
-                metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
-                if on_result:
-                    on_result(results[n])
-        except FutureTimeout:
-            pass
-        for future, (n, name, spec, began) in started.items():
+        for _ in range(workers):
+            launch()
+        while len(results) < len(items):
+            try:
+                n, future = finished.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            results[n] = future.result()
+            metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
+            if on_result:
+                on_result(results[n])
+        with lock:
+            queued.clear()  # past the deadline: nothing more starts
+        for n, (name, spec) in enumerate(items):
             if n not in results:  # stuck past its own timeout: report it, don't wait for it
-                future.cancel()
                 outcome = ProbeOutcome(False, f"timed out after {spec.timeout.total_seconds():g}s")
                 results[n] = _result(
-                    name, spec, outcome, time.monotonic() - began, datetime.now(UTC), ctx
+                    name, spec, outcome, time.monotonic() - began[n], datetime.now(UTC), ctx
                 )
                 metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
                 if on_result:
                     on_result(results[n])
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        with lock:
+            queued.clear()
         if owned:  # a stuck check still using them fails at once: it was reported already
             ctx.shared.close()
     return [results[n] for n in range(len(items))]

@@ -1,5 +1,5 @@
-"""What the checks of a process share: one HTTP client per TLS setting, and a bound on how
-many requests go to one target at a time.
+"""What the checks of a process share: one HTTP client per TLS setting, a bound on how
+many requests go to one target at a time, and the threads the checks run on.
 
 ``httpx.Client`` is thread-safe and pools connections: one client (and so one TLS context,
 whose CA bundle costs about 100 ms of CPU to load) serves every HTTP and Prometheus check,
@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
+
+from bot.integrations.probes.threads import CheckThreads
 
 if TYPE_CHECKING:
     import httpx
@@ -54,6 +56,7 @@ class ProbeClients:
         self._http: dict[bool, httpx.Client] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._made: dict[Hashable, object] = {}
+        self.threads = CheckThreads()  # kept between rounds: starting 200 threads is slow
 
     def http(self, *, verify: bool) -> httpx.Client:
         """The shared client; ``verify`` False skips the certificate check. Timeouts,

@@ -53,6 +53,7 @@ class ProbeClients:
     def __init__(self, *, per_host: int = PER_HOST) -> None:
         self.per_host = max(1, per_host)
         self._lock = threading.Lock()
+        self._building = threading.Lock()
         self._http: dict[bool, httpx.Client] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._made: dict[Hashable, object] = {}
@@ -82,9 +83,14 @@ class ProbeClients:
         with self._lock:
             if key in self._made:
                 return self._made[key]  # type: ignore[return-value]
-        built = build()
-        with self._lock:
-            return self._made.setdefault(key, built)  # type: ignore[return-value]
+        with self._building:  # 32 checks starting at once build it once, not 32 times
+            with self._lock:
+                if key in self._made:
+                    return self._made[key]  # type: ignore[return-value]
+            built = build()
+            with self._lock:
+                self._made[key] = built
+            return built
 
     @contextmanager
     def slot(self, target: str) -> Iterator[None]:

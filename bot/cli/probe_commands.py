@@ -34,6 +34,8 @@ def probes_run(
     ] = 16,
 ) -> None:
     """Run an environment's probes now; exit 1 when a critical one fails, 2 when it has none."""
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -67,11 +69,22 @@ def probes_run(
         console=err,
     )
 
+    # Each print under the progress display redraws it: results that land together are
+    # printed together, at most ten times a second (200 single prints cost 0.2-0.4 s).
+    landed_lines: list[str] = []
+    printed = [0.0]
+
+    def print_landed() -> None:
+        if landed_lines:
+            progress.console.print("\n".join(landed_lines), highlight=False)
+            landed_lines.clear()
+        printed[0] = time.monotonic()
+
     def landed(result: ProbeResult) -> None:
-        progress.console.print(
-            f"{mark(result)} {escape(result.name)}: {escape(result.summary)}", highlight=False
-        )
+        landed_lines.append(f"{mark(result)} {escape(result.name)}: {escape(result.summary)}")
         progress.advance(task)
+        if time.monotonic() - printed[0] >= 0.1:
+            print_landed()
 
     with progress:
         task = progress.add_task(f"Probing {escape(env)}", total=len(probes))
@@ -81,6 +94,7 @@ def probes_run(
             results = run_probes(probes, ctx=ctx, concurrency=concurrency, on_result=landed)
         finally:
             clients.close()
+            print_landed()
 
     table = Table(title=f"Probes of {escape(env)}", title_justify="left")
     for column in ("probe", "kind", "result", "summary", "duration", "severity"):

@@ -203,8 +203,7 @@ def main() -> None:
                             elapsed = time.monotonic() - started
                             series.append((done, elapsed, rss_mb(process.pid)))
                             print(
-                                f"{done:>6} requests, {elapsed:6.0f} s: "
-                                f"RSS {series[-1][2]:.1f} MB",
+                                f"{done:>6} requests, {elapsed:6.0f} s: RSS {series[-1][2]:.1f} MB",
                                 file=sys.stderr,
                             )
                 slack.close()
@@ -249,10 +248,10 @@ def report(
         print(f"| {done:>8} | {elapsed:>7.0f} | {rss:>8.1f} |")
     print()
     answered = ", ".join(
-        f"{name}: " + " ".join(f"{count}×{status or 'none'}" for status, count in sorted(s.items()))
+        f"{name}: " + " ".join(f"{count}x{status or 'none'}" for status, count in sorted(s.items()))
         for name, s in statuses.items()
     )
-    print(f"answers (count×HTTP status): {answered}")
+    print(f"answers (count x HTTP status): {answered}")
     print(f"Slack stand-in calls: {len(fake.calls())}")
     first, middle, last = series[1][2], series[len(series) // 2][2], series[-1][2]
     early, late = middle - first, last - middle

@@ -34,18 +34,16 @@ class Counting(BaseHTTPRequestHandler):
             cls.now += 1
             cls.most = max(cls.most, cls.now)
             cls.cookies.append(self.headers.get("Cookie"))
-        try:
-            time.sleep(cls.delay)
-            body = b'{"status": "ok"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Set-Cookie", "session=abc; Path=/")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        finally:
-            with cls.lock:
-                cls.now -= 1
+        time.sleep(cls.delay)
+        with cls.lock:  # before answering: the client may send its next request at once
+            cls.now -= 1
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Set-Cookie", "session=abc; Path=/")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -20,7 +20,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -187,34 +186,31 @@ def run_probes(
     results: dict[int, ProbeResult] = {}
     began = dict.fromkeys(range(len(items)), time.monotonic())
     queued = deque(range(len(items)))
-    finished: queue.SimpleQueue[tuple[int, Future[ProbeResult]]] = queue.SimpleQueue()
+    finished: queue.SimpleQueue[tuple[int, ProbeResult]] = queue.SimpleQueue()
     lock = threading.Lock()
 
-    def launch() -> None:
-        """Hand the next queued check to a thread (at most ``workers`` run at once)."""
-        with lock:
-            if not queued:
-                return
-            n = queued.popleft()
-        name, spec = items[n]
-        began[n] = time.monotonic()
-        future = ctx.shared.threads.submit(_in_context(), name, spec, ctx=ctx)
-
-        def landed(done: Future[ProbeResult]) -> None:
-            finished.put((n, done))
-            launch()  # the next check takes this one's place
-
-        future.add_done_callback(landed)
+    def lane(context: contextvars.Context) -> None:
+        """Run queued checks one after the other until none is left: ``workers`` lanes
+        run at once. Each check runs in a copy of the caller's context (its log lines
+        carry the session)."""
+        while True:
+            with lock:
+                if not queued:
+                    return
+                n = queued.popleft()
+            name, spec = items[n]
+            began[n] = time.monotonic()
+            finished.put((n, context.copy().run(_run_probe, name, spec, ctx=ctx)))
 
     try:
         for _ in range(workers):
-            launch()
+            ctx.shared.threads.submit(lane, contextvars.copy_context())
         while len(results) < len(items):
             try:
-                n, future = finished.get(timeout=max(0.0, deadline - time.monotonic()))
+                n, result = finished.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            results[n] = future.result()
+            results[n] = result
             metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
             if on_result:
                 on_result(results[n])
@@ -242,12 +238,6 @@ def _busiest(items: list[tuple[str, ProbeSpec]], per_host: int) -> int:
     counts = Counter(target_of(spec) for _, spec in items)
     counts.pop(None, None)
     return max((-(-n // per_host) for n in counts.values()), default=1)
-
-
-def _in_context() -> Callable[..., ProbeResult]:
-    """``_run_probe`` in a copy of the caller's context: a check's log lines carry its session."""
-    context = contextvars.copy_context()
-    return lambda *args, **kwargs: context.run(_run_probe, *args, **kwargs)
 
 
 def _result(

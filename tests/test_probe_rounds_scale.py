@@ -113,3 +113,17 @@ def test_a_round_of_1000_http_checks_fits_in_256_file_descriptors() -> None:
         )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == {"passed": 1000, "failed": []}
+
+
+def test_kept_threads_take_the_next_rounds_checks_and_end_when_closed() -> None:
+    clients = ProbeClients()
+    with http_server(counting(0.0)) as web:
+        spec = probe({"kind": "http", "url": f"{web}/health"})
+        ctx = ProbeContext(clients=clients)
+        for _ in range(3):
+            assert all(r.ok for r in run_probes([(f"p{n}", spec) for n in range(5)], ctx=ctx))
+        started = clients.threads.started
+        clients.close()
+        [after] = run_probes({"after": spec}, ctx=ctx)  # a closed one still runs checks
+    assert after.ok, after.summary
+    assert started <= 5  # the later rounds reused the first round's threads

@@ -15,6 +15,7 @@ its measurements.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -52,16 +53,33 @@ class ProbeClients:
 
     def __init__(self, *, per_host: int = PER_HOST) -> None:
         self.per_host = max(1, per_host)
+        self._start()
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._building = threading.Lock()
         self._http: dict[bool, httpx.Client] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._made: dict[Hashable, object] = {}
-        self.threads = CheckThreads()  # kept between rounds: starting 200 threads is slow
+        self._threads = CheckThreads()  # kept between rounds: starting 200 threads is slow
+
+    def _forked(self) -> None:
+        """A forked child starts afresh: its parent's pooled sockets are not its own, and
+        the parent's threads (and lock holders) did not come along."""
+        if self._pid != os.getpid():
+            self._start()
+
+    @property
+    def threads(self) -> CheckThreads:
+        """The threads the checks run on."""
+        self._forked()
+        return self._threads
 
     def http(self, *, verify: bool) -> httpx.Client:
         """The shared client; ``verify`` False skips the certificate check. Timeouts,
         redirects, headers and auth are given per request."""
+        self._forked()
         with self._lock:
             client = self._http.get(verify)
             if client is None:
@@ -103,11 +121,14 @@ class ProbeClients:
             yield
 
     def close(self) -> None:
-        """Close the clients' pooled connections (a later check opens new ones)."""
+        """Close the clients' pooled connections and end the idle threads (a later check
+        opens new ones, and starts a thread)."""
+        self._forked()
         with self._lock:
             clients, self._http = list(self._http.values()), {}
         for client in clients:
             client.close()
+        self._threads.close()
 
 
 def target_of(spec: object) -> str | None:

@@ -28,20 +28,34 @@ class CheckThreads:
 
     def __init__(self, *, idle: float = IDLE) -> None:
         self.idle = idle
-        self._tasks: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._waiting = threading.Semaphore(0)  # idle threads no task is promised to yet
         self._names = itertools.count(1)
+        self._started = 0
+        self._closed = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on an idle thread, or a new one; its future."""
         future: Future[Any] = Future()
         task: _Task = (future, fn, args, kwargs)
-        if self._waiting.acquire(blocking=False):
+        if not self._closed and self._waiting.acquire(blocking=False):
             self._tasks.put(task)  # one idle thread will take it
         else:
-            name = f"probe-{next(self._names)}"
+            self._started = next(self._names)
+            name = f"probe-{self._started}"
             threading.Thread(target=self._work, args=(task,), name=name, daemon=True).start()
         return future
+
+    @property
+    def started(self) -> int:
+        """How many threads it has started, all told."""
+        return self._started
+
+    def close(self) -> None:
+        """Idle threads end now, busy ones when their task is done."""
+        self._closed = True
+        for _ in range(self._started):
+            self._tasks.put(None)
 
     def _work(self, task: _Task | None) -> None:
         while True:
@@ -53,11 +67,16 @@ class CheckThreads:
                     except BaseException as error:  # the caller reads it from the future
                         future.set_exception(error)
                 del future, fn, args, kwargs, task  # hold nothing while idle
+            if self._closed:
+                return
             self._waiting.release()
             while True:
                 try:
                     task = self._tasks.get(timeout=self.idle)
-                    break
                 except queue.Empty:
                     if self._waiting.acquire(blocking=False):
                         return  # no task was promised to an idle thread: this one ends
+                    continue
+                if task is None:  # closed
+                    return
+                break

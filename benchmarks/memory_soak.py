@@ -9,8 +9,9 @@ sign-off, ``/deploy list`` and ``/deploy report``. The serve process's resident 
 (VmRSS) is read every ``--every`` requests. Prints the series, the growth over the first and
 the second half, and whether it plateaus; asserts nothing.
 
-``--trace N`` runs serve under ``tracemalloc`` (N frames; slower) and prints the allocation
-sites that grew most between the first sample and the last.
+``--trace N`` runs serve under ``tracemalloc`` (N frames; many times slower: run a few
+thousand requests) and prints the allocation sites that grew most from the first sample
+(past the warm-up) to the last.
 
 Run from the repository root::
 
@@ -69,7 +70,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_serve(folder: Path, fake_url: str, frames: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_serve(
+    folder: Path, fake_url: str, frames: int, extra: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
     from ack_latency import SECRET, TOKEN
 
     from bot.storage.db import upgrade
@@ -87,6 +90,7 @@ def start_serve(folder: Path, fake_url: str, frames: int) -> tuple[subprocess.Po
         PORT="0",
         DEPLOYBOT_HOST="127.0.0.1",
     )
+    env.update(extra)
     log = folder / "serve.log"
     process = subprocess.Popen(
         [sys.executable, __file__, "--child", str(folder), "--trace", str(frames)],
@@ -160,6 +164,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--trace", type=int, default=0, help="tracemalloc frames (0: off)")
+    parser.add_argument(
+        "--without", nargs="*", default=[], help="kinds of request left out (e.g. report)"
+    )
+    parser.add_argument(
+        "--env", nargs="*", default=[], help="NAME=VALUE for serve (e.g. MALLOC_ARENA_MAX=2)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -172,17 +182,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, FakeSlack() as fake:
         folder = Path(tmp)
-        process, url = start_serve(folder, fake.base_url, args.trace)
+        extra = dict(pair.split("=", 1) for pair in args.env)
+        process, url = start_serve(folder, fake.base_url, args.trace, extra)
         try:
             target = open_session(fake, url)
-            kinds = requests_of(target, fake)
+            kinds = [k for k in requests_of(target, fake) if k[0] not in args.without]
             numbers = itertools.count()
             lock = threading.Lock()
             statuses: dict[str, dict[int, int]] = {name: {} for name, _ in kinds}
             series: list[tuple[int, float, float]] = [(0, 0.0, rss_mb(process.pid))]
             started = time.monotonic()
-            if args.trace:
-                (folder / "0.want").touch()
 
             def client(c: int) -> None:
                 slack = TimedRequests(url, fake=fake, timeout=60)
@@ -202,6 +211,8 @@ def main() -> None:
                         if done % args.every == 0:
                             elapsed = time.monotonic() - started
                             series.append((done, elapsed, rss_mb(process.pid)))
+                            if args.trace and done == args.every:  # past the warm-up
+                                (folder / "0.want").touch()
                             print(
                                 f"{done:>6} requests, {elapsed:6.0f} s: RSS {series[-1][2]:.1f} MB",
                                 file=sys.stderr,
@@ -240,6 +251,8 @@ def report(
         f"`deploybot serve` RSS over {args.requests} mixed requests, {args.clients} clients, "
         f"SQLite; {os.cpu_count()} cores, load average {load}"
         + (f"; under tracemalloc ({args.trace} frames)" if args.trace else "")
+        + (f"; without {', '.join(args.without)}" if args.without else "")
+        + (f"; serve's environment: {' '.join(args.env)}" if args.env else "")
     )
     print()
     print("| requests | seconds | RSS (MB) |")

@@ -9,6 +9,10 @@ sign-off, ``/deploy list`` and ``/deploy report``. The serve process's resident 
 (VmRSS) is read every ``--every`` requests. Prints the series, the growth over the first and
 the second half, and whether it plateaus; asserts nothing.
 
+Diagnoses: ``--env SOAK_SQLITE_CACHE_KB=N`` sets SQLite's page cache per connection;
+``--env SOAK_MALLOC_TRIM=S`` has serve give freed heap back to the system every S seconds
+(``malloc_trim``): memory that then stays is held, memory that goes was only freed late.
+
 ``--trace N`` runs serve under ``tracemalloc`` (N frames; many times slower: run a few
 thousand requests) and prints the allocation sites that grew most from the first sample
 (past the warm-up) to the last.
@@ -43,7 +47,10 @@ def child(trace_dir: str, frames: int) -> None:
     """Become `deploybot serve`; with ``frames``, under tracemalloc, writing a snapshot each
     time the parent asks (a file ``N.want`` appears: ``N.snap`` follows)."""
     if frames:
+        import gc
+        import json
         import tracemalloc
+        from collections import Counter
 
         tracemalloc.start(frames)
 
@@ -54,13 +61,40 @@ def child(trace_dir: str, frames: int) -> None:
                     if want.stem not in done:
                         done.add(want.stem)
                         tracemalloc.take_snapshot().dump(str(want.with_suffix(".snap")))
+                        kinds = Counter(type(o).__qualname__ for o in gc.get_objects())
+                        want.with_suffix(".types").write_text(json.dumps(kinds))
                 time.sleep(0.2)
 
         threading.Thread(target=snapshots, name="snapshots", daemon=True).start()
+    cache_kb = os.environ.get("SOAK_SQLITE_CACHE_KB")
+    if cache_kb:  # a diagnosis: SQLite's page cache per connection (default 2,000 KiB)
+        from sqlalchemy import Engine, event
+
+        def small_cache(connection: Any, _record: Any) -> None:
+            if type(connection).__module__.startswith("sqlite3"):
+                connection.execute(f"PRAGMA cache_size=-{int(cache_kb)}")
+
+        event.listen(Engine, "connect", small_cache)
+    trim = os.environ.get("SOAK_MALLOC_TRIM")
+    if trim:  # a diagnosis: give freed heap back to the system every N seconds
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+
+        def trimming() -> None:
+            while True:
+                time.sleep(float(trim))
+                libc.malloc_trim(0)
+
+        threading.Thread(target=trimming, name="malloc-trim", daemon=True).start()
     sys.argv = ["deploybot", "serve"]
     from bot.cli import main
 
     main()
+
+
+def threads_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def rss_mb(pid: int) -> float:
@@ -214,7 +248,8 @@ def main() -> None:
                             if args.trace and done == args.every:  # past the warm-up
                                 (folder / "0.want").touch()
                             print(
-                                f"{done:>6} requests, {elapsed:6.0f} s: RSS {series[-1][2]:.1f} MB",
+                                f"{done:>6} requests, {elapsed:6.0f} s: RSS {series[-1][2]:.1f} MB"
+                                f", {threads_of(process.pid)} threads",
                                 file=sys.stderr,
                             )
                 slack.close()
@@ -235,7 +270,9 @@ def main() -> None:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=60)
+        db = sum(f.stat().st_size for f in folder.glob("deploybot.db*")) / 2**20
         report(args, series, statuses, fake)
+        print(f"database file (with its WAL): {db:.1f} MB")
         if args.trace:
             growth(folder, args.trace)
 
@@ -281,7 +318,21 @@ def growth(folder: Path, frames: int) -> None:
 
     first = tracemalloc.Snapshot.load(str(folder / "0.snap"))
     last = tracemalloc.Snapshot.load(str(folder / "1.snap"))
+    total = (
+        sum(stat.size for stat in first.statistics("filename")),
+        sum(stat.size for stat in last.statistics("filename")),
+    )
     print()
+    print(
+        f"Python's heap (tracemalloc): {total[0] / 2**20:.1f} MB at the first sample, "
+        f"{total[1] / 2**20:.1f} MB at the last"
+    )
+    import json
+
+    before, after = (json.loads((folder / f"{n}.types").read_text()) for n in (0, 1))
+    grown = sorted(((after[k] - before.get(k, 0), k) for k in after), reverse=True)[:10]
+    print("objects the garbage collector tracks, that grew most in number:")
+    print("    " + ", ".join(f"{name} {count:+d}" for count, name in grown))
     print("allocation sites that grew most (tracemalloc, first sample to last):")
     for stat in last.compare_to(first, "traceback")[:12]:
         print(f"{stat.size_diff / 1024:+9.0f} KiB {stat.count_diff:+7d} blocks")

@@ -3,8 +3,11 @@
 A real Prometheus (Debian's package) scrapes itself every second; each probe queries
 ``up{job="self"}`` five times, a second apart. One probe takes about 4 s (four intervals
 between five measurements); serially 50 would take 50 times that, but the runner runs them
-together: at the default concurrency (32) in two waves, about two probes' time; at 50, in
-one wave, about one probe's time. Prints the wall times; asserts nothing.
+together: at concurrency 32 (the old pool) in two waves, about two probes' time; at the
+default (256, so all 50 at once), in one wave, about one probe's time. All 50 query one
+Prometheus, 16 at a time at most (``DEPLOYBOT_PROBE_PER_HOST``): a probe holds that slot
+only while a query is in flight, not while it waits for its next measurement, so the bound
+costs no wave. Prints the wall times; asserts nothing.
 
 Run: ``.venv/bin/python benchmarks/metric_probes.py``
 """
@@ -24,9 +27,10 @@ from pydantic import TypeAdapter
 
 from bot.config.probe_specs import ProbeSpec
 from bot.integrations.probes import run_probe, run_probes
+from bot.integrations.probes.base import MAX_CONCURRENCY
 
 COUNT = 50
-CONCURRENCIES = (32, 50)  # the runner's default (two waves), and all at once
+CONCURRENCIES = (32, MAX_CONCURRENCY)  # the old pool (two waves), and the default
 
 
 def free_port() -> int:

@@ -233,7 +233,13 @@ def _assemble(
     delivery = SlackDelivery(
         client=client, session_factory=factory, report=reports.deliver, home=home.deliver
     )
-    probes = SessionProbes(config=config, service=service, lease=settings.outbox_lease)
+    probes = SessionProbes(
+        config=config,
+        service=service,
+        lease=settings.outbox_lease,
+        concurrency=settings.probe_concurrency,
+        per_host=settings.probe_per_host,
+    )
     rollbacks = Rollbacks(config=config, service=service, probes=probes, session_factory=factory)
     deploys = DeploySteps(config=config, service=service, poll=settings.deploy_poll)
 

@@ -123,6 +123,13 @@ def hanging(first: BotProcess, service: DeployService, sid: int, item: str, tmp_
         30,
         "the probe runs (its hanging first run has started)",
     )
+    # Slack shows it running: the hand-back's note is then the only update the drain owes,
+    # not one that waits behind the running one's (one update a second per message).
+    wait_until(
+        lambda: not any(t == "publish" for t, _ in pending(service.session_factory)),
+        30,
+        "the running probe shown in Slack",
+    )
 
 
 def test_sigterm_hands_back_a_hanging_probe_and_exits_0(

@@ -33,6 +33,8 @@ from bot.domain.commands import (
 )
 from bot.domain.errors import DomainError
 from bot.integrations.probes import ProbeContext, ProbeResult, run_probes
+from bot.integrations.probes.base import MAX_CONCURRENCY
+from bot.integrations.probes.clients import PER_HOST, ProbeClients
 from bot.ops.logs import session_scoped
 from bot.storage.probe_rounds import (
     abandon,
@@ -114,7 +116,8 @@ class SessionProbes:
         config: Config,
         service: DeployService,
         context: Callable[[], ProbeContext] = ProbeContext,
-        concurrency: int = 32,
+        concurrency: int = MAX_CONCURRENCY,
+        per_host: int = PER_HOST,
         lease: float = 15.0,
         owner: str | None = None,
     ) -> None:
@@ -122,6 +125,9 @@ class SessionProbes:
         self.service = service
         self.context = context
         self.concurrency = concurrency
+        # One HTTP client (its connections kept alive between rounds), the TLS contexts and
+        # the per-target slots, shared by every round this process runs.
+        self.clients = ProbeClients(per_host=per_host)
         self.lease = timedelta(seconds=lease)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running: set[int] = set()
@@ -195,7 +201,7 @@ class SessionProbes:
             ]
             self.service.handle(session_id, commands, SYSTEM, also=store)
 
-        ctx = replace(self.context(), template=self.template(session))
+        ctx = replace(self.context(), template=self.template(session), clients=self.clients)
         ran = run_probes(specs, ctx=ctx, concurrency=self.concurrency, on_result=record)
         return ProbeRound(session_id, [recorded.get(r.name, r) for r in ran])
 

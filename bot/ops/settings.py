@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     inbox_poll: float = Field(0.2, alias="DEPLOYBOT_INBOX_POLL")
     # How many Slack requests' listeners a working process runs at once.
     worker_threads: int = Field(16, alias="DEPLOYBOT_WORKER_THREADS", ge=1)
+    # A probe round runs all its checks at once, up to this many (and to what the open-file
+    # limit leaves room for), with at most ``probe_per_host`` talking to one host:port.
+    probe_concurrency: int = Field(256, ge=1, alias="DEPLOYBOT_PROBE_CONCURRENCY")
+    probe_per_host: int = Field(16, ge=1, alias="DEPLOYBOT_PROBE_PER_HOST")
     host: str = Field("0.0.0.0", alias="DEPLOYBOT_HOST")  # HTTP mode's listening address
     # The installation's name for the scheduler's leader lock. Unset, the database and schema
     # name it, so installations sharing a PostgreSQL server each get their own leader.

@@ -250,16 +250,15 @@ class AuditLog:
         )
 
     def for_session(self, session_id: int) -> list[AuditEntry]:
-        """Every entry about a session, in the order it was recorded."""
-        rows = self._db.scalars(
-            select(AuditEventRow)
-            .where(AuditEventRow.session_id == session_id)
-            .order_by(AuditEventRow.id)
+        """Every entry about a session, in the order it was recorded (its columns, not ORM
+        objects: a long session's report loads thousands, and they would sit in the map)."""
+        a = AuditEventRow
+        rows = self._db.execute(
+            select(a.id, a.session_id, a.environment, a.actor, a.kind, a.data, a.at)
+            .where(a.session_id == session_id)
+            .order_by(a.id)
         )
-        return [
-            AuditEntry(r.id, r.session_id, r.environment, r.actor, r.kind, r.data, r.at)
-            for r in rows
-        ]
+        return [AuditEntry(*row) for row in rows]
 
     def for_environment(self, environment: str) -> list[AuditEntry]:
         """Every entry about an environment that belongs to no session (locks)."""

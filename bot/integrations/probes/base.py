@@ -1,8 +1,13 @@
-"""Running probes: timing, timeouts, redaction and a bound on concurrency.
+"""Running probes: timing, timeouts, redaction and bounds on concurrency.
 
 A kind's module exposes ``check(spec, ctx) -> ProbeOutcome`` and may raise anything: the
 runner turns every exception and every overrun into a failed result, so a probe never raises
 into its caller and a hung target costs its timeout and nothing more.
+
+Every check of a round runs at once, on a pool sized to the round, up to ``concurrency``
+(default 256) and to what the process's open-file limit leaves room for; a round never
+fails for lack of file descriptors, it runs in waves. The checks share one HTTP client and
+a bound per target (:mod:`.clients`), so one host sees at most ``per_host`` of them at once.
 """
 
 from __future__ import annotations
@@ -10,20 +15,27 @@ from __future__ import annotations
 import contextvars
 import importlib
 import os
+import queue
+import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bot.config.probe_specs import ProbeSpec
 from bot.domain.checklist import Severity
+from bot.integrations.probes.clients import ProbeClients, target_of
 from bot.ops import metrics
 from bot.ops.redact import redact
 
-MAX_CONCURRENCY = 32
+MAX_CONCURRENCY = 256
+# File descriptors a check may hold at once: one socket for the kinds that talk to their
+# target themselves; a command's pipes, or an SDK's connections, for the others.
+ONE_SOCKET = frozenset({"http", "tcp", "tls", "dns", "prometheus", "sql"})
+FDS_PER_CHECK = 4
+FDS_KEPT = 32  # file descriptors a round leaves free for the rest of the process
 GRACE_SECONDS = 2.0  # beyond its own timeout, how long the runner waits for a stuck check
 SUMMARY_LIMIT = 200
 DETAIL_LIMIT = 4000
@@ -39,6 +51,15 @@ class ProbeContext:
     secrets: list[str] = field(default_factory=list)  # values a check used; redacted later
     template: Mapping[str, str] = field(default_factory=dict)
     sleep: Callable[[float], None] = time.sleep
+    clients: ProbeClients | None = None  # the runner gives a round one when it has none
+
+    @property
+    def shared(self) -> ProbeClients:
+        """The HTTP clients and per-target slots the checks of this round share."""
+        if self.clients is None:  # a check run outside the runner: clients of its own
+            object.__setattr__(self, "clients", ProbeClients())
+        assert self.clients is not None
+        return self.clients
 
     def env(self, name: str) -> str:
         """The value of a variable the config names; a clear error when it is unset."""
@@ -94,9 +115,38 @@ def check_for(kind: str) -> Check:
 
 def run_probe(name: str, spec: ProbeSpec, *, ctx: ProbeContext | None = None) -> ProbeResult:
     """Run one probe in this thread; never raises."""
-    result = _run_probe(name, spec, ctx=ctx)
+    ctx, owned = _with_clients(ctx)
+    try:
+        result = _run_probe(name, spec, ctx=ctx)
+    finally:
+        if owned:
+            ctx.shared.close()
     metrics.probe_ran(result.kind, result.ok, result.duration)
     return result
+
+
+def _with_clients(ctx: ProbeContext | None) -> tuple[ProbeContext, bool]:
+    """``ctx`` with clients to share; True when they were made here (to close after)."""
+    ctx = ctx or ProbeContext()
+    if ctx.clients is not None:
+        return ctx, False
+    return replace(ctx, clients=ProbeClients()), True
+
+
+def fd_room(kinds: Iterable[str] = ()) -> int:
+    """How many checks of these kinds the open-file limit leaves room for now (a large
+    number if unknown)."""
+    each = 1 if set(kinds) <= ONE_SOCKET else FDS_PER_CHECK
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        used = len(os.listdir("/proc/self/fd"))
+    except (ImportError, OSError):
+        return MAX_CONCURRENCY
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONCURRENCY
+    return max(1, (soft - used - FDS_KEPT) // each)
 
 
 def _run_probe(name: str, spec: ProbeSpec, *, ctx: ProbeContext | None = None) -> ProbeResult:
@@ -118,51 +168,76 @@ def run_probes(
     concurrency: int = MAX_CONCURRENCY,
     on_result: Callable[[ProbeResult], None] | None = None,
 ) -> list[ProbeResult]:
-    """Run probes concurrently, at most ``concurrency`` at a time; results in input order.
+    """Run probes concurrently; results in input order.
 
-    ``on_result`` is called as each finishes (progress displays, Slack updates).
+    All at once, up to ``concurrency`` and to what the open-file limit leaves room for;
+    the checks of one target wait for one of its slots (``ctx.clients``, made for this
+    round when absent) before their own timeout starts. ``on_result`` is called, in this
+    thread, as each finishes (progress displays, Slack updates).
     """
     items = list(probes.items() if isinstance(probes, Mapping) else probes)
     if not items:
         return []
-    ctx = ctx or ProbeContext()
+    ctx, owned = _with_clients(ctx)
+    workers = max(1, min(concurrency, len(items), fd_room(spec.kind for _, spec in items)))
+    longest = max(spec.timeout.total_seconds() for _, spec in items)
+    waves = -(-len(items) // workers) + _busiest(items, ctx.shared.per_host) - 1
+    deadline = time.monotonic() + longest * waves + GRACE_SECONDS
     results: dict[int, ProbeResult] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))))
+    began = dict.fromkeys(range(len(items)), time.monotonic())
+    queued = deque(range(len(items)))
+    finished: queue.SimpleQueue[tuple[int, ProbeResult]] = queue.SimpleQueue()
+    lock = threading.Lock()
+
+    def lane(context: contextvars.Context) -> None:
+        """Run queued checks one after the other until none is left: ``workers`` lanes
+        run at once. Each check runs in a copy of the caller's context (its log lines
+        carry the session)."""
+        while True:
+            with lock:
+                if not queued:
+                    return
+                n = queued.popleft()
+            name, spec = items[n]
+            began[n] = time.monotonic()
+            finished.put((n, context.copy().run(_run_probe, name, spec, ctx=ctx)))
+
     try:
-        started = {
-            pool.submit(_in_context(), name, spec, ctx=ctx): (n, name, spec, time.monotonic())
-            for n, (name, spec) in enumerate(items)
-        }
-        longest = max(spec.timeout.total_seconds() for _, spec in items)
-        waves = -(-len(items) // max(1, concurrency))  # queued probes wait for a slot
-        try:
-            for future in as_completed(started, timeout=longest * waves + GRACE_SECONDS):
-                n = started[future][0]
-                results[n] = future.result()
-                metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
-                if on_result:
-                    on_result(results[n])
-        except FutureTimeout:
-            pass
-        for future, (n, name, spec, began) in started.items():
+        for _ in range(workers):
+            ctx.shared.threads.submit(lane, contextvars.copy_context())
+        while len(results) < len(items):
+            try:
+                n, result = finished.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            results[n] = result
+            metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
+            if on_result:
+                on_result(results[n])
+        with lock:
+            queued.clear()  # past the deadline: nothing more starts
+        for n, (name, spec) in enumerate(items):
             if n not in results:  # stuck past its own timeout: report it, don't wait for it
-                future.cancel()
                 outcome = ProbeOutcome(False, f"timed out after {spec.timeout.total_seconds():g}s")
                 results[n] = _result(
-                    name, spec, outcome, time.monotonic() - began, datetime.now(UTC), ctx
+                    name, spec, outcome, time.monotonic() - began[n], datetime.now(UTC), ctx
                 )
                 metrics.probe_ran(results[n].kind, results[n].ok, results[n].duration)
                 if on_result:
                     on_result(results[n])
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        with lock:
+            queued.clear()
+        if owned:  # a stuck check still using them fails at once: it was reported already
+            ctx.shared.close()
     return [results[n] for n in range(len(items))]
 
 
-def _in_context() -> Callable[..., ProbeResult]:
-    """``_run_probe`` in a copy of the caller's context: a check's log lines carry its session."""
-    context = contextvars.copy_context()
-    return lambda *args, **kwargs: context.run(_run_probe, *args, **kwargs)
+def _busiest(items: list[tuple[str, ProbeSpec]], per_host: int) -> int:
+    """How many waves the target with the most checks needs (queued checks wait for it)."""
+    counts = Counter(target_of(spec) for _, spec in items)
+    counts.pop(None, None)
+    return max((-(-n // per_host) for n in counts.values()), default=1)
 
 
 def _result(

@@ -23,7 +23,7 @@ def check(spec: DnsProbe, ctx: ProbeContext) -> ProbeOutcome:
 
     Args:
         spec: The probe as configured.
-        ctx: Unused: a DNS probe reads no variables.
+        ctx: Where the resolver's slot comes from (a DNS probe reads no variables).
 
     Returns:
         Passed when there are answers and, if asked, one contains ``contains``;
@@ -37,9 +37,11 @@ def check(spec: DnsProbe, ctx: ProbeContext) -> ProbeOutcome:
     resolver = _resolver(spec, timeout)
     where = f"@{spec.nameserver}:{spec.port}" if spec.nameserver else "system resolver"
     question = f"{spec.record_type} {spec.name}"
-    started = time.monotonic()
+    target = f"dns:{spec.nameserver}:{spec.port}" if spec.nameserver else "dns:system"
     try:
-        answer = resolver.resolve(spec.name, spec.record_type, lifetime=timeout)
+        with ctx.shared.slot(target):  # the resolver asked is the target
+            started = time.monotonic()
+            answer = resolver.resolve(spec.name, spec.record_type, lifetime=timeout)
     except dns.resolver.NXDOMAIN:
         return ProbeOutcome(False, f"NXDOMAIN: {spec.name} does not exist", f"{question} {where}")
     except dns.resolver.NoAnswer:

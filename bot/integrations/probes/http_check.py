@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import ssl
 import time
 from typing import Any
 
@@ -14,6 +12,7 @@ from bot.config.probe_specs import HttpProbe
 from bot.domain.conditions import ConditionError
 from bot.domain.conditions import parse as parse_condition
 from bot.integrations.probes.base import ProbeConfigError, ProbeContext, ProbeOutcome
+from bot.integrations.probes.clients import target_of_url
 
 BODY_LIMIT = 1 << 20  # a health endpoint's body is small; never hold more than this
 BODY_SHOWN = 1000
@@ -49,22 +48,27 @@ def check(spec: HttpProbe, ctx: ProbeContext) -> ProbeOutcome:
     """
     headers = {name: ctx.env(var) for name, var in spec.headers_from_env.items()}
     timeout = spec.timeout.total_seconds()
-    client = httpx.Client(
-        timeout=timeout, follow_redirects=spec.follow_redirects, verify=_tls(spec.verify_tls)
-    )
-    started = time.monotonic()
-    try:
-        with client, client.stream(spec.method, spec.url, headers=headers) as response:
-            body, complete = _read_body(response, deadline=started + timeout)
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
-        raise ProbeConfigError(f"bad URL {spec.url}: {error}") from None
-    except httpx.TimeoutException as error:
-        return ProbeOutcome(False, f"timed out after {timeout:g}s", _describe(error, spec))
-    except httpx.ConnectError as error:
-        return ProbeOutcome(False, f"cannot connect: {error}", _describe(error, spec))
-    except httpx.HTTPError as error:
-        reason = str(error) or type(error).__name__
-        return ProbeOutcome(False, f"request failed: {reason}", _describe(error, spec))
+    client = ctx.shared.http(verify=spec.verify_tls)
+    with ctx.shared.slot(target_of_url(spec.url)):  # waiting for it is not the target's time
+        started = time.monotonic()
+        try:
+            with client.stream(
+                spec.method,
+                spec.url,
+                headers=headers,
+                timeout=timeout,
+                follow_redirects=spec.follow_redirects,
+            ) as response:
+                body, complete = _read_body(response, deadline=started + timeout)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
+            raise ProbeConfigError(f"bad URL {spec.url}: {error}") from None
+        except httpx.TimeoutException as error:
+            return ProbeOutcome(False, f"timed out after {timeout:g}s", _describe(error, spec))
+        except httpx.ConnectError as error:
+            return ProbeOutcome(False, f"cannot connect: {error}", _describe(error, spec))
+        except httpx.HTTPError as error:
+            reason = str(error) or type(error).__name__
+            return ProbeOutcome(False, f"request failed: {reason}", _describe(error, spec))
     latency = time.monotonic() - started
     if not complete:
         return ProbeOutcome(False, f"timed out after {timeout:g}s reading the body")
@@ -74,12 +78,6 @@ def check(spec: HttpProbe, ctx: ProbeContext) -> ProbeOutcome:
     if not problems and spec.condition is not None:
         summary += f"; {spec.json_path}: {_judged(text, spec)}"
     return ProbeOutcome(not problems, summary, _detail(response, text, latency))
-
-
-@functools.cache
-def _tls(verify: bool) -> ssl.SSLContext:
-    """httpx's own context, made once: loading the CA bundle costs ~100 ms of CPU a client."""
-    return httpx.create_ssl_context(verify=verify)
 
 
 def _read_body(response: httpx.Response, *, deadline: float) -> tuple[bytes, bool]:

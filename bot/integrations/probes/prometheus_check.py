@@ -18,6 +18,7 @@ from bot.config.probe_specs import PrometheusProbe
 from bot.integrations.probes.analysis import QueryError, Series, analyse
 from bot.integrations.probes.analysis import reduce as reduce_values
 from bot.integrations.probes.base import ProbeConfigError, ProbeContext, ProbeOutcome
+from bot.integrations.probes.clients import target_of_url
 
 
 def check(spec: PrometheusProbe, ctx: ProbeContext) -> ProbeOutcome:
@@ -28,12 +29,14 @@ def check(spec: PrometheusProbe, ctx: ProbeContext) -> ProbeOutcome:
             query names a value the session does not have.
     """
     headers, auth = _auth(spec, ctx)
-    with httpx.Client(headers=headers, auth=auth, verify=spec.verify_tls) as client:
+    client, target = ctx.shared.http(verify=spec.verify_tls), target_of_url(spec.url)
 
-        def fetch(promql: str, timeout: float) -> list[Series]:
-            return query(client, spec, promql, timeout=timeout)
+    def fetch(promql: str, timeout: float) -> list[Series]:
+        # The target's slot is held while a query is in flight, not between measurements.
+        with ctx.shared.slot(target):
+            return query(client, spec, promql, timeout=timeout, headers=headers, auth=auth)
 
-        return analyse(spec, ctx, fetch, texts(spec))
+    return analyse(spec, ctx, fetch, texts(spec))
 
 
 def texts(spec: PrometheusProbe) -> dict[str, str]:
@@ -45,7 +48,13 @@ def texts(spec: PrometheusProbe) -> dict[str, str]:
 
 
 def query(
-    client: httpx.Client, spec: PrometheusProbe, promql: str, *, timeout: float
+    client: httpx.Client,
+    spec: PrometheusProbe,
+    promql: str,
+    *,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    auth: Any = None,
 ) -> list[Series]:
     """The series the query returns now, each as one value; sorted by their labels."""
     base = spec.url.rstrip("/")
@@ -63,7 +72,9 @@ def query(
             "step": step.total_seconds(),
         }
     try:
-        response = client.get(base + path, params=params, timeout=timeout)
+        response = client.get(
+            base + path, params=params, headers=headers, auth=auth, timeout=timeout
+        )
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
         raise ProbeConfigError(f"bad URL {spec.url}: {error}") from None
     except httpx.TimeoutException:

@@ -21,38 +21,39 @@ def check(spec: TcpProbe, ctx: ProbeContext) -> ProbeOutcome:
 
     Args:
         spec: The probe as configured.
-        ctx: Unused: a TCP probe reads no variables.
+        ctx: Where the target's slot comes from (a TCP probe reads no variables).
 
     Returns:
         Passed when the connection opens and the reply contains ``expect_banner``.
     """
     timeout = spec.timeout.total_seconds()
     target = f"{spec.host}:{spec.port}"
-    started = time.monotonic()
-    deadline = started + timeout
-    step = "connecting"
-    try:
-        with socket.create_connection((spec.host, spec.port), timeout=timeout) as sock:
-            connected = time.monotonic() - started
-            if spec.send is not None:
-                step = "sending"
-                line = spec.send if spec.send.endswith("\n") else spec.send + "\r\n"
-                sock.settimeout(max(0.001, deadline - time.monotonic()))
-                sock.sendall(line.encode())
-            if spec.expect_banner is None:
-                return ProbeOutcome(True, f"connected in {connected * 1000:.0f} ms", target)
-            step = f"waiting for {spec.expect_banner!r}"
-            received, complete = _read_until(sock, spec.expect_banner.encode(), deadline)
-            if not complete:
-                summary = f"timed out after {timeout:g}s {step}"
-                return ProbeOutcome(False, summary, _detail(target, received))
-    except TimeoutError:
-        return ProbeOutcome(False, f"timed out after {timeout:g}s {step}", target)
-    except socket.gaierror as error:
-        return ProbeOutcome(False, f"cannot resolve {spec.host}: {error.strerror}", target)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        return ProbeOutcome(False, f"{step} to {target} failed: {reason}", target)
+    with ctx.shared.slot(f"{spec.host.lower()}:{spec.port}"):  # not counted in the timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        step = "connecting"
+        try:
+            with socket.create_connection((spec.host, spec.port), timeout=timeout) as sock:
+                connected = time.monotonic() - started
+                if spec.send is not None:
+                    step = "sending"
+                    line = spec.send if spec.send.endswith("\n") else spec.send + "\r\n"
+                    sock.settimeout(max(0.001, deadline - time.monotonic()))
+                    sock.sendall(line.encode())
+                if spec.expect_banner is None:
+                    return ProbeOutcome(True, f"connected in {connected * 1000:.0f} ms", target)
+                step = f"waiting for {spec.expect_banner!r}"
+                received, complete = _read_until(sock, spec.expect_banner.encode(), deadline)
+                if not complete:
+                    summary = f"timed out after {timeout:g}s {step}"
+                    return ProbeOutcome(False, summary, _detail(target, received))
+        except TimeoutError:
+            return ProbeOutcome(False, f"timed out after {timeout:g}s {step}", target)
+        except socket.gaierror as error:
+            return ProbeOutcome(False, f"cannot resolve {spec.host}: {error.strerror}", target)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            return ProbeOutcome(False, f"{step} to {target} failed: {reason}", target)
     elapsed = time.monotonic() - started
     reply = received.decode(errors="replace")
     if spec.expect_banner not in reply:

@@ -21,7 +21,7 @@ def check(spec: TlsProbe, ctx: ProbeContext) -> ProbeOutcome:
 
     Args:
         spec: The probe as configured.
-        ctx: Unused: a TLS probe reads no variables.
+        ctx: Shares the TLS context and the target's slot (a TLS probe reads no variables).
 
     Returns:
         Passed when the handshake verifies and at least ``min_days`` remain before the
@@ -33,25 +33,26 @@ def check(spec: TlsProbe, ctx: ProbeContext) -> ProbeOutcome:
     timeout = spec.timeout.total_seconds()
     server_name = spec.server_name or spec.host
     target = f"{spec.host}:{spec.port} (SNI {server_name})"
-    context = _context(spec.ca_file)
-    started = time.monotonic()
+    context = ctx.shared.made(_context_key(spec.ca_file), lambda: _context(spec.ca_file))
     step = "connecting"
-    try:
-        with socket.create_connection((spec.host, spec.port), timeout=timeout) as raw:
-            step = "in the handshake"
-            raw.settimeout(max(0.001, started + timeout - time.monotonic()))
-            with context.wrap_socket(raw, server_hostname=server_name) as tls:
-                cert = tls.getpeercert()
-                version = tls.version()
-    except ssl.SSLCertVerificationError as error:
-        reason = error.verify_message or error.reason or str(error)
-        return ProbeOutcome(False, f"certificate verification failed: {reason}", target)
-    except ssl.SSLError as error:
-        return ProbeOutcome(False, f"TLS handshake failed: {error.reason or error}", target)
-    except TimeoutError:
-        return ProbeOutcome(False, f"timed out after {timeout:g}s {step}", target)
-    except OSError as error:
-        return ProbeOutcome(False, f"{step} failed: {error.strerror or error}", target)
+    with ctx.shared.slot(f"{spec.host.lower()}:{spec.port}"):
+        started = time.monotonic()  # waiting for the slot is not the target's time
+        try:
+            with socket.create_connection((spec.host, spec.port), timeout=timeout) as raw:
+                step = "in the handshake"
+                raw.settimeout(max(0.001, started + timeout - time.monotonic()))
+                with context.wrap_socket(raw, server_hostname=server_name) as tls:
+                    cert = tls.getpeercert()
+                    version = tls.version()
+        except ssl.SSLCertVerificationError as error:
+            reason = error.verify_message or error.reason or str(error)
+            return ProbeOutcome(False, f"certificate verification failed: {reason}", target)
+        except ssl.SSLError as error:
+            return ProbeOutcome(False, f"TLS handshake failed: {error.reason or error}", target)
+        except TimeoutError:
+            return ProbeOutcome(False, f"timed out after {timeout:g}s {step}", target)
+        except OSError as error:
+            return ProbeOutcome(False, f"{step} failed: {error.strerror or error}", target)
     if not cert or "notAfter" not in cert:
         return ProbeOutcome(False, "the server sent no certificate", target)
     not_after = datetime.fromtimestamp(ssl.cert_time_to_seconds(str(cert["notAfter"])), UTC)
@@ -67,6 +68,15 @@ def check(spec: TlsProbe, ctx: ProbeContext) -> ProbeOutcome:
     return ProbeOutcome(
         True, f"certificate valid for {int(days)} more days (until {until})", detail
     )
+
+
+def _context_key(ca_file: str | None) -> tuple[str, str | None, int]:
+    """One context per CA file as it is now: a replaced bundle is read again."""
+    try:
+        changed = Path(ca_file).stat().st_mtime_ns if ca_file else 0
+    except OSError:
+        changed = -1
+    return ("tls", ca_file, changed)
 
 
 def _context(ca_file: str | None) -> ssl.SSLContext:

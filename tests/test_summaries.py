@@ -287,3 +287,33 @@ def test_the_cache_is_bounded_and_keeps_the_recently_used() -> None:
     assert parsed == ["a", "b", "c", "b"]  # "b" was the least recently used when "c" came
     assert len(cache) == 2
     assert cache.get(None, parse("x")) == "x" and len(cache) == 2
+
+
+def test_a_home_loads_only_the_sessions_that_concern_its_person(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Theirs; open for sign-off where they sign; failed where they are on call; nothing
+    else, and no more than the limit (newest first)."""
+
+    def opened(env: str, requester: str, state: SessionState, service: str) -> int:
+        session = make_session(service=service)
+        session.environment, session.requester, session.state = env, requester, state
+        return add(session_factory, session)
+
+    mine = opened("dev", "U0ME", SessionState.DEPLOYING, "a")
+    to_sign = opened("prod", "U0OTHER", SessionState.OPEN, "b")
+    deploying = opened("prod", "U0OTHER", SessionState.DEPLOYING, "c")  # nothing to sign
+    failed = opened("staging", "U0OTHER", SessionState.FAILED, "d")
+    elsewhere = opened("dev", "U0OTHER", SessionState.OPEN, "e")  # they sign only in prod
+    closed = opened("prod", "U0ME", SessionState.COMPLETED, "f")
+
+    with UnitOfWork(session_factory) as uow:
+        found = uow.summaries.home_candidates(
+            "U0ME", signing=frozenset({"prod"}), oncall=frozenset({"staging"}), limit=10
+        )
+        newest = uow.summaries.home_candidates(
+            "U0ME", signing=frozenset({"prod"}), oncall=frozenset({"staging"}), limit=2
+        )
+    assert found == [failed, to_sign, mine]
+    assert newest == [failed, to_sign]
+    assert not {deploying, elsewhere, closed} & set(found)

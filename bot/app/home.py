@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 # same worker) go first.
 HOME_DELAY = timedelta(seconds=1)
 
+# Sessions a Home loads at most: enough for its lists (each shows a few and counts the rest).
+HOME_CANDIDATES = 60
+
 # Events after which the Homes of the people concerned are published again.
 HOME_EVENTS = frozenset(
     {
@@ -65,8 +68,23 @@ def home_facts(
     now: datetime,
     link: Callable[[DeploySession], str | None] = lambda s: None,
 ) -> HomeFacts:
-    """What ``user_id``'s Home shows at ``now``."""
-    sessions = uow.sessions.list_open()
+    """What ``user_id``'s Home shows at ``now``.
+
+    Only the sessions that may concern the person are loaded (found by their summary
+    columns, a few lists' worth at most), not every open session.
+    """
+    oncall = frozenset(
+        n for n, env in config.environments.items() if not roles.isdisjoint(env.oncall)
+    )
+    signing = frozenset(
+        name
+        for name, env in config.environments.items()
+        if any(not roles.isdisjoint(rule.by) for rule in env.signoffs)
+    )
+    ids = uow.summaries.home_candidates(
+        user_id, signing=signing, oncall=oncall, limit=HOME_CANDIDATES
+    )
+    sessions = [uow.sessions.get(sid) for sid in sorted(ids)]
     mine = [s for s in sessions if s.requester == user_id]
     to_sign = [(s, rules) for s in sessions if (rules := may_sign(s, user_id, roles))]
     incidents = [

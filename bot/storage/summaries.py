@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.domain import SessionState
@@ -72,6 +72,35 @@ class SessionSummaries:
             .limit(1)
         ).first()
         return found or ""
+
+    def home_candidates(
+        self,
+        user_id: str,
+        *,
+        signing: frozenset[str],
+        oncall: frozenset[str],
+        limit: int,
+    ) -> list[int]:
+        """Ids of the open sessions one person's Home may show, newest first, at most
+        ``limit``: theirs, those still open for sign-offs in the environments where they
+        may sign, and those past their deploy in the environments where they are on call
+        (the only ones that can have an incident)."""
+        unsettled = (SessionState.FAILED, SessionState.ROLLING_BACK, SessionState.ROLLBACK_FAILED)
+        concerned = or_(
+            SessionRow.requester == user_id,
+            and_(SessionRow.state == SessionState.OPEN.value, SessionRow.environment.in_(signing)),
+            and_(
+                SessionRow.state.in_([s.value for s in unsettled]),
+                SessionRow.environment.in_(oncall),
+            ),
+        )
+        query = (
+            select(SessionRow.id)
+            .where(SessionRow.is_open, concerned)
+            .order_by(SessionRow.id.desc())
+            .limit(limit)
+        )
+        return list(self._db.scalars(query))
 
     def get(self, session_id: int) -> SessionSummary | None:
         """The summary of one session, open or closed, or None if there is no such session."""

@@ -178,14 +178,16 @@ def test_the_whole_flow_through_the_page_endpoints(sandbox: Sandbox) -> None:
     page.post(
         "/sandbox/command", {"user": DEPLOYER, "channel": deploys, "text": "/deploy start staging"}
     )
-    # The reply to the command comes last, after the summary and its thread are posted.
+    # The reply to the command comes once the summary is posted; its thread follows.
     state = page.wait(
         DEPLOYER,
         lambda s: any("Opened deploy #1" in t for t in page.texts(s)) and s,
         "the reply to /deploy start",
     )
     assert page.summary(state)
-    assert len(checklist_thread(page, state)) >= 5
+    state = page.wait(
+        DEPLOYER, lambda s: len(checklist_thread(page, s)) >= 5 and s, "the checklist thread"
+    )
     # Only the deployer sees that answer.
     assert not any("Opened deploy" in t for t in page.texts(page.state(QA)))
 

@@ -127,6 +127,25 @@ def concerned(config: Config, session: DeploySession) -> list[str]:
     return sorted({session.requester, *people(config, roles)})
 
 
+def environment_homes(uow: UnitOfWork, config: Config, environment: str, at: datetime) -> None:
+    """Publish again the Homes of everyone an environment concerns (who may start, sign and
+    answer there), after a change that is the environment's, not a session's: a lock, an
+    unlock, the queue."""
+    env = config.environments.get(environment)
+    if env is None:
+        return
+    roles = [*env.starters, *(role for rule in env.signoffs for role in rule.by), *env.oncall]
+    for user in people(config, roles):
+        uow.enqueue(
+            topic="slack",
+            key=f"home:{user}:{environment}:{at.isoformat()}",
+            payload={"kind": "home", "user_id": user},
+            at=at,
+            due=at + HOME_DELAY,
+            ordering_key=f"home:{user}",
+        )
+
+
 def home_follow_up(fx: Effects, uow: UnitOfWork, change: Change) -> None:
     """Publish the Homes of the people concerned again (one row each per revision)."""
     if not any(e.kind in HOME_EVENTS for e in change.events):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.app.home import environment_homes
 from bot.config.schema import Config
 from bot.domain import Event, SessionState
 from bot.domain import queue as lanes
@@ -60,6 +61,7 @@ class DeployQueueService:
             audit(uow, "queue_joined", entry, now)
             if uow.sessions.find_open(environment, service) is None:
                 call_next(uow, self.config, environment, service, now)
+            environment_homes(uow, self.config, environment, now)
             uow.after_commit(self.service.wake)
             uow.commit()
             place = lanes.position([*lane, entry], user_id)
@@ -90,6 +92,7 @@ class DeployQueueService:
                     entry.environment, entry.service
                 ):
                     call_next(uow, self.config, entry.environment, entry.service, now)
+            environment_homes(uow, self.config, environment, now)
             uow.after_commit(self.service.wake)
             uow.commit()
         self.service.done(request)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.app.admission import opening
 from bot.app.effects import Change, Effects, record_effects, redraw_checklist
 from bot.app.environments import describe_lock, environment_policy, freeze_of, with_facts
+from bot.app.home import environment_homes
 from bot.app.incidents import Incidents
 from bot.config.deploy_specs import check_version, deploy_plan, planned_steps
 from bot.config.schema import Config
@@ -392,6 +393,8 @@ class DeployService:
                 session_id=None,
                 environment=environment,
             )
+            environment_homes(uow, self.config, environment, now)
+            uow.after_commit(self.wake)
             uow.commit()
             return lock
 
@@ -409,6 +412,8 @@ class DeployService:
                 session_id=None,
                 environment=environment,
             )
+            environment_homes(uow, self.config, environment, now)
+            uow.after_commit(self.wake)
             uow.commit()
             return lock
 

@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import TypeAdapter
 
-from bot.config.loader import check_config
 from bot.config.probe_specs import ProbeSpec
 from bot.integrations.probes import ProbeContext, ProbeResult, run_probe
+from tests.support.config_check import located_problems
 
 KEYS = {"DD_API_KEY": "api-key-123", "DD_APP_KEY": "app-key-456"}
 
@@ -269,10 +269,4 @@ probes:
     ],
 )
 def test_bad_config_is_located_at_config_check(tmp_path: Path, extra: str, problem: str) -> None:
-    path = tmp_path / "deploybot.yaml"
-    (tmp_path / "checklist.yaml").write_text(
-        "title: Deploy\nsections:\n  - title: Checks\n    items:\n      - text: Errors are low\n"
-    )
-    path.write_text(CONFIG.format(extra=extra))
-    found = [p.replace(str(path), "deploybot.yaml") for p in check_config(path)]
-    assert found == [f"deploybot.yaml:{problem}"]
+    assert located_problems(tmp_path, CONFIG.format(extra=extra)) == [f"deploybot.yaml:{problem}"]

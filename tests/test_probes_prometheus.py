@@ -21,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from bot.config.loader import check_config
 from bot.config.probe_specs import ProbeSpec, PrometheusProbe
 from bot.domain.conditions import parse
 from bot.integrations.probes.analysis import (
@@ -34,6 +33,7 @@ from bot.integrations.probes.analysis import (
 )
 from bot.integrations.probes.base import ProbeContext, run_probe
 from bot.integrations.probes.prometheus_check import series_of
+from tests.support.config_check import located_problems
 
 URL = "http://prometheus.example:9090"
 
@@ -65,12 +65,7 @@ probes:
 
 
 def problems(tmp_path: Path, condition: str, extra: str = "") -> list[str]:
-    path = tmp_path / "deploybot.yaml"
-    (tmp_path / "checklist.yaml").write_text(
-        "title: Deploy\nsections:\n  - title: Checks\n    items:\n      - text: Errors are low\n"
-    )
-    path.write_text(CONFIG.format(condition=condition, extra=extra))
-    return [p.replace(str(path), "deploybot.yaml") for p in check_config(path)]
+    return located_problems(tmp_path, CONFIG.format(condition=condition, extra=extra))
 
 
 def test_a_good_condition_passes_config_check(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from bot.slack.edge import EdgeHandler
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
 
 
 def make_wsgi(
@@ -111,5 +114,8 @@ class HttpServing:
         server.trigger.pull_trigger(stop_accepting)
         not_accepting.wait(timeout)
         server.task_dispatcher.shutdown(timeout=timeout)  # requests being answered finish
-        server.trigger.pull_trigger(close_the_rest)
+        try:
+            server.trigger.pull_trigger(close_the_rest)
+        except OSError:  # the trigger is closed already: the loop has ended, or is ending
+            log.info("waitress's loop closed its trigger before the last close step")
         self._thread.join(timeout)
